@@ -1,0 +1,544 @@
+#!/usr/bin/env python
+"""Training-step overhead of pruning with prunelab, as ratios over a dense step measured in the same run.
+
+For every criterion x pattern x scope, on (a) an MLP 784-300-100-10 (batch 128) and (b) a CIFAR ResNet-20
+(He et al. 2016, option-A shortcuts; batch 64 on 3x32x32), this script times a dense training step and a
+pruned one, in one process, on the same synthetic data, step by step interleaved (dense, pruned, pruned,
+dense, ...), and reports:
+
+* **ordinary step**: a step at which the schedule does not prune (median over the window's non-pruning steps);
+  the pruner's work is the criterion's per-step scoring (if any) and re-applying the masks;
+* **pruning step**: a step at which ``pruner.on_step_begin(step)`` recomputes the masks (scores + selection +
+  apply), i.e. the whole training step that prunes;
+* **amortized step**: mean step over a 100-step schedule pruning every 10 steps (steps 0, 10, ..., 90);
+* **mask update**: (pruning step - ordinary step) / dense step, what one mask recomputation costs in dense steps.
+
+Each figure is a ratio over the dense step timed in the same window; the ratios of each repeat are combined by
+their median. The same masking done the way a user would without prunelab (``torch.nn.utils.prune``:
+``global_unstructured`` with ``L1Unstructured`` = our ``magnitude``, and with a custom ``importance_scores`` dict
+of |W * grad W| = our ``snip``; both 1x1 global) is timed in the same loop, and its ratios are printed beside ours.
+
+The optimizer is SGD with momentum. The classifier head (the last Linear) is not pruned. 2:4 prunes to 0.5,
+the other patterns to 0.9. The schedule is ``Schedule(target, start_step=0, end_step=90, pruning_frequency=10)``
+(exp decay, as the reference's default).
+
+Windows (which steps of that schedule are timed):
+
+* MLP: all 100 steps (0..99); amortized = the mean of the 100 pruned steps over the mean of the 100 dense ones.
+* ResNet-20 (a step takes ~0.25 s on 2 cores, so 100 steps x 42 variants does not fit a benchmark run): steps
+  78-79 untimed (the pruner's state then is that of step 79: gradient scores computed for step 80), then one
+  pruning period, steps 80..89, timed: the pruning step 80 (to the schedule's target at step 80, 0.87 for 0.9)
+  and 9 ordinary steps, of which step 89 scores for the next pruning step (gradient/snip). Amortized = the mean
+  over that period, which equals the 100-step mean of periods 10..89 and over-estimates it for steps 0..9 (no
+  masks yet) and 90..99 (no scoring any more): a conservative figure.
+
+Run::
+
+    python benchmarks/overhead.py                       # full run (a few minutes on 2 CPU cores)
+    python benchmarks/overhead.py --quick --json o.json # smoke run (< 30 s)
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import gc
+import json
+import logging
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils import prune as tprune
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from prunelab import Pattern, Pruner, Schedule, select_layers  # noqa: E402
+
+CRITERIA = ("magnitude", "gradient", "snip", "snip_momentum", "random")
+PATTERNS = ("1x1", "4x1", "2:4", "channel")
+SCOPES = ("global", "local")
+TORCH_METHODS = {"torch_l1": "magnitude", "torch_custom": "snip"}  # torch.nn.utils.prune way -> our criterion
+START, END, FREQ, TOTAL = 0, 90, 10, 100  # the schedule: prune at 0, 10, ..., 90 over 100 steps
+
+LIMITS = {
+    "mlp_ordinary": 1.15,
+    "mlp_amortized": 1.25,
+    "mlp_update_dense_steps": 2.0,
+    "resnet20_ordinary": 1.03,
+}
+
+
+# ------------------------------------------------------------------------------------------------ models
+class MLP(nn.Module):
+    """784-300-100-10 (LeNet-300-100); head ``fc3``."""
+
+    head = "fc3"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(784, 300)
+        self.fc2 = nn.Linear(300, 100)
+        self.fc3 = nn.Linear(100, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc3(F.relu(self.fc2(F.relu(self.fc1(x.flatten(1))))))
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.stride = stride
+        self.pad = cout - cin  # option A: parameter-free shortcut, subsample + zero-pad channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        sc = x
+        if self.stride != 1 or self.pad:
+            sc = F.pad(x[:, :, :: self.stride, :: self.stride], (0, 0, 0, 0, self.pad // 2, self.pad - self.pad // 2))
+        return F.relu(out + sc)
+
+
+class ResNet20(nn.Module):
+    """CIFAR ResNet-20 (He et al. 2016, sec. 4.2): 3x3 conv 16, 3 stages x 3 basic blocks (16, 32, 64 channels),
+    option-A shortcuts, global average pooling, head ``fc``. 0.27M parameters."""
+
+    head = "fc"
+
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
+        self.bn = nn.BatchNorm2d(16)
+        blocks, cin = [], 16
+        for cout, stride in ((16, 1), (32, 2), (64, 2)):
+            for b in range(3):
+                blocks.append(BasicBlock(cin, cout, stride if b == 0 else 1))
+                cin = cout
+        self.layers = nn.Sequential(*blocks)
+        self.fc = nn.Linear(64, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.bn(self.conv(x)))
+        x = self.layers(x)
+        return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
+
+
+@dataclass
+class ModelSpec:
+    name: str
+    build: Callable[[], nn.Module]
+    input_shape: tuple[int, ...]
+    batch: int
+    window: list[int]  # timed steps of the 100-step schedule
+    warmup: list[int]  # untimed steps run first (same schedule)
+    window_desc: str
+
+
+def model_specs(quick: bool) -> dict[str, ModelSpec]:
+    return {
+        "mlp": ModelSpec(
+            "mlp", MLP, (784,), 128, list(range(TOTAL)), [], "all 100 steps of the schedule (0..99)"
+        ),
+        "resnet20": ModelSpec(
+            "resnet20", ResNet20, (3, 32, 32), 64,
+            list(range(80, 83)) if quick else list(range(80, 90)),
+            [79] if quick else [78, 79],
+            "steps 80..82 (quick)" if quick else "one pruning period, steps 80..89 (after untimed steps 78, 79)",
+        ),
+    }
+
+
+# ------------------------------------------------------------------------------------------------ steps
+def sgd(model: nn.Module) -> torch.optim.Optimizer:
+    return torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+
+
+def schedule_for(pattern: str) -> Schedule:
+    return Schedule(target_for(pattern), start_step=START, end_step=END, pruning_frequency=FREQ)
+
+
+def target_for(pattern: str) -> float:
+    return 0.5 if ":" in pattern else 0.9
+
+
+def prune_count(target: float, n: int) -> int:
+    """prunelab's rounding (floor of target * n, rounded to 1e-6 first)."""
+    return min(n, math.floor(round(target * n, 6)))
+
+
+class DenseRunner:
+    def __init__(self, model: nn.Module) -> None:
+        self.model, self.opt = model, sgd(model)
+
+    def step(self, t: int, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.opt.zero_grad(set_to_none=True)
+        F.cross_entropy(self.model(x), y).backward()
+        self.opt.step()
+
+
+class OursRunner:
+    """The five hooks, exactly as a training loop calls them."""
+
+    def __init__(self, model: nn.Module, criterion: str, pattern: str, scope: str) -> None:
+        self.model, self.opt = model, sgd(model)
+        self.schedule = schedule_for(pattern)
+        self.pruner = Pruner(
+            model, criterion=criterion, pattern={"type": pattern, "scope": scope}, schedule=self.schedule,
+            head=model.head,
+        )
+        self.pruner.on_train_begin()
+
+    def step(self, t: int, x: torch.Tensor, y: torch.Tensor) -> None:
+        p = self.pruner
+        p.on_step_begin(t)
+        self.opt.zero_grad(set_to_none=True)
+        F.cross_entropy(self.model(x), y).backward()
+        p.on_before_optimizer_step()
+        self.opt.step()
+        p.on_after_optimizer_step()
+
+    def masks(self) -> dict[str, torch.Tensor]:
+        return dict(self.pruner.masks)
+
+    def sparsity(self) -> float:
+        return float(self.pruner.sparsity()["overall"])
+
+
+class TorchPruneRunner:
+    """The same gradual 1x1 global masking written with ``torch.nn.utils.prune``, as a user would.
+
+    ``torch_l1``: at a pruning step, ``global_unstructured(..., L1Unstructured, amount=new)`` (|W| at step begin,
+    as our magnitude). ``torch_custom``: the step before a pruning step computes ``importance_scores`` = |W * grad|
+    (as our snip); the pruning step passes them to ``global_unstructured``. ``amount`` is the number of weights
+    newly pruned (torch prunes among the still-unpruned ones), so the total reaches our exact count.
+    """
+
+    def __init__(self, model: nn.Module, method: str) -> None:
+        self.model, self.opt, self.method = model, sgd(model), method
+        self.schedule = schedule_for("1x1")
+        layers, _ = select_layers(model, Pattern("1x1", "global"), head=model.head)
+        self.layers = layers
+        self.params = [(m, "weight") for m in layers.values()]
+        self.n = sum(m.weight.numel() for m in layers.values())
+        self.pruned = 0
+        self.scores: dict[Any, torch.Tensor] | None = None
+
+    def step(self, t: int, x: torch.Tensor, y: torch.Tensor) -> None:
+        sch = self.schedule
+        if sch.is_pruning_step(t):
+            k = prune_count(sch.target(t), self.n)
+            kwargs: dict[str, Any] = {"pruning_method": tprune.L1Unstructured, "amount": k - self.pruned}
+            if self.method == "torch_custom" and self.scores is not None:
+                kwargs["importance_scores"] = self.scores
+            tprune.global_unstructured(self.params, **kwargs)
+            self.pruned = k
+        self.opt.zero_grad(set_to_none=True)
+        F.cross_entropy(self.model(x), y).backward()
+        if self.method == "torch_custom" and sch.is_pruning_step(t + 1):
+            with torch.no_grad():
+                self.scores = {}
+                for m in self.layers.values():
+                    w = getattr(m, "weight_orig", m.weight)
+                    self.scores[(m, "weight")] = (w * w.grad).abs()
+        self.opt.step()
+
+    def masks(self) -> dict[str, torch.Tensor]:
+        out = {}
+        for name, m in self.layers.items():
+            mask = getattr(m, "weight_mask", None)
+            out[name] = torch.ones_like(m.weight, dtype=torch.bool) if mask is None else mask.bool()
+        return out
+
+    def sparsity(self) -> float:
+        return self.pruned / self.n
+
+
+# ------------------------------------------------------------------------------------------------ timing
+@dataclass
+class Variant:
+    key: str
+    kind: str  # "ours" | "torch"
+    criterion: str
+    pattern: str = "1x1"
+    scope: str = "global"
+    focus: bool = False  # a variant some target is judged on (gets the focus repeats)
+    runs: list[dict[str, Any]] = field(default_factory=list)
+
+    def runner(self, model: nn.Module) -> Any:
+        if self.kind == "ours":
+            return OursRunner(model, self.criterion, self.pattern, self.scope)
+        return TorchPruneRunner(model, self.key)
+
+
+def variants_for(quick: bool, model: str) -> list[Variant]:
+    vs: list[Variant] = []
+    if quick:
+        combos = [("magnitude", "1x1", "global"), ("snip", "1x1", "global")]
+        if model == "mlp":
+            combos += [("gradient", "channel", "global"), ("snip_momentum", "2:4", "local"),
+                       ("random", "4x1", "local")]
+        else:
+            combos += [("snip_momentum", "2:4", "local")]
+    else:
+        combos = [(c, p, s) for c in CRITERIA for p in PATTERNS for s in SCOPES]
+    for c, p, s in combos:
+        vs.append(Variant(f"{c}/{p}/{s}", "ours", c, p, s, focus=(p == "1x1" and s == "global")))
+    methods = ["torch_l1"] if (quick and model != "mlp") else list(TORCH_METHODS)
+    for method in methods:
+        vs.append(Variant(method, "torch", TORCH_METHODS[method], focus=True))
+    return vs
+
+
+def make_batches(spec: ModelSpec, n: int = 4, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    g = torch.Generator().manual_seed(seed)
+    return [
+        (torch.randn((spec.batch, *spec.input_shape), generator=g), torch.randint(0, 10, (spec.batch,), generator=g))
+        for _ in range(n)
+    ]
+
+
+def run_window(spec: ModelSpec, base: nn.Module, batches: list, variant: Variant) -> dict[str, Any]:
+    """One repeat of one variant: untimed warm-up steps, then the window, dense and pruned steps interleaved."""
+    dense = DenseRunner(copy.deepcopy(base))
+    runner = variant.runner(copy.deepcopy(base))
+    nb = len(batches)
+    for t in spec.warmup:
+        x, y = batches[t % nb]
+        dense.step(t, x, y)
+        runner.step(t, x, y)
+    sch = runner.schedule
+    d_times, v_times = [], []
+    gc.collect()
+    gc.disable()
+    try:
+        for i, t in enumerate(spec.window):
+            x, y = batches[t % nb]
+            pair = (dense, runner) if i % 2 == 0 else (runner, dense)  # alternate who goes first
+            for r in pair:
+                t0 = time.perf_counter()
+                r.step(t, x, y)
+                dt = time.perf_counter() - t0
+                (d_times if r is dense else v_times).append(dt)
+    finally:
+        gc.enable()
+    prune_idx = [i for i, t in enumerate(spec.window) if sch.is_pruning_step(t)]
+    real_prune = [i for i in prune_idx if sch.target(spec.window[i]) > 0] or prune_idx
+    ord_idx = [i for i in range(len(spec.window)) if i not in prune_idx]
+    dense_ms = statistics.median(d_times) * 1e3
+    ordinary_ms = statistics.median(v_times[i] for i in ord_idx) * 1e3
+    pruning_ms = statistics.median(v_times[i] for i in real_prune) * 1e3 if real_prune else float("nan")
+    return {
+        "dense_ms": dense_ms,
+        "ordinary_ms": ordinary_ms,
+        "pruning_ms": pruning_ms,
+        "ordinary_ratio": ordinary_ms / dense_ms,
+        "pruning_ratio": pruning_ms / dense_ms,
+        "amortized_ratio": statistics.fmean(v_times) / statistics.fmean(d_times),
+        "update_dense_steps": (pruning_ms - ordinary_ms) / dense_ms,
+        "sparsity": runner.sparsity(),
+    }
+
+
+def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    keys = ("dense_ms", "ordinary_ms", "pruning_ms", "ordinary_ratio", "pruning_ratio", "amortized_ratio",
+            "update_dense_steps", "sparsity")
+    out = {k: statistics.median(r[k] for r in runs) for k in keys}
+    out["repeats"] = len(runs)
+    return out
+
+
+def mask_agreement(spec: ModelSpec, base: nn.Module, batches: list, method: str) -> dict[str, Any]:
+    """Run ours and torch.nn.utils.prune from the same weights on the same batches up to the first pruning step
+    with a nonzero target; return how many mask entries agree (checks that the two do the same masking)."""
+    ours = OursRunner(copy.deepcopy(base), TORCH_METHODS[method], "1x1", "global")
+    theirs = TorchPruneRunner(copy.deepcopy(base), method)
+    sch = ours.schedule
+    steps = list(spec.warmup) + list(spec.window)
+    nb = len(batches)
+    for t in steps:
+        x, y = batches[t % nb]
+        ours.step(t, x, y)
+        theirs.step(t, x, y)
+        if sch.is_pruning_step(t) and sch.target(t) > 0:
+            break
+    a, b = ours.masks(), theirs.masks()
+    same = sum(int((a[n] == b[n]).sum()) for n in a)
+    total = sum(a[n].numel() for n in a)
+    return {"step": t, "agree": same / total, "pruned_ours": int(sum((~a[n]).sum() for n in a)),
+            "pruned_torch": int(sum((~b[n]).sum() for n in b))}
+
+
+def bench_model(spec: ModelSpec, variants: list[Variant], repeats: int, focus_repeats: int) -> dict[str, Any]:
+    torch.manual_seed(0)
+    base = spec.build()
+    batches = make_batches(spec)
+    # warm-up: kernels, allocator, foreach paths (untimed)
+    wu = Variant("warmup", "ours", "snip_momentum", "1x1", "global")
+    wspec = copy.copy(spec)
+    wspec.warmup, wspec.window = [], ([8, 9, 10, 11] if spec.name == "mlp" else [9, 10])
+    run_window(wspec, base, batches, wu)
+    rounds = max(repeats, focus_repeats)
+    t0 = time.perf_counter()
+    for r in range(rounds):
+        todo = [v for v in variants if r < (focus_repeats if v.focus else repeats)]
+        shift = r % max(1, len(todo))
+        for v in todo[shift:] + todo[:shift]:  # rotate the order every repeat
+            v.runs.append(run_window(spec, base, batches, v))
+    elapsed = time.perf_counter() - t0
+    out_variants = []
+    for v in variants:
+        s = summarize(v.runs)
+        s.update({"key": v.key, "kind": v.kind, "criterion": v.criterion, "pattern": v.pattern, "scope": v.scope,
+                  "target": target_for(v.pattern)})
+        out_variants.append(s)
+    agreement = {m: mask_agreement(spec, base, batches, m) for m in TORCH_METHODS if any(v.key == m for v in variants)}
+    dense_all = statistics.median(r["dense_ms"] for v in variants for r in v.runs)
+    return {
+        "params": sum(p.numel() for p in base.parameters()),
+        "batch": spec.batch,
+        "input_shape": list(spec.input_shape),
+        "window": spec.window_desc,
+        "dense_ms": dense_all,
+        "seconds": elapsed,
+        "variants": out_variants,
+        "mask_agreement": agreement,
+    }
+
+
+# ------------------------------------------------------------------------------------------------ report
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
+
+
+def judge(results: dict[str, Any]) -> list[dict[str, Any]]:
+    targets: list[dict[str, Any]] = []
+
+    def add(name: str, value: float, limit: float) -> None:
+        targets.append({"name": name, "value": value, "limit": limit, "pass": bool(value <= limit)})
+
+    for model, res in results.items():
+        by_key = {v["key"]: v for v in res["variants"]}
+        for c in CRITERIA:
+            v = by_key.get(f"{c}/1x1/global")
+            if v is None:
+                continue
+            if model == "mlp":
+                add(f"mlp {c} 1x1 global: ordinary step / dense", v["ordinary_ratio"], LIMITS["mlp_ordinary"])
+                add(f"mlp {c} 1x1 global: amortized step / dense", v["amortized_ratio"], LIMITS["mlp_amortized"])
+                add(f"mlp {c} 1x1 global: mask update, dense steps", v["update_dense_steps"],
+                    LIMITS["mlp_update_dense_steps"])
+            elif model == "resnet20":
+                add(f"resnet20 {c} 1x1 global: ordinary step / dense", v["ordinary_ratio"],
+                    LIMITS["resnet20_ordinary"])
+        for method, crit in TORCH_METHODS.items():
+            t, o = by_key.get(method), by_key.get(f"{crit}/1x1/global")
+            if t is None or o is None:
+                continue
+            for fig in ("ordinary_ratio", "pruning_ratio", "amortized_ratio"):
+                add(f"{model} {crit} vs {method}: {fig.split('_')[0]} ratio, ours <= torch's", o[fig], t[fig])
+    return targets
+
+
+def print_tables(results: dict[str, Any], targets: list[dict[str, Any]]) -> None:
+    for model, res in results.items():
+        print(f"\n== {model}: {res['params']:,} parameters, batch {res['batch']}, input {res['input_shape']}; "
+              f"dense step {res['dense_ms']:.2f} ms (median); window: {res['window']}; {res['seconds']:.0f} s")
+        print(f"{'variant':<30} {'tgt':>4} {'dense ms':>8} {'ordinary':>16} {'pruning':>17} {'amort.':>7} "
+              f"{'update':>7} {'spars.':>6} {'rep':>3}")
+        for v in res["variants"]:
+            print(f"{v['key']:<30} {v['target']:>4.2f} {v['dense_ms']:>8.2f} "
+                  f"{v['ordinary_ms']:>8.2f} {v['ordinary_ratio']:>6.3f}x "
+                  f"{v['pruning_ms']:>8.2f} {v['pruning_ratio']:>6.2f}x "
+                  f"{v['amortized_ratio']:>6.3f}x {v['update_dense_steps']:>7.2f} {v['sparsity']:>6.3f} "
+                  f"{v['repeats']:>3}")
+        by_key = {v["key"]: v for v in res["variants"]}
+        rows = [(m, c) for m, c in TORCH_METHODS.items() if m in by_key and f"{c}/1x1/global" in by_key]
+        if rows:
+            print(f"\n  ours vs torch.nn.utils.prune ({model}, same masks, 1x1 global; ratios over dense)")
+            print(f"  {'ours':<22} {'torch.nn.utils.prune':<34} {'ordinary':>17} {'pruning':>17} {'amortized':>17}"
+                  f"  masks agree")
+            for m, c in rows:
+                o, t = by_key[f"{c}/1x1/global"], by_key[m]
+                how = "global_unstructured(L1Unstructured)" if m == "torch_l1" else "importance_scores=|W*grad|"
+                ag = res["mask_agreement"].get(m, {})
+                print(f"  {c + ' 1x1 global':<22} {how:<34} "
+                      + " ".join(f"{o[f]:>7.3f} vs {t[f]:>6.3f}" for f in
+                                 ("ordinary_ratio", "pruning_ratio", "amortized_ratio"))
+                      + f"  {ag.get('agree', float('nan')):.4f} (step {ag.get('step')})")
+    print("\n== targets (ratios measured in this run)")
+    for t in targets:
+        print(f"  {verdict(t['pass'])}  {t['name']:<62} {t['value']:>8.3f}  (limit {t['limit']:.3f})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="smoke run: a subset of variants, 1 repeat, short windows")
+    ap.add_argument("--json", metavar="PATH", help="write the results as JSON to PATH")
+    ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
+    ap.add_argument("--models", default="mlp,resnet20", help="comma-separated: mlp, resnet20")
+    ap.add_argument("--mlp-repeats", type=int, default=None, help="repeats of every MLP variant (default 3)")
+    ap.add_argument("--resnet-repeats", type=int, default=None, help="repeats of every ResNet-20 variant (default 1)")
+    ap.add_argument("--focus-repeats", type=int, default=None,
+                    help="repeats of the variants a target is judged on (1x1 global, torch.nn.utils.prune) "
+                         "(default 5 for the MLP, 3 for ResNet-20)")
+    args = ap.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    logging.getLogger("prunelab").setLevel(logging.ERROR)  # layers a pattern skips (e.g. ResNet's 3-channel stem)
+    specs = model_specs(args.quick)
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    for m in models:
+        if m not in specs:
+            ap.error(f"unknown model {m!r}; choose from {', '.join(specs)}")
+    reps = {
+        "mlp": (args.mlp_repeats or (1 if args.quick else 3), args.focus_repeats or (1 if args.quick else 5)),
+        "resnet20": (args.resnet_repeats or 1, args.focus_repeats or (1 if args.quick else 3)),
+    }
+    print(f"prunelab overhead benchmark: torch {torch.__version__}, torch.set_num_threads({torch.get_num_threads()}), "
+          f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, quick={args.quick}")
+    print(f"schedule: prune at steps {START}, {START + FREQ}, ..., {END} of {TOTAL} (exp decay); target 0.9 "
+          f"(2:4: 0.5); SGD(lr=0.01, momentum=0.9); head excluded")
+    t_start = time.perf_counter()
+    results = {}
+    for m in models:
+        variants = variants_for(args.quick, m)
+        r, fr = reps[m]
+        print(f"... {m}: {len(variants)} variants, repeats {r} (focus {fr})", flush=True)
+        results[m] = bench_model(specs[m], variants, r, fr)
+    targets = judge(results)
+    print_tables(results, targets)
+    total = time.perf_counter() - t_start
+    print(f"\ntotal {total:.0f} s")
+    if args.json:
+        doc = {
+            "benchmark": "overhead",
+            "config": {
+                "torch": torch.__version__, "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
+                "quick": args.quick, "repeats": {m: {"all": reps[m][0], "focus": reps[m][1]} for m in models},
+                "schedule": {"start_step": START, "end_step": END, "pruning_frequency": FREQ, "steps": TOTAL},
+                "optimizer": "SGD(lr=0.01, momentum=0.9)", "seconds": total,
+            },
+            "models": results,
+            "targets": targets,
+        }
+        with open(args.json, "w") as f:
+            json.dump(doc, f, indent=1)
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

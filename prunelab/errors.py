@@ -1,0 +1,18 @@
+"""One error type for bad input: one line naming the key, the value and what is allowed."""
+from __future__ import annotations
+
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """Raised for invalid configuration or input.
+
+    The message is always one line: ``<key>=<value>: <what is allowed>``, so a CLI can print it as the last
+    line of stderr and a user sees at once what to change.
+    """
+
+    def __init__(self, key: str, value: Any, allowed: str) -> None:
+        self.key = key
+        self.value = value
+        self.allowed = allowed
+        super().__init__(f"{key}={value!r}: {allowed}".replace("\n", " "))

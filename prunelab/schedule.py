@@ -1,0 +1,103 @@
+"""When to prune, and to which target sparsity.
+
+Pruning happens at the steps ``start_step + k * pruning_frequency <= end_step`` (``start_step == end_step`` is
+one-shot). With n = (number of pruning steps - 1), the i-th of them targets f(i / n), from the initial sparsity
+s0 to the target s (a lone pruning step reaches s):
+
+* ``exp``    ``1 - (1 - s0) * ((1 - s) / (1 - s0)) ** (i / n)`` (the reference's default)
+* ``cos``    ``s0 + (s - s0) * (1 - cos(i / n * pi / 2))``
+* ``linear`` ``s0 + (s - s0) * i / n``
+* ``cube``   ``s0 + (s - s0) * (i / n) ** 3`` (the reference's: prunes slowly first)
+* ``agp``    ``s + (s0 - s) * (1 - i / n) ** 3`` (Zhu & Gupta 2017, "To prune, or not to prune": fast first)
+
+As in Intel Neural Compressor, the first of several pruning steps targets s0 (nothing new is pruned when
+s0 = 0) and the last reaches s.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from .errors import ConfigError
+
+DECAYS: dict[str, Callable[[float, float, float], float]] = {
+    "exp": lambda s0, s, x: 1 - (1 - s0) * ((1 - s) / (1 - s0)) ** x,
+    "cos": lambda s0, s, x: s0 + (s - s0) * (1 - math.cos(x * math.pi / 2)),
+    "linear": lambda s0, s, x: s0 + (s - s0) * x,
+    "cube": lambda s0, s, x: s0 + (s - s0) * x**3,
+    "agp": lambda s0, s, x: s + (s0 - s) * (1 - x) ** 3,
+}
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A pruning schedule over global training steps (0-based)."""
+
+    target_sparsity: float = 0.9
+    start_step: int = 0
+    end_step: int = 0
+    pruning_frequency: int = 1
+    sparsity_decay_type: str = "exp"
+    initial_sparsity: float = 0.0
+
+    def __post_init__(self) -> None:
+        s, s0 = self.target_sparsity, self.initial_sparsity
+        if not isinstance(s, (int, float)) or not 0.0 <= s < 1.0:
+            raise ConfigError("schedule.target_sparsity", s, "a number in [0, 1)")
+        if not isinstance(s0, (int, float)) or not 0.0 <= s0 <= s:
+            raise ConfigError("schedule.initial_sparsity", s0, f"a number in [0, schedule.target_sparsity={s}]")
+        for key in ("start_step", "end_step"):
+            val = getattr(self, key)
+            if not isinstance(val, int) or isinstance(val, bool) or val < 0:
+                raise ConfigError(f"schedule.{key}", val, "an integer >= 0")
+        if self.start_step > self.end_step:
+            raise ConfigError("schedule.start_step", self.start_step, f"<= schedule.end_step ({self.end_step})")
+        f = self.pruning_frequency
+        if not isinstance(f, int) or isinstance(f, bool) or f < 1:
+            raise ConfigError("schedule.pruning_frequency", f, "an integer >= 1")
+        if self.sparsity_decay_type not in DECAYS:
+            raise ConfigError("schedule.sparsity_decay_type", self.sparsity_decay_type, f"one of {', '.join(DECAYS)}")
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> "Schedule":
+        """Build from a dict / OmegaConf config holding (some of) the field names; other keys are ignored."""
+        from .criteria import config_to_dict
+
+        d = config_to_dict(cfg)
+        fields = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        return cls(**fields)
+
+    @property
+    def one_shot(self) -> bool:
+        return self.start_step == self.end_step
+
+    @property
+    def steps(self) -> list[int]:
+        """Every pruning step, in order."""
+        return list(range(self.start_step, self.end_step + 1, self.pruning_frequency))
+
+    def is_pruning_step(self, step: int) -> bool:
+        return self.start_step <= step <= self.end_step and (step - self.start_step) % self.pruning_frequency == 0
+
+    def target(self, step: int) -> float:
+        """The target sparsity of a pruning step (ValueError for a step that does not prune)."""
+        if not self.is_pruning_step(step):
+            raise ValueError(f"step {step} is not a pruning step of {self}")
+        n = (self.end_step - self.start_step) // self.pruning_frequency
+        if n == 0:
+            return float(self.target_sparsity)
+        i = (step - self.start_step) // self.pruning_frequency
+        return float(DECAYS[self.sparsity_decay_type](self.initial_sparsity, self.target_sparsity, i / n))
+
+    def sparsity_at(self, step: int) -> float:
+        """The target in force at any step: that of the last pruning step at or before it (0 before any)."""
+        if step < self.start_step:
+            return 0.0
+        last = min(step, self.end_step)
+        last -= (last - self.start_step) % self.pruning_frequency
+        return self.target(last)
+
+    def plan(self) -> list[tuple[int, float]]:
+        """Every pruning step with its target sparsity, to see the plan before training."""
+        return [(t, self.target(t)) for t in self.steps]
