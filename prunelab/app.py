@@ -20,7 +20,7 @@ from .errors import ConfigError
 from .pruner import Pruner, build_pattern, check_compatible
 from .schedule import Schedule
 from .tracking import build_tracker, write_json_atomic
-from .trainer import Trainer, TrainerConfig, config_fingerprint, seed_everything
+from .trainer import Interrupted, Trainer, TrainerConfig, config_fingerprint, seed_everything
 
 log = logging.getLogger("prunelab")
 
@@ -71,17 +71,26 @@ def _positive_int(key: str, val: Any, allow_zero: bool = False) -> None:
         raise ConfigError(key, val, "an integer >= 0" if allow_zero else "an integer >= 1")
 
 
-def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
-    """Validate, build, train and summarise one experiment; returns the summary."""
+def run(cfg: DictConfig, run_dir: str | Path, hydra_files: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Validate, build, train and summarise one experiment; returns the summary.
+
+    Nothing in ``run_dir`` is written before every check passed (config, layers, data, checkpoint), so a
+    refused run never touches an earlier run's files. ``hydra_files`` (name -> config) are written to
+    ``run_dir/.hydra`` once the checks passed.
+    """
     validate(cfg)
     run_dir = Path(run_dir)
     tc = TrainerConfig.from_config(cfg.trainer)
     summary_path = run_dir / "summary.json"
-    if summary_path.exists() and not tc.resume:
-        prev = json.loads(summary_path.read_text()).get("status")
-        if prev == "finished":
-            raise ConfigError("hydra.run.dir", str(run_dir),
-                              "a directory without a finished run (it holds one): use a new one, or trainer.resume=true")
+    previous = _previous_run(run_dir)
+    if previous is not None and not tc.resume:
+        raise ConfigError("hydra.run.dir", str(run_dir),
+                          f"a directory without an earlier run (it holds a {previous} one): "
+                          "trainer.resume=true continues it, or choose a new directory")
+    if previous == "finished" and tc.resume:
+        summary = json.loads(summary_path.read_text())
+        print(f"[prunelab] {run_dir} holds a finished run; nothing to resume.\n{format_summary(summary)}", flush=True)
+        return summary
     resolved = OmegaConf.to_container(cfg, resolve=True)
     fingerprint = config_fingerprint(resolved)  # type: ignore[arg-type]
 
@@ -89,19 +98,26 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     model = models_mod.build(cfg.model)
     head = models_mod.head_name(model, cfg.model)
     pruner = Pruner.from_config(model, cfg, head=head)
-    print(f"[prunelab] {run_name(cfg)}: {pruner.criterion.name}, pattern {pruner.pattern.pattern} "
-          f"({pruner.pattern.scope}), target {pruner.schedule.target_sparsity}\n{pruner.describe()}", flush=True)
     data = data_mod.build(cfg.dataset)
-    optimizer = _optimizer_factory(cfg.optimizer)
-    trainer = Trainer(tc, optimizer, seed=int(cfg.seed), run_dir=run_dir, fingerprint=fingerprint)
-    total = trainer.total_steps(len(data.train), pruner)
+    trainer = Trainer(tc, _optimizer_factory(cfg.optimizer), seed=int(cfg.seed), run_dir=run_dir,
+                      fingerprint=fingerprint)
+    total = trainer.check_length(len(data.train), pruner)
+    resume_path = trainer.resume_path()
+    resume_state = trainer.load_checkpoint(resume_path) if resume_path is not None else None
+
+    # every check passed: from here on the run directory is this run's
+    (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
+    for name, content in (hydra_files or {}).items():
+        OmegaConf.save(content, run_dir / ".hydra" / name)
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+    print(f"[prunelab] {run_name(cfg)}: {pruner.criterion.name}, pattern {pruner.pattern.pattern} "
+          f"({pruner.pattern.scope}), target {pruner.schedule.target_sparsity}, {total} steps -> {run_dir}\n"
+          f"{pruner.describe()}", flush=True)
     tracker = build_tracker(cfg, run_dir, total_steps=total, name=run_name(cfg))
     try:
-        summary = trainer.fit(model, data, pruner, tracker)
+        summary = trainer.fit(model, data, pruner, tracker, resume_state=resume_state)
     except BaseException as exc:
-        status = "interrupted" if isinstance(exc, KeyboardInterrupt) or type(exc).__name__ == "Interrupted" \
-            else "failed"
+        status = "interrupted" if isinstance(exc, (KeyboardInterrupt, Interrupted)) else "failed"
         write_json_atomic(summary_path, {"status": status, "error": f"{type(exc).__name__}: {exc}",
                                          "name": run_name(cfg)})
         tracker.finish(status)
@@ -113,6 +129,19 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     tracker.finish("finished")
     print(format_summary(summary), flush=True)
     return summary
+
+
+def _previous_run(run_dir: Path) -> str | None:
+    """The status of an earlier run in ``run_dir`` (finished, failed, interrupted, unfinished), or None."""
+    summary = run_dir / "summary.json"
+    if summary.exists():
+        try:
+            return str(json.loads(summary.read_text()).get("status", "unfinished"))
+        except ValueError:
+            return "unfinished"
+    if any((run_dir / f).exists() for f in ("checkpoint.pt", "metrics.jsonl")):
+        return "unfinished"
+    return None
 
 
 def _optimizer_factory(cfg: DictConfig) -> Any:
@@ -137,9 +166,20 @@ def format_summary(s: dict[str, Any]) -> str:
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
 
-def report_error(exc: ConfigError) -> None:
+def report_error(exc: BaseException) -> None:
     """The one-line error a user sees: the last line of stderr."""
-    print(f"prunelab: error: {exc}", file=sys.stderr, flush=True)
+    print(f"prunelab: error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr,
+          flush=True)
 
 
-__all__ = ["run", "validate", "run_name", "format_summary", "report_error"]
+def record_failure(cfg: DictConfig, run_dir: str | Path, exc: BaseException) -> None:
+    """Mark a failed multirun job in its run directory (unless the directory holds an earlier run's files, or
+    the run already recorded its failure)."""
+    run_dir = Path(run_dir)
+    if _previous_run(run_dir) is not None:
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(run_dir / "summary.json", {"status": "failed", "error": f"{type(exc).__name__}: {exc}", "name": run_name(cfg)})
+
+
+__all__ = ["run", "validate", "run_name", "format_summary", "report_error", "record_failure"]

@@ -224,8 +224,18 @@ class Trainer:
         self._signal = signum
 
     # --- the loop ---
-    def fit(self, model: nn.Module, data: Any, pruner: Pruner | None, tracker: Tracker | None = None) -> dict[str, Any]:
-        """Train; returns the summary (accuracies, sparsity, parameters kept, wall time)."""
+    def check_length(self, n_train: int, pruner: Pruner | None) -> int:
+        """The training length in steps; pruning must end inside it."""
+        total = self.total_steps(n_train, pruner)
+        if pruner is not None and pruner.schedule.end_step >= total:
+            raise ConfigError("schedule.end_step", pruner.schedule.end_step,
+                              f"< the training length ({total} steps; trainer.max_steps / trainer.epochs)")
+        return total
+
+    def fit(self, model: nn.Module, data: Any, pruner: Pruner | None, tracker: Tracker | None = None,
+            resume_state: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Train (from ``resume_state``, a checkpoint, if given; else from the checkpoint ``trainer.resume`` names,
+        if any); returns the summary (accuracies, sparsity, parameters kept, wall time)."""
         c = self.cfg
         tracker = tracker or Tracker()
         t_start = time.perf_counter()
@@ -241,10 +251,7 @@ class Trainer:
         transform = getattr(data, "train_transform", None)
         n_train = len(xtr)
         spe = self.steps_per_epoch(n_train)
-        total = self.total_steps(n_train, pruner)
-        if pruner is not None and pruner.schedule.end_step >= total:
-            raise ConfigError("schedule.end_step", pruner.schedule.end_step,
-                              f"< the training length ({total} steps; trainer.max_steps / trainer.epochs)")
+        total = self.check_length(n_train, pruner)
 
         optimizer = self.make_optimizer(model.parameters())
         sched = torch.optim.lr_scheduler.LambdaLR(
@@ -253,9 +260,10 @@ class Trainer:
                "correct": torch.zeros((), device=device, dtype=torch.int64), "seen": 0}
         best_eval = float("nan")
         start = 0
-        resume = self.resume_path()
-        if resume is not None:
-            state = self.load_checkpoint(resume)
+        if resume_state is None and (path := self.resume_path()) is not None:
+            resume_state = self.load_checkpoint(path)
+        if resume_state is not None:
+            state = resume_state
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             sched.load_state_dict(state["lr_schedule"])
@@ -267,7 +275,7 @@ class Trainer:
                    "seen": int(state["acc"]["seen"])}
             best_eval = float(state.get("best_eval", float("nan")))
             start = int(state["step"]) + 1
-            log.info("prunelab: resumed from %s at step %d", resume, start)
+            log.info("prunelab: resumed at step %d", start)
 
         def checkpoint(step: int) -> None:
             if not bool(torch.isfinite(acc["loss"])):

@@ -169,7 +169,9 @@ def test_random_reproducible_and_seeded():
         assert bool(((r1.scores[n] >= 0) & (r1.scores[n] < 1)).all())
         # the weights' values play no part, and the hooks do not redraw
         before = r1.scores[n].clone()
-        r1.on_step_begin(), r1.on_before_optimizer_step(), r1.on_after_optimizer_step()
+        r1.on_step_begin()
+        r1.on_before_optimizer_step()
+        r1.on_after_optimizer_step()
         assert torch.equal(r1.scores[n], before)
     # the default seed is fixed too
     d1 = get_criterion({"criterion_type": "random"}, mods)
@@ -296,7 +298,7 @@ def test_snip_momentum_state_round_trip(via):
     for g in SM_G[:2]:
         w1.grad = t(g)
         c1.on_before_optimizer_step()
-    state = c1.state_dict()
+    state = raw = c1.state_dict()
     if via == "deepcopy":
         state = copy.deepcopy(state)
     else:
@@ -304,7 +306,6 @@ def test_snip_momentum_state_round_trip(via):
         torch.save(state, buf)
         buf.seek(0)
         state = torch.load(buf, weights_only=True)
-    # the saved state is a copy: more steps on c1 do not change it
     w2 = raw_with(SM_W)
     c2 = get_criterion(cfg, {"l": w2})
     c2.load_state_dict(state)
@@ -317,7 +318,7 @@ def test_snip_momentum_state_round_trip(via):
     assert torch.equal(c1.scores["l"], c2.scores["l"])
     torch.testing.assert_close(c2.scores["l"], t(SM_DEFAULT[2]), rtol=1e-6, atol=1e-7)
     # and the state dict taken earlier is not aliased to the live scores
-    torch.testing.assert_close(state["scores"]["l"], t(SM_DEFAULT[1]), rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(raw["scores"]["l"], t(SM_DEFAULT[1]), rtol=1e-6, atol=1e-7)
 
 
 def test_state_dict_missing_layer_is_an_error():

@@ -2,10 +2,7 @@
 missing files, and the CIFAR batch augmentation."""
 from __future__ import annotations
 
-import gzip
 import os
-import pickle
-import struct
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +12,8 @@ from omegaconf import OmegaConf
 
 from prunelab import data
 from prunelab.errors import ConfigError
+
+from fakedata import write_cifar, write_mnist
 
 CONF = Path(data.__file__).parent / "conf" / "dataset"
 
@@ -94,33 +93,6 @@ def test_unknown_dataset_and_wrong_shape():
 
 
 # ------------------------------------------------------------------------------------------ MNIST format
-def _write_idx(path: Path, array: np.ndarray, gz: bool) -> None:
-    """IDX format (LeCun's MNIST files): magic 0x0000 08 <ndim>, big-endian int32 dims, then uint8 data."""
-    header = struct.pack(">I", 0x0800 + array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    blob = header + array.astype(np.uint8).tobytes()
-    if gz:
-        path = path.with_name(path.name + ".gz")
-        with gzip.open(path, "wb") as f:
-            f.write(blob)
-    else:
-        path.write_bytes(blob)
-
-
-def _write_mnist(root: Path, folder: str, gz: bool, n_train: int = 50, n_test: int = 20):
-    rng = np.random.default_rng(0)
-    raw = root / folder / "raw"
-    raw.mkdir(parents=True)
-    arrays = {
-        "train-images-idx3-ubyte": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
-        "train-labels-idx1-ubyte": rng.integers(0, 10, n_train, dtype=np.uint8),
-        "t10k-images-idx3-ubyte": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
-        "t10k-labels-idx1-ubyte": rng.integers(0, 10, n_test, dtype=np.uint8),
-    }
-    for name, arr in arrays.items():
-        _write_idx(raw / name, arr, gz)
-    return arrays
-
-
 def _assert_same_set(x_loaded: torch.Tensor, y_loaded: torch.Tensor, images: np.ndarray, labels: np.ndarray):
     """The loaded (shuffled) samples are exactly the written ones, pixel for pixel and label for label."""
     want = {img.tobytes(): int(lab) for img, lab in zip(images, labels)}
@@ -130,7 +102,7 @@ def _assert_same_set(x_loaded: torch.Tensor, y_loaded: torch.Tensor, images: np.
 
 @pytest.mark.parametrize("name,folder,gz", [("mnist", "MNIST", False), ("fashion_mnist", "FashionMNIST", True)])
 def test_mnist_like_loads_idx_files(tmp_path, name, folder, gz):
-    arrays = _write_mnist(tmp_path, folder, gz)
+    arrays = write_mnist(tmp_path, folder, gz)
     s = data.build(_cfg(name, root=str(tmp_path), val_fraction=0.2, split_seed=3))
     assert s.input_shape == (1, 28, 28) and s.num_classes == 10 and s.name == name
     assert (len(s.train), len(s.val), len(s.test)) == (40, 10, 20)
@@ -148,32 +120,8 @@ def test_mnist_like_loads_idx_files(tmp_path, name, folder, gz):
 
 
 # --------------------------------------------------------------------------------------- CIFAR-10 format
-def _write_cifar(root: Path, per_batch: int = 8, n_test: int = 10):
-    """The python-version CIFAR-10 layout: pickled dicts with 'data' uint8 [N, 3072] (CHW row-major) and
-    'labels', in cifar-10-batches-py/, plus batches.meta with label_names."""
-    rng = np.random.default_rng(1)
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    batches = {}
-    for i, fname in enumerate([f"data_batch_{k}" for k in range(1, 6)] + ["test_batch"]):
-        n = n_test if fname == "test_batch" else per_batch
-        entry = {
-            "batch_label": f"batch {i}",
-            "labels": rng.integers(0, 10, n).tolist(),
-            "data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-            "filenames": [f"img_{i}_{j}.png" for j in range(n)],
-        }
-        with open(folder / fname, "wb") as f:
-            pickle.dump(entry, f)
-        batches[fname] = entry
-    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-    with open(folder / "batches.meta", "wb") as f:
-        pickle.dump({"label_names": names, "num_cases_per_batch": per_batch, "num_vis": 3072}, f)
-    return batches
-
-
 def test_cifar10_loads_pickled_batches(tmp_path):
-    batches = _write_cifar(tmp_path)
+    batches = write_cifar(tmp_path)
     s = data.build(_cfg("cifar10", root=str(tmp_path), val_fraction=0.25))
     assert s.input_shape == (3, 32, 32) and s.num_classes == 10 and s.mean == data.CIFAR10_MEAN
     assert (len(s.train), len(s.val), len(s.test)) == (30, 10, 10)
@@ -190,8 +138,8 @@ def test_cifar10_loads_pickled_batches(tmp_path):
 
 
 def test_download_true_with_files_present_does_not_download(tmp_path):
-    _write_cifar(tmp_path)
-    _write_mnist(tmp_path, "MNIST", gz=False)
+    write_cifar(tmp_path)
+    write_mnist(tmp_path, "MNIST", gz=False)
     assert len(data.build(_cfg("cifar10", root=str(tmp_path), download=True)).test) == 10
     assert len(data.build(_cfg("mnist", root=str(tmp_path), download=True)).test) == 20
 
@@ -228,7 +176,7 @@ def test_random_crop_flip_is_seeded_vectorised_and_per_sample():
 
 
 def test_cifar_transform_fill_is_black(tmp_path):
-    _write_cifar(tmp_path)
+    write_cifar(tmp_path)
     s = data.build(_cfg("cifar10", root=str(tmp_path)))
     x = s.train.tensors[0][:32]
     out = s.train_transform(x, torch.Generator().manual_seed(0))
