@@ -1,0 +1,136 @@
+"""The Hydra app end to end: the default job, every criterion, every model on its data, the CLI's help and
+errors, and a plain (non-editable) install run from another directory."""
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from appkit import FAST, cli, compose, metrics, run_inprocess, summary, zeros_and_total
+from fakedata import write_cifar, write_mnist
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("criterion", ["snip_momentum", "magnitude"])
+def test_default_job_from_another_directory(tmp_path, criterion):
+    """`python -m prunelab criterion=X` as the README runs it: MLP on digits, 90% target, default W&B (offline)."""
+    run_dir = tmp_path / "run"
+    proc = cli([f"criterion={criterion}", f"hydra.run.dir={run_dir}"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    s = summary(run_dir)
+    assert s["status"] == "finished" and s["criterion"] == criterion
+    assert s["sparsity/target"] == 0.9
+    masks = torch.load(run_dir / "masks.pt", weights_only=True)
+    zeros, total = zeros_and_total(masks)
+    assert zeros == math.floor(0.9 * total) == s["pruned_zeros"]
+    assert s["sparsity/actual"] == pytest.approx(0.9, abs=1 / total)
+    assert s["test/acc"] >= 0.95, s
+    assert "test acc" in proc.stdout and "sparsity target / actual" in proc.stdout
+    assert (run_dir / "config.yaml").exists() and (run_dir / ".hydra" / "overrides.yaml").exists()
+
+
+@pytest.mark.parametrize("criterion", ["magnitude", "gradient", "snip", "snip_momentum", "random"])
+def test_every_criterion_end_to_end(tmp_path, criterion):
+    s = run_inprocess([f"criterion={criterion}", "logger=none", *FAST], tmp_path)
+    masks = torch.load(tmp_path / "masks.pt", weights_only=True)
+    zeros, total = zeros_and_total(masks)
+    assert s["status"] == "finished" and zeros == math.floor(0.9 * total)
+    rows = metrics(tmp_path)
+    pruning = [r for r in rows if "sparsity/target" in r and r["step"] in (10, 20, 30, 40)]
+    assert [r["step"] for r in pruning] == [10, 20, 30, 40]
+    assert pruning[-1]["sparsity/target"] == pytest.approx(0.9)
+    # targets only rise, and the actual sparsity (zeros in the weights) follows them exactly: floor(target * total).
+    # `gradient` may keep a pruned weight again (its gradient is not masked) at value 0, so its zeros can exceed
+    # the masks' count until training moves the revived weights; the final masks are still exact.
+    assert all(a["sparsity/target"] <= b["sparsity/target"] for a, b in zip(pruning, pruning[1:]))
+    for r in pruning:
+        want = math.floor(r["sparsity/target"] * total + 1e-6)
+        if criterion == "gradient":
+            assert r["sparsity/actual"] * total >= want - 1e-6
+        else:
+            assert r["sparsity/actual"] * total == pytest.approx(want)
+
+
+@pytest.mark.parametrize("pattern", ["4x1", "1x4", "2in4", "channel"])
+def test_patterns_end_to_end(tmp_path, pattern):
+    s = run_inprocess([f"pattern={pattern}", "criterion=snip", "logger=none", "pattern.scope=local", *FAST], tmp_path)
+    target = 0.5 if pattern == "2in4" else 0.9
+    assert s["sparsity/target"] == target
+    for name, sp in s["sparsity/layers"].items():
+        assert sp == pytest.approx(target, abs=0.02), (name, sp)
+
+
+@pytest.fixture
+def generated_data(tmp_path):
+    write_mnist(tmp_path, "MNIST", gz=False, n_train=80, n_test=20)
+    write_cifar(tmp_path, per_batch=16, n_test=16)
+    return tmp_path
+
+
+@pytest.mark.parametrize("model,dataset", [("lenet5", "mnist"), ("resnet20", "cifar10"), ("mlp", "fashion_mnist")])
+def test_models_train_on_generated_files(tmp_path, generated_data, model, dataset):
+    if dataset == "fashion_mnist":
+        write_mnist(generated_data, "FashionMNIST", gz=True, n_train=40, n_test=10)
+    s = run_inprocess([f"model={model}", f"dataset={dataset}", f"dataset.root={generated_data}", "logger=none",
+                       "criterion=snip_momentum", "trainer.max_steps=6", "trainer.batch_size=16",
+                       "schedule.start_step=1", "schedule.end_step=3", "schedule.pruning_frequency=1",
+                       "trainer.eval_every=3", "trainer.progress=none"], tmp_path / "run")
+    assert s["status"] == "finished" and s["model"] == model and s["dataset"] == dataset
+    masks = torch.load(tmp_path / "run" / "masks.pt", weights_only=True)
+    zeros, total = zeros_and_total(masks)
+    assert zeros == math.floor(0.9 * total)
+
+
+def test_config_interpolates_shapes_from_the_dataset():
+    cfg = compose(["model=resnet20", "dataset=cifar10"])
+    assert list(cfg.model.input_shape) == [3, 32, 32] and cfg.model.num_classes == 10
+    assert cfg.schedule.target_sparsity == 0.9 and cfg.seed == 0
+    with pytest.raises(Exception, match="not in struct|Could not override"):
+        compose(["trainer.no_such_key=1"])
+
+
+def test_unknown_group_option_lists_the_options(tmp_path):
+    proc = cli(["criterion=nope"], cwd=tmp_path)
+    assert proc.returncode != 0
+    assert "Could not find 'criterion/nope'" in proc.stderr  # Hydra's message, with its list
+    for name in ("magnitude", "gradient", "snip", "snip_momentum", "random"):
+        assert name in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("prunelab: error: criterion='nope'") and "snip_momentum" in last
+    assert "Traceback" not in proc.stderr
+
+
+def test_help_lists_groups_and_cfg_job_prints_the_config(tmp_path):
+    proc = cli(["--help"], cwd=tmp_path)
+    assert proc.returncode == 0
+    assert "criterion: gradient, magnitude, random, snip, snip_momentum" in proc.stdout
+    for group in ("dataset:", "model:", "pattern:", "schedule:", "optimizer:", "trainer:", "logger:"):
+        assert group in proc.stdout
+    proc = cli(["--cfg", "job", "criterion=snip_momentum"], cwd=tmp_path)
+    assert proc.returncode == 0 and "criterion_type: snip_momentum" in proc.stdout and "alpha: 0.9" in proc.stdout
+
+
+@pytest.mark.slow
+def test_plain_wheel_install_finds_its_configs_from_any_directory(tmp_path):
+    """`pip install .` (not editable) ships conf/ inside the package; run from a directory with no checkout."""
+    wheels = tmp_path / "wheels"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(wheels), str(REPO)], check=True, capture_output=True, timeout=300)
+    target = tmp_path / "site"
+    wheel = next(wheels.glob("prunelab-*.whl"))
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
+                   check=True, capture_output=True, timeout=300)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    probe = subprocess.run([sys.executable, "-c", "import prunelab; print(prunelab.__file__)"], cwd=elsewhere,
+                           env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"}, capture_output=True, text=True)
+    assert probe.stdout.strip().startswith(str(target)), probe  # the installed copy, not the checkout
+    assert (target / "prunelab" / "conf" / "criterion" / "snip_momentum.yaml").exists()
+    proc = cli(["logger=none", *FAST, f"hydra.run.dir={elsewhere / 'run'}"], cwd=elsewhere, PYTHONPATH=str(target))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert summary(elsewhere / "run")["status"] == "finished"
