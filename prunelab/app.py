@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from . import data as data_mod
 from . import models as models_mod
+from . import distributed
 from .criteria import CRITERIA
 from .errors import ConfigError
 from .pruner import Pruner, build_pattern, check_compatible
@@ -79,8 +80,16 @@ def run(cfg: DictConfig, run_dir: str | Path, hydra_files: dict[str, Any] | None
     ``run_dir/.hydra`` once the checks passed.
     """
     validate(cfg)
-    run_dir = Path(run_dir)
     tc = TrainerConfig.from_config(cfg.trainer)
+    dist = distributed.init(tc.device)
+    try:
+        return _run(cfg, Path(distributed.broadcast_str(str(run_dir))), tc, dist, hydra_files)
+    finally:
+        distributed.shutdown()
+
+
+def _run(cfg: DictConfig, run_dir: Path, tc: TrainerConfig, dist: distributed.DistInfo,
+         hydra_files: dict[str, Any] | None) -> dict[str, Any]:
     summary_path = run_dir / "summary.json"
     previous = _previous_run(run_dir)
     if previous is not None and not tc.resume:
@@ -100,12 +109,16 @@ def run(cfg: DictConfig, run_dir: str | Path, hydra_files: dict[str, Any] | None
     pruner = Pruner.from_config(model, cfg, head=head)
     data = data_mod.build(cfg.dataset)
     trainer = Trainer(tc, _optimizer_factory(cfg.optimizer), seed=int(cfg.seed), run_dir=run_dir,
-                      fingerprint=fingerprint)
+                      fingerprint=fingerprint, dist=dist)
     total = trainer.check_length(len(data.train), pruner)
     resume_path = trainer.resume_path()
     resume_state = trainer.load_checkpoint(resume_path) if resume_path is not None else None
 
-    # every check passed: from here on the run directory is this run's
+    # every check passed (on every rank): from here on the run directory is this run's, written by rank 0 only
+    distributed.barrier()
+    if not dist.is_main:
+        summary = trainer.fit(model, data, pruner, None, resume_state=resume_state)
+        return summary
     (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
     for name, content in (hydra_files or {}).items():
         OmegaConf.save(content, run_dir / ".hydra" / name)
@@ -159,6 +172,8 @@ def format_summary(s: dict[str, Any]) -> str:
         ("sparsity target / actual", f"{s['sparsity/target']:.4f} / {s['sparsity/actual']:.4f}"),
         ("params kept (all layers)", f"{s['params/nonzero']:,} of {s['params/total']:,} "
                                      f"({s['params/kept_fraction']:.2%})"),
+        ("batch (global)", f"{s['batch_size']} x {s.get('world_size', 1)} ranks = {s.get('global_batch_size', s['batch_size'])}"
+         if s.get("world_size", 1) > 1 else str(s["batch_size"])),
         ("wall time", f"{s['wall_time_s']:.1f} s"),
     ]
     rows += [(f"  sparsity {name}", f"{v:.4f}") for name, v in s.get("sparsity/layers", {}).items()]

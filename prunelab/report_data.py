@@ -22,8 +22,9 @@ import numpy as np
 
 RUN_MARKERS = ("summary.json", "metrics.jsonl", ".hydra")
 # config keys that say how a run was executed or labelled, not what was compared (prefixes of flattened keys)
-EXECUTION_KEYS = ("logger", "experiment", "hydra", "trainer.progress", "trainer.device", "trainer.resume",
-                  "trainer.checkpoint_every", "trainer.deterministic")
+EXECUTION_KEYS = ("logger", "group", "hydra", "tracking", "trainer.progress", "trainer.device",
+                  "trainer.resume", "trainer.checkpoint_every", "trainer.deterministic", "trainer.eval_every",
+                  "trainer.log_every", "trainer.eval_batch_size")
 CRITERION_KEYS = ("criterion",)
 TARGET_KEY = "schedule.target_sparsity"
 SEED_KEY = "seed"
@@ -221,22 +222,49 @@ def _under(key: str, prefixes: Sequence[str]) -> bool:
     return any(key == p or key.startswith(p + ".") for p in prefixes)
 
 
-def label_settings(runs: list[Run]) -> None:
-    """Give each run a ``setting`` label naming the config keys (other than criterion, target sparsity and seed)
-    that differ between the runs, so lines of different models or patterns never mix. One setting: label ""."""
+def label_settings(runs: list[Run]) -> dict[str, dict[str, str]]:
+    """Give each run a ``setting`` label naming what (other than criterion, target sparsity and seed) differs
+    between the finished runs, so lines of different models or patterns never mix: ``key=value`` for up to two
+    differing config keys, else ``setting N``. One setting: label "". Returns ``label -> {key: value}``."""
     drop = (*CRITERION_KEYS, TARGET_KEY, SEED_KEY)
     keys = {id(r): dict(comparable_key(r.config, drop)) for r in runs}
-    if len({tuple(sorted(k.items())) for k in keys.values()}) <= 1:
-        return
-    all_names = sorted(set().union(*keys.values()))
-    varying = [n for n in all_names if len({k.get(n) for k in keys.values()}) > 1]
-    for run in runs:
-        parts = [f"{n}={_short(keys[id(run)].get(n, '-'))}" for n in varying[:3]]
-        run.setting = ", ".join(parts) + (f", +{len(varying) - 3} more" if len(varying) > 3 else "")
+    done = [keys[id(r)] for r in runs if r.finished]
+    distinct = sorted({tuple(sorted(k.items())) for k in done})
+    if len(distinct) <= 1:
+        return {}
+    varying = [n for n in sorted(set().union(*done)) if len({k.get(n) for k in done}) > 1]
+    legend: dict[str, dict[str, str]] = {}
+    for i, key in enumerate(distinct):
+        diff = {n: _short(dict(key).get(n, "-")) for n in varying}
+        label = ", ".join(f"{n}={v}" for n, v in diff.items()) if len(varying) <= 2 else f"setting {i + 1}"
+        legend[label] = diff
+        for run in runs:
+            if tuple(sorted(keys[id(run)].items())) == key:
+                run.setting = label
+    return legend
 
 
 def _short(value: str) -> str:
-    return value.strip('"')[:24]
+    return value.strip('"')[:40]
+
+
+def split_duplicates(runs: Sequence[Run]) -> tuple[list[Run], list[Run]]:
+    """``(kept, superseded)``: of finished runs with the same config (criterion, target and seed included), only
+    the newest (by summary.json time) is kept, so a repeated sweep does not count its seeds twice."""
+    newest: dict[tuple, Run] = {}
+    for run in finished_runs(runs):
+        key = comparable_key(run.config, ())
+        old = newest.get(key)
+        if old is None or _mtime(run) > _mtime(old):
+            newest[key] = run
+    kept_ids = {id(r) for r in newest.values()}
+    kept = [r for r in runs if not r.finished or id(r) in kept_ids]
+    return kept, [r for r in runs if r.finished and id(r) not in kept_ids]
+
+
+def _mtime(run: Run) -> float:
+    path = run.path / "summary.json"
+    return path.stat().st_mtime if path.exists() else 0.0
 
 
 def shared_config(runs: Sequence[Run]) -> dict[str, Any]:

@@ -133,7 +133,8 @@ def eval_curves(groups: dict[str, dict[float, list[Run]]], colour: dict[str, str
         ax.set_xlabel("step")
         ax.set_ylabel("eval accuracy (%)")
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize="x-small")
+        if ax.get_lines():
+            ax.legend(fontsize="x-small")
     fig.suptitle("Validation accuracy during training (mean over seeds)")
     return fig if drawn else None
 
@@ -143,22 +144,21 @@ def score_heatmaps(series: str, run: Run, maps: dict[str, ScoreHeatmap]) -> Figu
     the white line (right axis) is the fraction of zero scores, which the log bins cannot hold."""
     if not maps:
         return None
-    fig, axes = _grid(len(maps), 3, 4.8, 3.3)
+    fig, axes = _grid(len(maps), 3, 4.6, 3.3)
+    vmax = max(float(np.nanmax(hm.fraction)) for hm in maps.values()) or 1.0
+    norm = PowerNorm(0.5, 0.0, vmax)
     for ax, (layer, hm) in zip(axes, maps.items()):
         steps = hm.steps.astype(float)
-        x_edges = _step_edges(steps)
-        vmax = float(np.nanmax(hm.fraction)) or 1.0
-        mesh = ax.pcolormesh(x_edges, hm.edges, hm.fraction, cmap="viridis", norm=PowerNorm(0.5, 0, vmax),
-                             shading="flat")
-        fig.colorbar(mesh, ax=ax, label="fraction of weights (sqrt scale)", pad=0.12)
+        mesh = ax.pcolormesh(_step_edges(steps), hm.edges, hm.fraction, cmap="viridis", norm=norm, shading="flat")
         twin = ax.twinx()
         twin.plot(steps, hm.zeros, color="white", linewidth=2.4)
-        twin.plot(steps, hm.zeros, color="crimson", linewidth=1.2, label="zeros")
+        twin.plot(steps, hm.zeros, color="crimson", linewidth=1.2)
         twin.set_ylim(0, 1)
         twin.set_ylabel("fraction of zero scores", color="crimson", fontsize="small")
         ax.set_title(f"{layer}  (zeros {hm.zeros[0]:.0%} → {hm.zeros[-1]:.0%})", fontsize="medium")
         ax.set_xlabel("step")
         ax.set_ylabel("log10 score" if hm.log_scale else "score")
+    fig.colorbar(mesh, ax=axes, label="fraction of the layer's weights (sqrt scale)", shrink=0.9)
     fig.suptitle(f"Score distribution over steps: {series}  (run {run.name}, target {run.target:g})")
     return fig
 

@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from . import distributed
+from .distributed import DistInfo
 from .errors import ConfigError
 from .pruner import Pruner
 from .tracking import Tracker, write_json_atomic
@@ -113,6 +115,7 @@ class TrainerConfig:
     checkpoint_every: int = 0
     resume: Any = False
     progress: str = "auto"
+    check_masks: bool = False
 
     @classmethod
     def from_config(cls, cfg: Any) -> "TrainerConfig":
@@ -138,17 +141,23 @@ class Trainer:
     """
 
     def __init__(self, cfg: TrainerConfig | Any, optimizer: Callable[..., torch.optim.Optimizer], seed: int = 0,
-                 run_dir: str | os.PathLike = ".", fingerprint: str = "") -> None:
+                 run_dir: str | os.PathLike = ".", fingerprint: str = "", dist: DistInfo | None = None) -> None:
         self.cfg = cfg if isinstance(cfg, TrainerConfig) else TrainerConfig.from_config(cfg)
         self.make_optimizer = optimizer
         self.seed = int(seed)
         self.run_dir = Path(run_dir)
         self.fingerprint = fingerprint
+        self.dist = dist or DistInfo()
         self._signal: int | None = None
 
     # --- sizes ---
+    @property
+    def global_batch_size(self) -> int:
+        """Samples per step over all data-parallel ranks."""
+        return self.cfg.batch_size * self.dist.world_size
+
     def steps_per_epoch(self, n_train: int) -> int:
-        return max(1, math.ceil(n_train / self.cfg.batch_size))
+        return max(1, math.ceil(n_train / self.global_batch_size))
 
     def total_steps(self, n_train: int, pruner: Pruner | None = None) -> int:
         c = self.cfg
@@ -167,26 +176,31 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, x: Tensor, y: Tensor) -> tuple[float, float]:
-        """Mean cross-entropy and accuracy over a whole split."""
+        """Mean cross-entropy and accuracy over a whole split (sharded over ranks, then summed)."""
         was_training = model.training
         model.eval()
+        n = len(x)
+        x, y = x[self.dist.rank::self.dist.world_size], y[self.dist.rank::self.dist.world_size]
         loss = torch.zeros((), device=x.device, dtype=torch.float64)
-        correct = torch.zeros((), device=x.device, dtype=torch.int64)
+        correct = torch.zeros((), device=x.device, dtype=torch.float64)
         for i in range(0, len(x), self.cfg.eval_batch_size):
             out = model(x[i:i + self.cfg.eval_batch_size])
             tgt = y[i:i + self.cfg.eval_batch_size]
             loss += nn.functional.cross_entropy(out.float(), tgt, reduction="sum").double()
             correct += (out.argmax(1) == tgt).sum()
+        distributed.all_reduce_sum(loss, correct)
         model.train(was_training)
-        n = max(1, len(x))
-        return float(loss) / n, int(correct) / n
+        return float(loss) / max(1, n), float(correct) / max(1, n)
 
     # --- checkpoints ---
     def checkpoint_path(self) -> Path:
         return self.run_dir / CHECKPOINT
 
     def save_checkpoint(self, state: dict[str, Any]) -> None:
-        """Atomic: temporary file, fsync, rename. A kill mid-write leaves the previous checkpoint intact."""
+        """Atomic: temporary file, fsync, rename. A kill mid-write leaves the previous checkpoint intact.
+        Only rank 0 writes."""
+        if not self.dist.is_main:
+            return
         path = self.checkpoint_path()
         tmp = path.with_name(path.name + ".tmp")
         with tmp.open("wb") as f:
@@ -244,7 +258,13 @@ class Trainer:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             torch.use_deterministic_algorithms(True)
         device = resolve_device(c.device)
+        if self.dist.enabled and device.type == "cuda":
+            device = torch.device("cuda", self.dist.local_rank)
         model.to(device)
+        net: nn.Module = model
+        if self.dist.enabled:
+            net = nn.parallel.DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None)
         xtr, ytr = (t.to(device) for t in data.train.tensors)
         xva, yva = (t.to(device) for t in data.val.tensors)
         xte, yte = (t.to(device) for t in data.test.tensors)
@@ -257,7 +277,8 @@ class Trainer:
         sched = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lr_lambda(c.lr_schedule, total, c.warmup_steps, c.lr_step_size, c.lr_gamma, c.lr_min_factor))
         acc = {"loss": torch.zeros((), device=device, dtype=torch.float64),
-               "correct": torch.zeros((), device=device, dtype=torch.int64), "seen": 0}
+               "correct": torch.zeros((), device=device, dtype=torch.float64),
+               "seen": torch.zeros((), device=device, dtype=torch.float64)}
         best_eval = float("nan")
         start = 0
         if resume_state is None and (path := self.resume_path()) is not None:
@@ -271,8 +292,7 @@ class Trainer:
                 pruner.load_state_dict(state["pruner"])
             tracker.load_state_dict(state.get("tracker", {}))
             _set_rng(state["rng"])
-            acc = {"loss": state["acc"]["loss"].to(device), "correct": state["acc"]["correct"].to(device),
-                   "seen": int(state["acc"]["seen"])}
+            acc = {k: state["acc"][k].to(device) for k in ("loss", "correct", "seen")}
             best_eval = float(state.get("best_eval", float("nan")))
             start = int(state["step"]) + 1
             log.info("prunelab: resumed at step %d", start)
@@ -285,7 +305,7 @@ class Trainer:
                 "optimizer": optimizer.state_dict(), "lr_schedule": sched.state_dict(),
                 "pruner": pruner.state_dict() if pruner is not None else {},
                 "tracker": tracker.state_dict(), "rng": _get_rng(), "best_eval": best_eval,
-                "acc": {"loss": acc["loss"].cpu(), "correct": acc["correct"].cpu(), "seen": acc["seen"]},
+                "acc": {k: v.cpu() for k, v in acc.items()},
             })
 
         old_handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)} \
@@ -299,7 +319,8 @@ class Trainer:
                 epoch, i = divmod(step, spe)
                 if order is None or i == 0:
                     order = self._order(epoch, n_train, device)
-                idx = order[i * c.batch_size:(i + 1) * c.batch_size]
+                gbs = self.global_batch_size  # this rank's share of the global batch, as DistributedSampler
+                idx = order[i * gbs:(i + 1) * gbs][self.dist.rank::self.dist.world_size]
                 x, y = xtr[idx], ytr[idx]
                 if transform is not None:
                     x = transform(x, torch.Generator(device=x.device).manual_seed(self.seed * 1_000_003 + step))
@@ -308,10 +329,12 @@ class Trainer:
                     pruner.on_step_begin(step)
                     if pruner.pruned_at_step:
                         metrics.update(_sparsity_metrics(pruner))
+                        if c.check_masks:
+                            distributed.check_masks_equal(pruner.masks, step)
                     if pruner.score_step(step):
                         tracker.log_scores(pruner.criterion.scores, step)
                 lr = sched.get_last_lr()[0]
-                out = model(x)
+                out = net(x)
                 loss = nn.functional.cross_entropy(out, y)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -328,15 +351,15 @@ class Trainer:
                 acc["seen"] += len(y)
                 last = step + 1 == total
                 if (step + 1) % max(1, c.log_every) == 0 or last:
-                    train_loss = float(acc["loss"]) / acc["seen"]
+                    distributed.all_reduce_sum(acc["loss"], acc["correct"], acc["seen"])
+                    train_loss = float(acc["loss"]) / float(acc["seen"])
                     if not math.isfinite(train_loss):
                         raise NonFiniteLoss(f"train/loss is {train_loss} at step {step}; "
                                             "kept the last good checkpoint (lower optimizer.lr?)")
-                    metrics.update({"train/loss": train_loss, "train/acc": int(acc["correct"]) / acc["seen"],
+                    metrics.update({"train/loss": train_loss, "train/acc": float(acc["correct"] / acc["seen"]),
                                     "lr": lr, "epoch": epoch + (i + 1) / spe})
-                    acc["loss"].zero_()
-                    acc["correct"].zero_()
-                    acc["seen"] = 0
+                    for v in acc.values():
+                        v.zero_()
                 if (c.eval_every and (step + 1) % c.eval_every == 0) or last:
                     vl, va = self.evaluate(model, xva, yva)
                     best_eval = va if not va <= best_eval else best_eval
@@ -366,6 +389,7 @@ class Trainer:
             "best_eval/acc": best_eval if math.isfinite(best_eval) else va,
             "params/total": n_params, "params/nonzero": nonzero, "params/kept_fraction": nonzero / n_params,
             "wall_time_s": time.perf_counter() - t_start, "batch_size": c.batch_size,
+            "world_size": self.dist.world_size, "global_batch_size": self.global_batch_size,
         }
         if pruner is not None:
             sp = pruner.sparsity()
