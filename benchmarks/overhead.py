@@ -25,8 +25,8 @@ the other patterns to 0.9. The schedule is ``Schedule(target, start_step=0, end_
 Windows (which steps of that schedule are timed):
 
 * MLP: all 100 steps (0..99); amortized = the mean of the 100 pruned steps over the mean of the 100 dense ones.
-* ResNet-20 (a step takes ~0.25 s on 2 cores, so 100 steps x 42 variants does not fit a benchmark run): steps
-  78-79 untimed (the pruner's state then is that of step 79: gradient scores computed for step 80), then one
+* ResNet-20 (a step takes ~0.25 s on 2 cores, so 100 steps x 42 variants does not fit a benchmark run): step
+  79 untimed (the pruner's state then is that of step 79: gradient scores computed for step 80), then one
   pruning period, steps 80..89, timed: the pruning step 80 (to the schedule's target at step 80, 0.87 for 0.9)
   and 9 ordinary steps, of which step 89 scores for the next pruning step (gradient/snip). Amortized = the mean
   over that period, which equals the 100-step mean of periods 10..89 and over-estimates it for steps 0..9 (no
@@ -149,13 +149,14 @@ class ModelSpec:
 def model_specs(quick: bool) -> dict[str, ModelSpec]:
     return {
         "mlp": ModelSpec(
-            "mlp", MLP, (784,), 128, list(range(TOTAL)), [], "all 100 steps of the schedule (0..99)"
+            "mlp", MLP, (784,), 128, list(range(22 if quick else TOTAL)), [],
+            "steps 0..21 (quick)" if quick else "all 100 steps of the schedule (0..99)",
         ),
         "resnet20": ModelSpec(
             "resnet20", ResNet20, (3, 32, 32), 64,
             list(range(80, 83)) if quick else list(range(80, 90)),
-            [79] if quick else [78, 79],
-            "steps 80..82 (quick)" if quick else "one pruning period, steps 80..89 (after untimed steps 78, 79)",
+            [79],
+            "steps 80..82 (quick)" if quick else "one pruning period, steps 80..89 (after untimed step 79)",
         ),
     }
 
@@ -284,13 +285,11 @@ class Variant:
 
 def variants_for(quick: bool, model: str) -> list[Variant]:
     vs: list[Variant] = []
-    if quick:
-        combos = [("magnitude", "1x1", "global"), ("snip", "1x1", "global")]
+    if quick:  # every criterion, pattern and scope at least once on the MLP; one variant on ResNet-20
+        combos = [("magnitude", "1x1", "global")]
         if model == "mlp":
-            combos += [("gradient", "channel", "global"), ("snip_momentum", "2:4", "local"),
-                       ("random", "4x1", "local")]
-        else:
-            combos += [("snip_momentum", "2:4", "local")]
+            combos += [("snip", "1x1", "global"), ("gradient", "channel", "global"),
+                       ("snip_momentum", "2:4", "local"), ("random", "4x1", "local")]
     else:
         combos = [(c, p, s) for c in CRITERIA for p in PATTERNS for s in SCOPES]
     for c, p, s in combos:
@@ -394,7 +393,7 @@ def bench_model(spec: ModelSpec, variants: list[Variant], repeats: int, focus_re
     # warm-up: kernels, allocator, foreach paths (untimed)
     wu = Variant("warmup", "ours", "snip_momentum", "1x1", "global")
     wspec = copy.copy(spec)
-    wspec.warmup, wspec.window = [], ([8, 9, 10, 11] if spec.name == "mlp" else [9, 10])
+    wspec.warmup, wspec.window = [], ([8, 9, 10, 11] if spec.name == "mlp" else [10])
     run_window(wspec, base, batches, wu)
     rounds = max(repeats, focus_repeats)
     t0 = time.perf_counter()
@@ -411,7 +410,9 @@ def bench_model(spec: ModelSpec, variants: list[Variant], repeats: int, focus_re
                   "target": target_for(v.pattern)})
         out_variants.append(s)
     agreement = {m: mask_agreement(spec, base, batches, m) for m in TORCH_METHODS if any(v.key == m for v in variants)}
-    dense_all = statistics.median(r["dense_ms"] for v in variants for r in v.runs)
+    dense_all = statistics.median(d for v in variants for r in v.runs for d in r["dense"]) * 1e3
+    hooks = [hook_costs(spec, base, batches, c, dense_all) for c in CRITERIA
+             if any(v.kind == "ours" and v.criterion == c for v in variants)]
     return {
         "params": sum(p.numel() for p in base.parameters()),
         "batch": spec.batch,
@@ -421,7 +422,66 @@ def bench_model(spec: ModelSpec, variants: list[Variant], repeats: int, focus_re
         "seconds": elapsed,
         "variants": out_variants,
         "mask_agreement": agreement,
+        "hook_costs": hooks,
     }
+
+
+def hook_costs(spec: ModelSpec, base: nn.Module, batches: list, criterion: str, dense_ms: float) -> dict[str, Any]:
+    """The pruner's own work per hook, timed alone (median of many calls; 1x1 global, masks active): where an
+    overhead comes from, without a training step's noise around it."""
+    runner = OursRunner(copy.deepcopy(base), criterion, "1x1", "global")
+    sch, p = runner.schedule, runner.pruner
+    nb = len(batches)
+    first = next(t for t in sch.steps if sch.target(t) > 0)
+    for t in range(max(0, first - 1), first + 1):  # up to the first real pruning step: masks active, grads there
+        runner.step(t, *batches[t % nb])
+    crit = p.criterion
+    score = getattr(crit, crit.score_hook)
+    n = (50 if spec.name == "mlp" else 20) if len(spec.window) >= 10 else 5  # fewer calls in a quick run
+
+    def med(f: Callable[[], Any], reps: int) -> float:
+        ts = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            f()
+            ts.append(time.perf_counter() - t0)
+        return statistics.median(ts) * 1e6
+
+    us = {
+        "apply_masks_us": med(p.on_after_optimizer_step, n),  # every step
+        "scores_us": med(score, n),  # every step for snip_momentum; before/at a pruning step for the others
+        "update_masks_us": med(lambda: p.update_masks(sch.target_sparsity), max(5, n // 5)),  # a pruning step
+    }
+    out: dict[str, Any] = {"criterion": criterion, "pattern": "1x1", "scope": "global", **us}
+    out.update({k.replace("_us", "_dense_steps"): v / 1e3 / dense_ms for k, v in us.items()})
+    return out
+
+
+class CpuMonitor:
+    """How much CPU other processes (and the hypervisor: steal) took while we ran: a noise indicator."""
+
+    def __init__(self) -> None:
+        self.start = self._snap()
+
+    @staticmethod
+    def _snap() -> tuple[float, float, float] | None:
+        try:
+            with open("/proc/stat") as f:
+                vals = [int(v) for v in f.readline().split()[1:9]]
+        except (OSError, ValueError):
+            return None
+        busy = vals[0] + vals[1] + vals[2] + vals[5] + vals[6] + vals[7]  # user nice system irq softirq steal
+        own = os.times()
+        return busy / os.sysconf("SC_CLK_TCK"), own.user + own.system, time.monotonic()
+
+    def foreign_share(self) -> float | None:
+        """Share of all CPUs' time used by others since start (0 = quiet machine)."""
+        end = self._snap()
+        if self.start is None or end is None:
+            return None
+        busy, own, wall = (e - s for e, s in zip(end, self.start))
+        cpus = os.cpu_count() or 1
+        return max(0.0, (busy - own) / (wall * cpus)) if wall > 0 else None
 
 
 # ------------------------------------------------------------------------------------------------ report
@@ -484,6 +544,13 @@ def print_tables(results: dict[str, Any], targets: list[dict[str, Any]]) -> None
                       + " ".join(f"{o[f]:>7.3f} vs {t[f]:>6.3f}" for f in
                                  ("ordinary_ratio", "pruning_ratio", "amortized_ratio"))
                       + f"  {ag.get('agree', float('nan')):.4f} (step {ag.get('step')})")
+        if res.get("hook_costs"):
+            print(f"\n  pruner hooks alone ({model}, 1x1 global, masks active; median us, and in dense steps)")
+            print(f"  {'criterion':<14} {'apply masks':>20} {'scores':>20} {'update_masks':>20}")
+            for h in res["hook_costs"]:
+                print(f"  {h['criterion']:<14} " + " ".join(
+                    f"{h[k + '_us']:>9.0f} ({h[k + '_dense_steps']:>6.3f})"
+                    for k in ("apply_masks", "scores", "update_masks")))
     print("\n== targets (ratios measured in this run)")
     for t in targets:
         print(f"  {verdict(t['pass'])}  {t['name']:<62} {t['value']:>8.3f}  (limit {t['limit']:.3f})")
@@ -519,6 +586,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"schedule: prune at steps {START}, {START + FREQ}, ..., {END} of {TOTAL} (exp decay); target 0.9 "
           f"(2:4: 0.5); SGD(lr=0.01, momentum=0.9); head excluded")
     t_start = time.perf_counter()
+    monitor = CpuMonitor()
     results = {}
     for m in models:
         variants = variants_for(args.quick, m)
@@ -528,7 +596,10 @@ def main(argv: list[str] | None = None) -> int:
     targets = judge(results)
     print_tables(results, targets)
     total = time.perf_counter() - t_start
-    print(f"\ntotal {total:.0f} s")
+    foreign = monitor.foreign_share()
+    noise = "n/a" if foreign is None else f"{foreign:.0%} of the machine's CPU time"
+    print(f"\ntotal {total:.0f} s; other processes (and steal) used {noise} during the run"
+          + (" -- a loaded machine: expect noisy ratios, rerun when it is quiet" if foreign and foreign > 0.1 else ""))
     if args.json:
         doc = {
             "benchmark": "overhead",
@@ -537,6 +608,7 @@ def main(argv: list[str] | None = None) -> int:
                 "quick": args.quick, "repeats": {m: {"all": reps[m][0], "focus": reps[m][1]} for m in models},
                 "schedule": {"start_step": START, "end_step": END, "pruning_frequency": FREQ, "steps": TOTAL},
                 "optimizer": "SGD(lr=0.01, momentum=0.9)", "seconds": total,
+                "foreign_cpu_share": foreign,
             },
             "models": results,
             "targets": targets,

@@ -20,7 +20,7 @@ from .criteria import CRITERIA
 from .errors import ConfigError
 from .pruner import Pruner, build_pattern, check_compatible
 from .schedule import Schedule
-from .tracking import build_tracker, write_json_atomic
+from .tracking import build_tracker, check_logger_config, write_json_atomic
 from .trainer import Interrupted, Trainer, TrainerConfig, config_fingerprint, seed_everything
 
 log = logging.getLogger("prunelab")
@@ -60,6 +60,7 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError("optimizer._target_", cfg.optimizer.get("_target_"), "a torch.optim optimizer class")
     if tc.progress not in ("auto", "bar", "lines", "none"):
         raise ConfigError("trainer.progress", tc.progress, "auto, bar, lines or none")
+    check_logger_config(cfg)
     tr = cfg.get("tracking", {})
     if tr.get("histogram_scale", "log10") not in ("log10", "linear"):
         raise ConfigError("tracking.histogram_scale", tr.get("histogram_scale"), "log10 or linear")

@@ -230,6 +230,8 @@ class Trainer:
             return None
         if r in (True, "true", "True"):
             return self.checkpoint_path()
+        if r == "auto":  # resume if there is a checkpoint (e.g. a requeued cluster job), else start afresh
+            return self.checkpoint_path() if self.checkpoint_path().exists() else None
         p = Path(str(r))
         return p / CHECKPOINT if p.is_dir() else p
 

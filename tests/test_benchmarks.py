@@ -1,0 +1,88 @@
+"""Smoke tests of the benchmark scripts: each runs with ``--quick`` as a subprocess, exits 0 and writes JSON with
+the expected keys and positive numbers. No timing is asserted (the figures depend on the machine and its load).
+"""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CRITERIA = {"magnitude", "gradient", "snip", "snip_momentum", "random"}
+
+
+def run_quick(script: str, tmp_path: Path) -> tuple[dict, str]:
+    out = tmp_path / f"{script}.json"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / f"{script}.py"), "--quick", "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=900,
+    )
+    assert proc.returncode == 0, f"{script} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    assert out.exists(), proc.stdout[-2000:]
+    return json.loads(out.read_text()), proc.stdout
+
+
+def positive(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > 0
+
+
+def check_targets(targets: list) -> None:
+    assert targets, "no targets judged"
+    for t in targets:
+        assert set(t) >= {"name", "value", "limit", "pass"}
+        assert isinstance(t["pass"], bool)
+        assert math.isfinite(t["value"]) and positive(t["limit"])
+
+
+def test_overhead_quick(tmp_path):
+    doc, stdout = run_quick("overhead", tmp_path)
+    assert doc["benchmark"] == "overhead"
+    cfg = doc["config"]
+    assert cfg["quick"] is True and cfg["threads"] >= 1
+    assert set(doc["models"]) == {"mlp", "resnet20"}
+    for name, res in doc["models"].items():
+        for key in ("params", "batch", "dense_ms", "seconds"):
+            assert positive(res[key]), (name, key, res[key])
+        kinds = {v["kind"] for v in res["variants"]}
+        assert kinds == {"ours", "torch"}, kinds
+        for v in res["variants"]:
+            for key in ("dense_ms", "ordinary_ms", "pruning_ms", "ordinary_ratio", "pruning_ratio",
+                        "amortized_ratio", "sparsity", "target", "repeats"):
+                assert positive(v[key]), (name, v["key"], key, v[key])
+            assert math.isfinite(v["update_dense_steps"])
+            assert 0 < v["sparsity"] <= v["target"] + 1e-6, v  # pruning happened, not beyond the target
+        for method, ag in res["mask_agreement"].items():
+            assert ag["agree"] > 0.99, (name, method, ag)  # the torch.nn.utils.prune baseline does the same masking
+            assert ag["pruned_ours"] == ag["pruned_torch"] > 0
+        for h in res["hook_costs"]:
+            assert h["criterion"] in CRITERIA
+            assert positive(h["apply_masks_us"]) and positive(h["update_masks_us"])
+    mlp = doc["models"]["mlp"]["variants"]
+    assert {v["criterion"] for v in mlp if v["kind"] == "ours"} == CRITERIA
+    assert {v["pattern"] for v in mlp if v["kind"] == "ours"} == {"1x1", "4x1", "2:4", "channel"}
+    assert {v["scope"] for v in mlp if v["kind"] == "ours"} == {"global", "local"}
+    assert all(v["target"] == 0.5 for v in mlp if v["pattern"] == "2:4")
+    check_targets(doc["targets"])
+    assert "PASS" in stdout or "MISS" in stdout
+    assert "torch.set_num_threads(" in stdout
+
+
+def test_mask_update_quick(tmp_path):
+    doc, stdout = run_quick("mask_update", tmp_path)
+    assert doc["benchmark"] == "mask_update"
+    assert doc["config"]["quick"] is True
+    (size,) = doc["sizes"]
+    assert size["label"] == "1M" and 900_000 <= size["params"] <= 1_000_000
+    for key in ("kthvalue_ms", "pattern_masks_ms", "update_masks_ms", "pattern_masks_ratio", "update_masks_ratio",
+                "layers"):
+        assert positive(size[key]), (key, size[key])
+    assert size["sparsity"] == pytest.approx(0.9, abs=1e-6)
+    assert set(doc["memory"]) == CRITERIA
+    for crit, m in doc["memory"].items():
+        assert positive(m["bytes"]) and positive(m["bytes_per_param"]), (crit, m)
+        assert m["bytes_per_param"] >= 1.0  # at least the bool masks
+    check_targets(doc["targets"])
