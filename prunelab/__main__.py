@@ -62,7 +62,7 @@ def unknown_group_option(argv: list[str]) -> str | None:
         key, value = arg.split("=", 1)
         group = key.lstrip("+~")
         folder = CONF_DIR / group
-        if not folder.is_dir() or "(" in value:
+        if group.startswith("hydra") or not folder.is_dir() or "(" in value:  # hydra/*: plugins add options
             continue
         options = sorted(p.stem for p in folder.glob("*.yaml"))
         for choice in value.split(","):

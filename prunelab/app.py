@@ -127,7 +127,8 @@ def _run(cfg: DictConfig, run_dir: Path, tc: TrainerConfig, dist: distributed.Di
     print(f"[prunelab] {run_name(cfg)}: {pruner.criterion.name}, pattern {pruner.pattern.pattern} "
           f"({pruner.pattern.scope}), target {pruner.schedule.target_sparsity}, {total} steps -> {run_dir}\n"
           f"{pruner.describe()}", flush=True)
-    tracker = build_tracker(cfg, run_dir, total_steps=total, name=run_name(cfg))
+    start = int(resume_state["step"]) + 1 if resume_state is not None else 0
+    tracker = build_tracker(cfg, run_dir, total_steps=total, name=run_name(cfg), start_step=start)
     try:
         summary = trainer.fit(model, data, pruner, tracker, resume_state=resume_state)
     except BaseException as exc:

@@ -652,7 +652,7 @@ def check_logger_config(cfg: Any) -> None:
         resolve_wandb_mode(lg.get("mode"))
 
 
-def build_tracker(cfg: Any, run_dir: str | os.PathLike, total_steps: int, name: str) -> Tracker:
+def build_tracker(cfg: Any, run_dir: str | os.PathLike, total_steps: int, name: str, start_step: int = 0) -> Tracker:
     """The trackers a run's config asks for: always local files and console progress (plain lines in a Hydra
     multirun); W&B with ``logger.backend: wandb`` (``logger=none``: wandb is not even imported)."""
     check_logger_config(cfg)  # a bad logger section fails here, before anything is created
@@ -669,7 +669,7 @@ def build_tracker(cfg: Any, run_dir: str | os.PathLike, total_steps: int, name: 
         bar = None if progress == "auto" else progress == "bar"
         if bar is None and in_hydra_multirun():
             bar = False  # jobs of a sweep share a terminal (or none): one plain line now and then, no bars
-        trackers.append(ConsoleTracker(total_steps, every=max(50, total_steps // 20), bar=bar))
+        trackers.append(ConsoleTracker(total_steps, every=max(50, total_steps // 20), bar=bar, start_step=start_step))
     if backend == "wandb":
         from omegaconf import OmegaConf
 

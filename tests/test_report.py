@@ -45,9 +45,9 @@ def write_broken_runs(root: Path) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def sweep(tmp_path_factory) -> Path:
-    """One multirun with the basic launcher: magnitude, snip x target 0 / 0.8 x seeds 0, 1 (8 short jobs)."""
+    """One multirun with the joblib launcher (2 jobs at once): magnitude, snip x target 0 / 0.8 x seeds 0, 1."""
     root = tmp_path_factory.mktemp("sweep")
-    cmd = [sys.executable, "-m", "prunelab", "-m", *FAST_RUN, f"criterion={','.join(CRITERIA)}",
+    cmd = [sys.executable, "-m", "prunelab", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *FAST_RUN, f"criterion={','.join(CRITERIA)}",
            f"schedule.target_sparsity={','.join(map(str, TARGETS))}", f"seed={','.join(map(str, SEEDS))}",
            f"hydra.sweep.dir={root / 'multirun'}"]
     proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=300)
