@@ -79,9 +79,9 @@ def lowest_k(x: Tensor, k: int) -> Tensor:
         return torch.ones(n, dtype=torch.bool, device=x.device)
     thr = torch.kthvalue(x, k).values
     below = x < thr
-    need = k - int(below.sum())
+    need = k - int(torch.count_nonzero(below))
     eq = x == thr
-    if need >= int(eq.sum()):
+    if need >= int(torch.count_nonzero(eq)):
         return below | eq
     return below | (eq & (eq.cumsum(0, dtype=torch.int32) <= need))
 
@@ -258,7 +258,7 @@ class Pattern:
         k = min(max(k, sum(lay.lo for lay in layers)), sum(lay.hi for lay in layers))
         flat = torch.cat([lay.blocks for lay in layers])
         pruned = list(lowest_k(flat, k).split(sizes))
-        counts = [int(p.sum()) for p in pruned]
+        counts = torch.stack([torch.count_nonzero(p) for p in pruned]).tolist()
         if all(lay.lo <= c <= lay.hi for lay, c in zip(layers, counts)):
             return pruned
         # A bound binds: every layer first prunes its `lo` lowest blocks; of its blocks ranked lo..hi-1, the

@@ -272,7 +272,7 @@ class Pruner:
         self.apply_masks()
 
     def _refresh_active(self) -> None:
-        kept = torch.stack([m.sum() for m in self.masks.values()]).tolist()
+        kept = torch.stack([torch.count_nonzero(m) for m in self.masks.values()]).tolist()
         self._active = [i for i, (k, m) in enumerate(zip(kept, self.masks.values())) if k < m.numel()]
         self._active_w = [self._weights[i] for i in self._active]
         self._active_m = [self.masks[self.names[i]] for i in self._active]
@@ -291,7 +291,7 @@ class Pruner:
     @torch.no_grad()
     def sparsity(self) -> dict[str, Any]:
         """Actual sparsity counted from zeros in the weights (not from the target): per layer and overall."""
-        zeros = torch.stack([(w == 0).sum() for w in self._weights]).tolist()
+        zeros = [w.numel() - n for w, n in zip(self._weights, torch.stack([torch.count_nonzero(w) for w in self._weights]).tolist())]
         sizes = [w.numel() for w in self._weights]
         total, nz = sum(sizes), sum(zeros)
         return {
@@ -303,7 +303,7 @@ class Pruner:
 
     def mask_sparsity(self) -> dict[str, float]:
         """Fraction of pruned entries per mask."""
-        kept = torch.stack([m.sum() for m in self.masks.values()]).tolist()
+        kept = torch.stack([torch.count_nonzero(m) for m in self.masks.values()]).tolist()
         return {n: 1.0 - k / m.numel() for (n, m), k in zip(self.masks.items(), kept)}
 
     # --- checkpoints ---

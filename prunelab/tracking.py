@@ -98,41 +98,61 @@ class Trackers(Tracker):
 
 @torch.no_grad()
 def score_histogram(scores: Tensor, bins: int = 64, log_scale: bool = True) -> dict[str, Any]:
-    """A fixed-bin histogram of one score tensor, computed on its device.
+    """A fixed-bin histogram of one score tensor, computed on its device (see :func:`histograms`).
 
-    Scores span orders of magnitude, so by default the bins are over log10(score) of the positive scores, and
-    zeros (pruned weights under magnitude/snip) are counted separately in ``zeros``; ``counts`` plus ``zeros``
-    add up to the tensor's element count. Returns ``counts`` (list of ``bins`` ints), ``edges`` (``bins + 1``
-    floats, log10 units when ``log_scale``), ``zeros``, ``numel``, ``log_scale``.
+    Returns ``counts`` (``bins`` ints), ``edges`` (``bins + 1`` floats, log10 units when ``log_scale``),
+    ``zeros``, ``numel``, ``log_scale``; ``counts`` plus ``zeros`` add up to the element count.
     """
-    x = scores.detach().reshape(-1).float()
-    numel = x.numel()
+    return histograms({"x": scores}, bins, log_scale)["x"]
+
+
+@torch.no_grad()
+def histograms(scores: Mapping[str, Tensor], bins: int, log_scale: bool) -> dict[str, dict[str, Any]]:
+    """One histogram per layer plus ``all`` over every layer's scores, on shared fixed bins.
+
+    Scores span orders of magnitude, so by default the bins are over log10(score) and zeros (pruned weights
+    under magnitude/snip) are counted apart in ``zeros`` (non-finite scores too). All layers of a step share one
+    range (the smallest positive to the largest score), so their histograms are comparable and ``all`` is their
+    sum. Computed on the scores' device: one reduction pass for the range, then per layer a log10, an affine
+    map to bin indices and a ``bincount``; one host sync for the range and one for the counts.
+    """
+    if not scores:
+        return {}
+    flats = {name: s.detach().reshape(-1) for name, s in scores.items()}
+    dev = next(iter(flats.values())).device
+    inf = torch.tensor(float("inf"), device=dev)
+    lows, highs = [], []
+    for x in flats.values():
+        finite = torch.isfinite(x)
+        ok = finite & (x > 0) if log_scale else finite
+        lows.append(torch.where(ok, x, inf).min().float())
+        highs.append(torch.where(ok, x, -inf).max().float())
+    lo_hi = torch.stack([torch.stack(lows).min(), torch.stack(highs).max()])
     if log_scale:
-        pos = x[x > 0]
-        zeros = numel - pos.numel()
-        x = pos.log10()
-    else:
-        zeros = 0
-    if x.numel() == 0:
+        lo_hi = lo_hi.log10()
+    lo, hi = lo_hi.tolist()
+    if not (math.isfinite(lo) and math.isfinite(hi)):  # nothing countable (all zero): any range will do
         lo, hi = 0.0, 1.0
-    else:
-        lo, hi = (float(v) for v in torch.stack([x.min(), x.max()]).tolist())
-    if not (math.isfinite(lo) and math.isfinite(hi)):
-        x = x[torch.isfinite(x)]
-        lo, hi = (float(x.min()), float(x.max())) if x.numel() else (0.0, 1.0)
     if hi <= lo:
         lo, hi = lo - 0.5, hi + 0.5
-    counts = torch.histc(x, bins=bins, min=lo, max=hi).to(torch.int64)
-    # histc drops values outside [lo, hi] (non-finite ones); count them with the zeros so nothing is lost
-    missing = numel - zeros - int(counts.sum())
-    step = (hi - lo) / bins
-    return {
-        "counts": counts.tolist(),
-        "edges": [lo + i * step for i in range(bins + 1)],
-        "zeros": int(zeros + missing),
-        "numel": int(numel),
-        "log_scale": bool(log_scale),
-    }
+    scale = bins / (hi - lo)
+    counts = []
+    for x in flats.values():
+        v = x.float().log10() if log_scale else x.float().clone()
+        countable = torch.isfinite(v)
+        idx = v.sub_(lo).mul_(scale).floor_().clamp_(0, bins - 1).nan_to_num_(0.0).to(torch.int64)
+        idx.masked_fill_(~countable, bins)  # the extra last bin counts zeros and non-finite scores
+        counts.append(torch.bincount(idx, minlength=bins + 1))
+    rows = torch.stack(counts).tolist()  # per layer: bins counts, then the zeros
+    edges = [lo + i * (hi - lo) / bins for i in range(bins + 1)]
+    out = {}
+    for name, row, x in zip(flats, rows, flats.values()):
+        out[name] = {"counts": row[:bins], "edges": edges, "zeros": int(row[bins]), "numel": int(x.numel()),
+                     "log_scale": bool(log_scale)}
+    total = [sum(col) for col in zip(*rows)]
+    out["all"] = {"counts": total[:bins], "edges": edges, "zeros": int(total[bins]),
+                  "numel": sum(int(x.numel()) for x in flats.values()), "log_scale": bool(log_scale)}
+    return out
 
 
 def _jsonable(v: Any) -> Any:
@@ -195,14 +215,6 @@ class LocalTracker(Tracker):
                 tmp.write_text("".join(ln + "\n" for ln in kept))
                 os.replace(tmp, path)
         self._last_step = last
-
-
-def histograms(scores: Mapping[str, Tensor], bins: int, log_scale: bool) -> dict[str, dict[str, Any]]:
-    """One histogram per layer plus ``all`` over every layer's scores together."""
-    out = {name: score_histogram(s, bins, log_scale) for name, s in scores.items()}
-    if scores:
-        out["all"] = score_histogram(torch.cat([s.reshape(-1) for s in scores.values()]), bins, log_scale)
-    return out
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:

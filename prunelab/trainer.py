@@ -385,7 +385,7 @@ class Trainer:
         vl, va = self.evaluate(model, xva, yva)
         tl, ta = self.evaluate(model, xte, yte)
         n_params = sum(p.numel() for p in model.parameters())
-        nonzero = sum(int((p != 0).sum()) for p in model.parameters())
+        nonzero = sum(int(torch.count_nonzero(p)) for p in model.parameters())
         summary: dict[str, Any] = {
             "status": "finished", "steps": total, "val/acc": va, "val/loss": vl, "test/acc": ta, "test/loss": tl,
             "best_eval/acc": best_eval if math.isfinite(best_eval) else va,

@@ -495,3 +495,39 @@ def test_tags_resume_and_progress_in_multirun(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="histogram_bins"):
         build_tracker(OmegaConf.merge(cfg, {"logger": {"backend": "wandb"}, "tracking": {"histogram_bins": 1000}}),
                       tmp_path, 10, "n")
+
+
+def test_histograms_share_one_range_and_match_numpy():
+    """Per-layer counts on the step's shared log10 bins equal numpy's histogram on the same edges; `all` is
+    their sum; zeros are counted apart."""
+    import numpy as np
+
+    gen = torch.Generator().manual_seed(0)
+    a = torch.rand(1000, generator=gen) * 1e-3
+    a[:100] = 0
+    b = torch.rand(40, 25, generator=gen) * 10
+    hs = histograms({"a": a, "b": b}, 16, True)
+    edges = np.asarray(hs["all"]["edges"])
+    assert hs["a"]["edges"] == hs["b"]["edges"] == hs["all"]["edges"]
+    assert edges[0] == pytest.approx(np.log10(a[a > 0].min().item()), abs=1e-6)
+    assert edges[-1] == pytest.approx(np.log10(b.max().item()), abs=1e-6)
+    for name, t in (("a", a), ("b", b)):
+        v = t.reshape(-1).numpy()
+        want, _ = np.histogram(np.log10(v[v > 0]), bins=edges)
+        # numpy's last bin is closed like ours; values on an inner edge may fall either side by rounding
+        assert np.abs(np.asarray(hs[name]["counts"]) - want).sum() <= 2
+        assert sum(hs[name]["counts"]) == (v > 0).sum() and hs[name]["zeros"] == (v == 0).sum()
+    assert hs["all"]["counts"] == [x + y for x, y in zip(hs["a"]["counts"], hs["b"]["counts"])]
+    assert hs["all"]["zeros"] == 100 and hs["all"]["numel"] == 2000
+
+
+def test_histogram_cost_benchmark_smoke(tmp_path):
+
+    out = tmp_path / "h.json"
+    bench = Path(__file__).resolve().parents[1] / "benchmarks" / "histogram_cost.py"
+    proc = subprocess.run([sys.executable, str(bench), "--quick", "--json", str(out)], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    res = json.loads(out.read_text())["results"]
+    assert set(res) == {"mlp_784_300_100", "resnet20_convs"}
+    assert all(r["mask_update_ms"] > 0 and r["histograms_ms"] > 0 and r["params"] > 0 for r in res.values())
