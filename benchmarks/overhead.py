@@ -283,13 +283,15 @@ class Variant:
         return TorchPruneRunner(model, self.key)
 
 
-def variants_for(quick: bool, model: str) -> list[Variant]:
+def variants_for(quick: bool, model: str, focus_only: bool = False) -> list[Variant]:
     vs: list[Variant] = []
     if quick:  # every criterion, pattern and scope at least once on the MLP; one variant on ResNet-20
         combos = [("magnitude", "1x1", "global")]
         if model == "mlp":
             combos += [("snip", "1x1", "global"), ("gradient", "channel", "global"),
                        ("snip_momentum", "2:4", "local"), ("random", "4x1", "local")]
+    elif focus_only:
+        combos = [(c, "1x1", "global") for c in CRITERIA]
     else:
         combos = [(c, p, s) for c in CRITERIA for p in PATTERNS for s in SCOPES]
     for c, p, s in combos:
@@ -454,6 +456,9 @@ def hook_costs(spec: ModelSpec, base: nn.Module, batches: list, criterion: str, 
     }
     out: dict[str, Any] = {"criterion": criterion, "pattern": "1x1", "scope": "global", **us}
     out.update({k.replace("_us", "_dense_steps"): v / 1e3 / dense_ms for k, v in us.items()})
+    # what an ordinary step would cost if the pruner's own work were all (no step noise): a lower bound
+    per_step = us["apply_masks_us"] + (us["scores_us"] if crit.stateful else 0.0)
+    out["ordinary_ratio_from_hooks"] = 1.0 + per_step / 1e3 / dense_ms
     return out
 
 
@@ -546,11 +551,13 @@ def print_tables(results: dict[str, Any], targets: list[dict[str, Any]]) -> None
                       + f"  {ag.get('agree', float('nan')):.4f} (step {ag.get('step')})")
         if res.get("hook_costs"):
             print(f"\n  pruner hooks alone ({model}, 1x1 global, masks active; median us, and in dense steps)")
-            print(f"  {'criterion':<14} {'apply masks':>20} {'scores':>20} {'update_masks':>20}")
+            print(f"  {'criterion':<14} {'apply masks':>20} {'scores':>20} {'update_masks':>20}"
+                  f"  {'ordinary from hooks':>19}")
             for h in res["hook_costs"]:
                 print(f"  {h['criterion']:<14} " + " ".join(
                     f"{h[k + '_us']:>9.0f} ({h[k + '_dense_steps']:>6.3f})"
-                    for k in ("apply_masks", "scores", "update_masks")))
+                    for k in ("apply_masks", "scores", "update_masks"))
+                    + f"  {h['ordinary_ratio_from_hooks']:>18.3f}x")
     print("\n== targets (ratios measured in this run)")
     for t in targets:
         print(f"  {verdict(t['pass'])}  {t['name']:<62} {t['value']:>8.3f}  (limit {t['limit']:.3f})")
@@ -563,6 +570,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", metavar="PATH", help="write the results as JSON to PATH")
     ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
     ap.add_argument("--models", default="mlp,resnet20", help="comma-separated: mlp, resnet20")
+    ap.add_argument("--focus-only", action="store_true",
+                    help="only the variants a target is judged on (every criterion 1x1 global, torch.nn.utils.prune)")
     ap.add_argument("--mlp-repeats", type=int, default=None, help="repeats of every MLP variant (default 3)")
     ap.add_argument("--resnet-repeats", type=int, default=None, help="repeats of every ResNet-20 variant (default 1)")
     ap.add_argument("--focus-repeats", type=int, default=None,
@@ -589,7 +598,7 @@ def main(argv: list[str] | None = None) -> int:
     monitor = CpuMonitor()
     results = {}
     for m in models:
-        variants = variants_for(args.quick, m)
+        variants = variants_for(args.quick, m, args.focus_only)
         r, fr = reps[m]
         print(f"... {m}: {len(variants)} variants, repeats {r} (focus {fr})", flush=True)
         results[m] = bench_model(specs[m], variants, r, fr)

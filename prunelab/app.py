@@ -48,6 +48,8 @@ def validate(cfg: DictConfig) -> None:
             _positive_int(f"trainer.{key}", val, allow_zero=key == "finetune_steps")
     if tc.max_steps is None and tc.epochs is None and tc.finetune_steps is None:
         raise ConfigError("trainer.max_steps", None, "a number of steps >= 1 (or set trainer.epochs)")
+    if tc.num_threads is not None:
+        _positive_int("trainer.num_threads", tc.num_threads)
     for key in ("eval_every", "log_every", "checkpoint_every", "warmup_steps"):
         _positive_int(f"trainer.{key}", getattr(tc, key), allow_zero=True)
     if tc.finetune_steps is None and tc.max_steps is not None and schedule.end_step >= tc.max_steps:

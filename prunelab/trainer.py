@@ -88,7 +88,7 @@ def config_fingerprint(cfg: Mapping[str, Any]) -> str:
     d = json.loads(json.dumps(cfg, default=str))
     d.pop("logger", None)
     d.pop("tracking", None)
-    for key in ("resume", "checkpoint_every", "log_every", "progress"):
+    for key in ("resume", "checkpoint_every", "log_every", "progress", "num_threads", "check_masks"):
         d.get("trainer", {}).pop(key, None)
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -116,6 +116,7 @@ class TrainerConfig:
     resume: Any = False
     progress: str = "auto"
     check_masks: bool = False
+    num_threads: int | None = None
 
     @classmethod
     def from_config(cls, cfg: Any) -> "TrainerConfig":
@@ -256,6 +257,8 @@ class Trainer:
         tracker = tracker or Tracker()
         t_start = time.perf_counter()
         seed_everything(self.seed)
+        if c.num_threads:
+            torch.set_num_threads(int(c.num_threads))
         if c.deterministic:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             torch.use_deterministic_algorithms(True)
