@@ -78,6 +78,9 @@ def lowest_k(x: Tensor, k: int) -> Tensor:
     if k >= n:
         return torch.ones(n, dtype=torch.bool, device=x.device)
     thr = torch.kthvalue(x, k).values
+    upto = x <= thr
+    if int(torch.count_nonzero(upto)) == k:  # no tie straddles the threshold (the usual case): one pass
+        return upto
     below = x < thr
     need = k - int(torch.count_nonzero(below))
     eq = x == thr
@@ -253,19 +256,35 @@ class Pattern:
 
     def _global(self, layers: list[_Layer], target: float) -> list[Tensor]:
         sizes = [lay.blocks.numel() for lay in layers]
-        total = sum(sizes)
-        k = self.block_target(target, total)
+        k = self.block_target(target, sum(sizes))
         k = min(max(k, sum(lay.lo for lay in layers)), sum(lay.hi for lay in layers))
-        flat = torch.cat([lay.blocks for lay in layers])
-        pruned = list(lowest_k(flat, k).split(sizes))
-        counts = torch.stack([torch.count_nonzero(p) for p in pruned]).tolist()
-        if all(lay.lo <= c <= lay.hi for lay, c in zip(layers, counts)):
-            return pruned
-        # A bound binds: every layer first prunes its `lo` lowest blocks; of its blocks ranked lo..hi-1, the
-        # globally lowest make up the rest. Exact count, bounds hold by construction.
+        # One selection over all layers; a layer it pushes past its max is held at its max (its own selection)
+        # and the others share the rest, again with one selection (water-filling; usually one round).
+        fixed: dict[int, Tensor] = {}
+        free, budget = list(range(len(layers))), k
+        while free:
+            flat = torch.cat([layers[i].blocks for i in free])
+            pruned = lowest_k(flat, budget).split([sizes[i] for i in free])
+            counts = torch.stack([torch.count_nonzero(p) for p in pruned]).tolist()
+            if any(c < layers[i].lo for c, i in zip(counts, free)):
+                return self._global_bounded(layers, k)
+            over = [i for c, i in zip(counts, free) if c > layers[i].hi]
+            if not over:
+                fixed.update(zip(free, pruned))
+                break
+            for i in over:
+                fixed[i] = lowest_k(layers[i].blocks, layers[i].hi)
+                budget -= layers[i].hi
+            free = [i for i in free if i not in over]
+        return [fixed[i] for i in range(len(layers))]
+
+    def _global_bounded(self, layers: list[_Layer], k: int) -> list[Tensor]:
+        """Exact selection when min bounds bind: every layer first prunes its `lo` lowest blocks; of its blocks
+        ranked lo..hi-1, the globally lowest make up the rest. Bounds hold by construction."""
+        sizes = [lay.blocks.numel() for lay in layers]
         forced = [lowest_k(lay.blocks, lay.lo) for lay in layers]
         eligible = [lowest_k(lay.blocks, lay.hi) & ~f for lay, f in zip(layers, forced)]
-        inf = torch.tensor(float("inf"), device=flat.device)
+        inf = torch.tensor(float("inf"), device=layers[0].blocks.device)
         masked = torch.cat([torch.where(e, lay.blocks, inf) for lay, e in zip(layers, eligible)])
         rest = k - sum(lay.lo for lay in layers)
         extra = lowest_k(masked, rest).split(sizes)
