@@ -13,8 +13,9 @@ dense, ...), and reports:
 * **amortized step**: mean step over a 100-step schedule pruning every 10 steps (steps 0, 10, ..., 90);
 * **mask update**: (pruning step - ordinary step) / dense step, what one mask recomputation costs in dense steps.
 
-Each figure is a ratio over the dense step timed in the same window; the ratios of each repeat are combined by
-their median. The same masking done the way a user would without prunelab (``torch.nn.utils.prune``:
+Each figure is a ratio over the dense step timed in the same window: every pruned step is divided by the dense
+step timed next to it, per step the median over the repeats is taken, then the median (ordinary, pruning) or
+mean (amortized) over the window's steps (see ``summarize``). The same masking done the way a user would without prunelab (``torch.nn.utils.prune``:
 ``global_unstructured`` with ``L1Unstructured`` = our ``magnitude``, and with a custom ``importance_scores`` dict
 of |W * grad W| = our ``snip``; both 1x1 global) is timed in the same loop, and its ratios are printed beside ours.
 
@@ -24,7 +25,7 @@ the other patterns to 0.9. The schedule is ``Schedule(target, start_step=0, end_
 
 Windows (which steps of that schedule are timed):
 
-* MLP: all 100 steps (0..99); amortized = the mean of the 100 pruned steps over the mean of the 100 dense ones.
+* MLP: all 100 steps (0..99); amortized = the mean of the 100 per-step ratios.
 * ResNet-20 (a step takes ~0.25 s on 2 cores, so 100 steps x 42 variants does not fit a benchmark run): step
   79 untimed (the pruner's state then is that of step 79: gradient scores computed for step 80), then one
   pruning period, steps 80..89, timed: the pruning step 80 (to the schedule's target at step 80, 0.87 for 0.9)
@@ -34,7 +35,8 @@ Windows (which steps of that schedule are timed):
 
 Run::
 
-    python benchmarks/overhead.py                       # full run (a few minutes on 2 CPU cores)
+    python benchmarks/overhead.py                       # full run (~8 min on 2 idle CPU cores)
+    python benchmarks/overhead.py --focus-only          # only the variants the targets judge
     python benchmarks/overhead.py --quick --json o.json # smoke run (< 30 s)
 """
 from __future__ import annotations
@@ -337,6 +339,20 @@ def run_window(spec: ModelSpec, base: nn.Module, batches: list, variant: Variant
     return {"dense": d_times, "pruned": v_times, "sparsity": runner.sparsity()}
 
 
+def median_se(xs: list[float]) -> float:
+    """Standard error of the median of xs, from their interquartile range (robust to load bursts)."""
+    if len(xs) < 4:
+        return float("nan")
+    q = statistics.quantiles(xs, n=4)
+    return 1.2533 * (q[2] - q[0]) / 1.349 / math.sqrt(len(xs))
+
+
+def amortized_se(runs: list[dict[str, Any]]) -> float:
+    """Standard error of the amortized ratio, from how much it varies between repeats."""
+    per_run = [statistics.fmean(p / d for p, d in zip(run["pruned"], run["dense"])) for run in runs]
+    return statistics.stdev(per_run) / math.sqrt(len(per_run)) if len(per_run) > 1 else float("nan")
+
+
 def summarize(spec: ModelSpec, runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Combine the repeats of one variant.
 
@@ -354,6 +370,7 @@ def summarize(spec: ModelSpec, runs: list[dict[str, Any]]) -> dict[str, Any]:
     r = [statistics.median(run["pruned"][i] / run["dense"][i] for run in runs) for i in range(len(w))]
     ordinary = statistics.median(r[i] for i in ord_idx)
     pruning = statistics.median(r[i] for i in real_prune)
+    pairs = [run["pruned"][i] / run["dense"][i] for run in runs for i in ord_idx]
     return {
         "dense_ms": statistics.median(d for run in runs for d in run["dense"]) * 1e3,
         "ordinary_ms": statistics.median(run["pruned"][i] for run in runs for i in ord_idx) * 1e3,
@@ -362,6 +379,8 @@ def summarize(spec: ModelSpec, runs: list[dict[str, Any]]) -> dict[str, Any]:
         "pruning_ratio": pruning,
         "amortized_ratio": statistics.fmean(r),
         "update_dense_steps": pruning - ordinary,
+        "ordinary_se": median_se(pairs),  # noise of the ordinary ratio (standard error of a median)
+        "amortized_se": amortized_se(runs),
         "sparsity": statistics.median(run["sparsity"] for run in runs),
         "repeats": len(runs),
     }
@@ -497,8 +516,8 @@ def verdict(ok: bool) -> str:
 def judge(results: dict[str, Any]) -> list[dict[str, Any]]:
     targets: list[dict[str, Any]] = []
 
-    def add(name: str, value: float, limit: float) -> None:
-        targets.append({"name": name, "value": value, "limit": limit, "pass": bool(value <= limit)})
+    def add(name: str, value: float, limit: float, se: float = float("nan")) -> None:
+        targets.append({"name": name, "value": value, "limit": limit, "pass": bool(value <= limit), "se": se})
 
     for model, res in results.items():
         by_key = {v["key"]: v for v in res["variants"]}
@@ -507,19 +526,23 @@ def judge(results: dict[str, Any]) -> list[dict[str, Any]]:
             if v is None:
                 continue
             if model == "mlp":
-                add(f"mlp {c} 1x1 global: ordinary step / dense", v["ordinary_ratio"], LIMITS["mlp_ordinary"])
-                add(f"mlp {c} 1x1 global: amortized step / dense", v["amortized_ratio"], LIMITS["mlp_amortized"])
+                add(f"mlp {c} 1x1 global: ordinary step / dense", v["ordinary_ratio"], LIMITS["mlp_ordinary"],
+                    v["ordinary_se"])
+                add(f"mlp {c} 1x1 global: amortized step / dense", v["amortized_ratio"], LIMITS["mlp_amortized"],
+                    v["amortized_se"])
                 add(f"mlp {c} 1x1 global: mask update, dense steps", v["update_dense_steps"],
                     LIMITS["mlp_update_dense_steps"])
             elif model == "resnet20":
                 add(f"resnet20 {c} 1x1 global: ordinary step / dense", v["ordinary_ratio"],
-                    LIMITS["resnet20_ordinary"])
+                    LIMITS["resnet20_ordinary"], v["ordinary_se"])
         for method, crit in TORCH_METHODS.items():
             t, o = by_key.get(method), by_key.get(f"{crit}/1x1/global")
             if t is None or o is None:
                 continue
             for fig in ("ordinary_ratio", "pruning_ratio", "amortized_ratio"):
-                add(f"{model} {crit} vs {method}: {fig.split('_')[0]} ratio, ours <= torch's", o[fig], t[fig])
+                key = fig.replace("ratio", "se")
+                se = math.hypot(o[key], t[key]) if key in o else float("nan")
+                add(f"{model} {crit} vs {method}: {fig.split('_')[0]} ratio, ours <= torch's", o[fig], t[fig], se)
     return targets
 
 
@@ -560,7 +583,20 @@ def print_tables(results: dict[str, Any], targets: list[dict[str, Any]]) -> None
                     + f"  {h['ordinary_ratio_from_hooks']:>18.3f}x")
     print("\n== targets (ratios measured in this run)")
     for t in targets:
-        print(f"  {verdict(t['pass'])}  {t['name']:<62} {t['value']:>8.3f}  (limit {t['limit']:.3f})")
+        se = t.get("se", float("nan"))
+        noise = f"  noise +-{se:.3f}" if math.isfinite(se) else ""
+        print(f"  {verdict(t['pass'])}  {t['name']:<62} {t['value']:>8.3f}  (limit {t['limit']:.3f}){noise}")
+
+
+def finite_or_none(obj: Any) -> Any:
+    """NaN/inf -> None, so the JSON is standard JSON."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [finite_or_none(v) for v in obj]
+    return obj
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -623,7 +659,7 @@ def main(argv: list[str] | None = None) -> int:
             "targets": targets,
         }
         with open(args.json, "w") as f:
-            json.dump(doc, f, indent=1)
+            json.dump(finite_or_none(doc), f, indent=1)
         print(f"wrote {args.json}")
     return 0
 

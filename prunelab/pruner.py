@@ -275,7 +275,8 @@ class Pruner:
         kept = torch.stack([torch.count_nonzero(m) for m in self.masks.values()]).tolist()
         self._active = [i for i, (k, m) in enumerate(zip(kept, self.masks.values())) if k < m.numel()]
         self._active_w = [self._weights[i] for i in self._active]
-        self._active_m = [self.masks[self.names[i]] for i in self._active]
+        # uint8 views of the bool masks (no copy): float * uint8 takes torch's fast path, float * bool does not
+        self._active_m = [self.masks[self.names[i]].view(torch.uint8) for i in self._active]
 
     @torch.no_grad()
     def apply_masks(self) -> None:
