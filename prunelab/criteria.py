@@ -221,12 +221,17 @@ class SnipMomentumCriterion(PruningCriterion):
         s, w, g = self._grads()
         if not s:
             return
-        fresh = torch._foreach_mul(w, g)  # transient: the persistent state stays one float per weight
+        # S <- alpha * S + beta * |W * g| in three passes: the new term in a transient tensor, the history added
+        # into it, and the scores' storage swapped to it (the persistent state stays one float per weight)
+        fresh = torch._foreach_mul(w, g)
         torch._foreach_abs_(fresh)
         if fresh[0].dtype != torch.float32:
             fresh = [f.float() for f in fresh]
-        torch._foreach_mul_(s, self.alpha)
-        torch._foreach_add_(s, fresh, alpha=self.beta)
+        if self.beta != 1.0:
+            torch._foreach_mul_(fresh, self.beta)
+        torch._foreach_add_(fresh, s, alpha=self.alpha)
+        for score, new in zip(s, fresh):
+            score.set_(new)
 
 
 @register_criterion("random")

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from prunelab.errors import ConfigError
-from prunelab.patterns import Pattern, as_2d, from_2d, lowest_k
+from prunelab.patterns import Pattern, _lowest_k_of, as_2d, from_2d, lowest_k
 from prunelab.pruner import Pruner
 
 T, F = True, False
@@ -354,6 +354,27 @@ def test_lowest_k_exact():
     assert torch.equal(lowest_k(x, 4), b([F, T, T, T, F, T]))
     assert torch.equal(lowest_k(x, 6), b([T] * 6))
 
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
+def test_lowest_k_numpy_and_torch_paths_agree(dtype):
+    """The CPU path selects in numpy, the GPU path with torch.kthvalue: same k, same ties, same mask.
+    float16 has no numpy path here, so it checks the torch path against a sort."""
+    g = torch.Generator().manual_seed(5)
+    for x in (
+        torch.rand(50_000, generator=g),
+        torch.randint(0, 7, (50_000,), generator=g).float(),  # heavy ties at every threshold
+        torch.cat([torch.zeros(30_000), torch.rand(20_000, generator=g)]),  # pruned weights' zero scores
+    ):
+        x = x.to(dtype)
+        for k in (1, 17, 12_345, 30_000, 30_001, 49_999):
+            got = lowest_k(x, k)
+            thr = torch.kthvalue(x.float(), k).values.to(dtype)
+            torch_path = _lowest_k_of(x, thr, k, torch.count_nonzero)
+            # reference: a stable sort; the k first positions are the k lowest, ties to the lower index
+            want = torch.zeros(x.numel(), dtype=torch.bool)
+            want[torch.sort(x.float(), stable=True).indices[:k]] = True
+            assert int(got.sum()) == k and torch.equal(got, want) and torch.equal(torch_path, want)
 
 # --- Conv layout: [out, kh * kw * in], input channels fastest ---
 def test_conv_2d_view_input_channels_fastest():
