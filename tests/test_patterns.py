@@ -5,12 +5,14 @@ import logging
 import math
 from fractions import Fraction
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from prunelab.errors import ConfigError
-from prunelab.patterns import Pattern, _lowest_k_of, as_2d, from_2d, lowest_k
+import prunelab.patterns as patterns_mod
+from prunelab.patterns import Pattern, _lowest_k_of, as_2d, from_2d, kth_smallest_np, lowest_k
 from prunelab.pruner import Pruner
 
 T, F = True, False
@@ -357,17 +359,18 @@ def test_lowest_k_exact():
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
-def test_lowest_k_numpy_and_torch_paths_agree(dtype):
+@pytest.mark.parametrize("n", [50_000, 200_000])  # a full selection; a sample-bracketed one
+def test_lowest_k_numpy_and_torch_paths_agree(dtype, n):
     """The CPU path selects in numpy, the GPU path with torch.kthvalue: same k, same ties, same mask.
     float16 has no numpy path here, so it checks the torch path against a sort."""
     g = torch.Generator().manual_seed(5)
     for x in (
-        torch.rand(50_000, generator=g),
-        torch.randint(0, 7, (50_000,), generator=g).float(),  # heavy ties at every threshold
-        torch.cat([torch.zeros(30_000), torch.rand(20_000, generator=g)]),  # pruned weights' zero scores
+        torch.rand(n, generator=g),
+        torch.randint(0, 7, (n,), generator=g).float(),  # heavy ties at every threshold
+        torch.cat([torch.zeros(n * 3 // 5), torch.rand(n - n * 3 // 5, generator=g)]),  # pruned weights' zeros
     ):
         x = x.to(dtype)
-        for k in (1, 17, 12_345, 30_000, 30_001, 49_999):
+        for k in (1, 17, n // 4, n * 3 // 5, n * 3 // 5 + 1, n - 1):
             got = lowest_k(x, k)
             thr = torch.kthvalue(x.float(), k).values.to(dtype)
             torch_path = _lowest_k_of(x, thr, k, torch.count_nonzero)
@@ -375,6 +378,28 @@ def test_lowest_k_numpy_and_torch_paths_agree(dtype):
             want = torch.zeros(x.numel(), dtype=torch.bool)
             want[torch.sort(x.float(), stable=True).indices[:k]] = True
             assert int(got.sum()) == k and torch.equal(got, want) and torch.equal(torch_path, want)
+
+
+def test_kth_smallest_np_bracket_and_fallback(monkeypatch):
+    """The sample bracket gives the exact k-th value, with ties at either end of the bracket, and the full
+    selection takes over when the sample misses the k-th value."""
+    rng = np.random.default_rng(3)
+    n = 300_000
+    cases = {
+        "uniform": rng.random(n, dtype=np.float32),
+        "zeros": np.concatenate([np.zeros(250_000, np.float32), rng.random(50_000, dtype=np.float32)]),
+        "few values": rng.integers(0, 5, n).astype(np.float32),
+    }
+    for name, a in cases.items():
+        ref = np.sort(a)
+        for k in (1, 1000, 150_000, 249_999, 250_000, 250_001, 299_000, n):
+            assert kth_smallest_np(a, k) == ref[k - 1], (name, k)
+    # a sample drawn only from the smallest entries brackets the wrong range: the answer is still exact
+    a = cases["uniform"]
+    for sampled in (np.argsort(a)[: patterns_mod._SAMPLE], np.argsort(a)[-patterns_mod._SAMPLE:]):  # too low, too high
+        monkeypatch.setattr(patterns_mod, "_sample_positions", lambda size, pos=sampled: pos)
+        for k in (5, 150_000, 290_000):
+            assert kth_smallest_np(a, k) == np.sort(a)[k - 1]
 
 # --- Conv layout: [out, kh * kw * in], input channels fastest ---
 def test_conv_2d_view_input_channels_fastest():
