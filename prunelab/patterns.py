@@ -141,6 +141,30 @@ def _lowest_k_of(x: Any, thr: Any, k: int, nnz: Callable[[Any], Any]) -> Any:
     return below | (eq & (eq.cumsum(0) <= need))
 
 
+def kept_in_groups(groups: Tensor, n: int) -> Tensor:
+    """Bool mask over groups ``[..., M]`` keeping the ``n`` highest of each; the ``M - n`` lowest go, and of equal
+    scores the earlier goes first (the order of a stable ascending sort, as for blocks).
+
+    On the CPU a weight's rank in its group comes from ``M * (M - 1)`` vectorised comparisons in numpy, ~8x
+    faster than torch's sort of millions of 4-element rows; elsewhere (and for M > 16) a stable argsort.
+    """
+    m = groups.shape[-1]
+    if groups.device.type == "cpu" and groups.dtype in (torch.float32, torch.float64) and m <= 16:
+        x = np.ascontiguousarray(groups.detach().numpy().reshape(-1, m).T)  # [M, groups]: rows contiguous
+        keep = np.empty(x.shape, dtype=bool)
+        for i in range(m):
+            rank = np.zeros(x.shape[1], dtype=np.uint8)  # how many of the group sort before weight i
+            for j in range(m):
+                if j != i:
+                    rank += (x[j] <= x[i]) if j < i else (x[j] < x[i])
+            np.greater_equal(rank, m - n, out=keep[i])
+        return torch.from_numpy(np.ascontiguousarray(keep.T)).reshape(groups.shape)
+    order = torch.argsort(groups, dim=-1, stable=True)
+    keep = torch.ones_like(groups, dtype=torch.bool)
+    keep.scatter_(-1, order[..., : m - n], False)
+    return keep
+
+
 @dataclass
 class _Layer:
     """One layer's blocks: their scores (1-D), how many there are, and how to turn pruned blocks into a mask."""
@@ -269,10 +293,7 @@ class Pattern:
         else:  # N:M
             n, m = self.n, self.m
             groups = s2.reshape(rows, cols // m, m)
-            # the M - N lowest of each group go; equal scores: the earlier weight goes first (as for blocks)
-            order = torch.argsort(groups, dim=-1, stable=True)
-            keep_in_group = torch.ones_like(groups, dtype=torch.bool)
-            keep_in_group.scatter_(-1, order[..., : m - n], False)
+            keep_in_group = kept_in_groups(groups, n)
             removed = groups.masked_fill(keep_in_group, 0.0).sum(-1) / (m - n)
             blocks = removed.reshape(-1)
 

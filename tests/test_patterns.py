@@ -12,7 +12,15 @@ from torch import nn
 
 from prunelab.errors import ConfigError
 import prunelab.patterns as patterns_mod
-from prunelab.patterns import Pattern, _lowest_k_of, as_2d, from_2d, kth_smallest_np, lowest_k
+from prunelab.patterns import (
+    Pattern,
+    _lowest_k_of,
+    as_2d,
+    from_2d,
+    kept_in_groups,
+    kth_smallest_np,
+    lowest_k,
+)
 from prunelab.pruner import Pruner
 
 T, F = True, False
@@ -379,6 +387,18 @@ def test_lowest_k_numpy_and_torch_paths_agree(dtype, n):
             want[torch.sort(x.float(), stable=True).indices[:k]] = True
             assert int(got.sum()) == k and torch.equal(got, want) and torch.equal(torch_path, want)
 
+
+
+@pytest.mark.parametrize("n, m", [(2, 4), (1, 4), (3, 4), (2, 8), (1, 2)])
+def test_kept_in_groups_matches_a_stable_sort(n, m):
+    """N:M within-group choice: the numpy rank path (CPU) equals a stable argsort (the GPU path), ties included."""
+    g = torch.Generator().manual_seed(n * 10 + m)
+    for groups in (torch.rand(7, 33, m, generator=g), torch.randint(0, 3, (7, 33, m), generator=g).float()):
+        for x in (groups, groups.half()):  # float16 has no numpy path: the torch path
+            keep = kept_in_groups(x, n)
+            order = torch.sort(x.float(), dim=-1, stable=True).indices
+            want = torch.ones_like(x, dtype=torch.bool).scatter_(-1, order[..., : m - n], False)
+            assert keep.shape == x.shape and torch.equal(keep, want)
 
 def test_kth_smallest_np_bracket_and_fallback(monkeypatch):
     """The sample bracket gives the exact k-th value, with ties at either end of the bracket, and the full
