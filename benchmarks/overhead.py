@@ -6,7 +6,7 @@ For every criterion x pattern x scope, on (a) an MLP 784-300-100-10 (batch 128) 
 pruned one, in one process, on the same synthetic data, step by step interleaved (dense, pruned, pruned,
 dense, ...), and reports:
 
-* **ordinary step**: a step at which the schedule does not prune (median over the window's non-pruning steps);
+* **ordinary step**: a step at which the schedule does not prune (mean over the window's non-pruning steps);
   the pruner's work is the criterion's per-step scoring (if any) and re-applying the masks;
 * **pruning step**: a step at which ``pruner.on_step_begin(step)`` recomputes the masks (scores + selection +
   apply), i.e. the whole training step that prunes;
@@ -14,10 +14,12 @@ dense, ...), and reports:
 * **mask update**: (pruning step - ordinary step) / dense step, what one mask recomputation costs in dense steps.
 
 Each figure is a ratio over the dense step timed in the same window: every pruned step is divided by the dense
-step timed next to it, per step the median over the repeats is taken, then the median (ordinary, pruning) or
-mean (amortized) over the window's steps (see ``summarize``). The same masking done the way a user would without prunelab (``torch.nn.utils.prune``:
-``global_unstructured`` with ``L1Unstructured`` = our ``magnitude``, and with a custom ``importance_scores`` dict
-of |W * grad W| = our ``snip``; both 1x1 global) is timed in the same loop, and its ratios are printed beside ours.
+step timed next to it; who runs first alternates step by step and repeat by repeat, and the two orders are
+weighted equally (a trimmed geometric mean per order, see ``balanced_ratio`` and ``summarize``).
+
+The same masking done the way a user would without prunelab (``torch.nn.utils.prune``: ``global_unstructured``
+with ``L1Unstructured`` = our ``magnitude``, and with a custom ``importance_scores`` dict of |W * grad W| = our
+``snip``; both 1x1 global) is timed in the same loop, and its ratios are printed beside ours.
 
 The optimizer is SGD with momentum. The classifier head (the last Linear) is not pruned. 2:4 prunes to 0.5,
 the other patterns to 0.9. The schedule is ``Schedule(target, start_step=0, end_step=90, pruning_frequency=10)``
@@ -312,9 +314,10 @@ def make_batches(spec: ModelSpec, n: int = 4, seed: int = 0) -> list[tuple[torch
     ]
 
 
-def run_window(spec: ModelSpec, base: nn.Module, batches: list, variant: Variant) -> dict[str, Any]:
+def run_window(spec: ModelSpec, base: nn.Module, batches: list, variant: Variant, flip: int = 0) -> dict[str, Any]:
     """One repeat of one variant: untimed warm-up steps, then the window, dense and pruned steps interleaved
-    (each pruned step is paired with the dense step next to it in time; who goes first alternates)."""
+    (each pruned step is paired with the dense step next to it in time; who goes first alternates from step to
+    step, and ``flip`` (the repeat's parity) swaps it, so every step is timed in both orders over the repeats)."""
     dense = DenseRunner(copy.deepcopy(base))
     runner = variant.runner(copy.deepcopy(base))
     nb = len(batches)
@@ -328,7 +331,7 @@ def run_window(spec: ModelSpec, base: nn.Module, batches: list, variant: Variant
     try:
         for i, t in enumerate(spec.window):
             x, y = batches[t % nb]
-            pair = (dense, runner) if i % 2 == 0 else (runner, dense)
+            pair = (dense, runner) if (i + flip) % 2 == 0 else (runner, dense)
             for r in pair:
                 t0 = time.perf_counter()
                 r.step(t, x, y)
@@ -336,15 +339,35 @@ def run_window(spec: ModelSpec, base: nn.Module, batches: list, variant: Variant
                 (d_times if r is dense else v_times).append(dt)
     finally:
         gc.enable()
-    return {"dense": d_times, "pruned": v_times, "sparsity": runner.sparsity()}
+    first = [(i + flip) % 2 == 1 for i in range(len(spec.window))]  # True where the pruned step ran first
+    return {"dense": d_times, "pruned": v_times, "pruned_first": first, "sparsity": runner.sparsity()}
 
 
-def median_se(xs: list[float]) -> float:
-    """Standard error of the median of xs, from their interquartile range (robust to load bursts)."""
-    if len(xs) < 4:
-        return float("nan")
-    q = statistics.quantiles(xs, n=4)
-    return 1.2533 * (q[2] - q[0]) / 1.349 / math.sqrt(len(xs))
+def balanced_ratio(runs: list[dict[str, Any]], idx: list[int]) -> tuple[float, float]:
+    """Pruned / dense ratio over the window steps ``idx`` of all repeats, with the order effect cancelled, and
+    its standard error.
+
+    The step that runs right after the other model's step starts with a cold cache: on the MLP the ratio of a
+    pair where the pruned step runs second is ~10% above one where it runs first. So the pairs are split by
+    order, each class gets a 10%-trimmed mean of its log ratios (robust to bursts of load from other
+    processes), and the figure is the geometric mean of the two classes. The error combines the classes'
+    standard errors (delta method).
+    """
+    classes: dict[bool, list[float]] = {False: [], True: []}
+    for run in runs:
+        for i in idx:
+            classes[run["pruned_first"][i]].append(math.log(run["pruned"][i] / run["dense"][i]))
+    means, variances = [], []
+    for logs in classes.values():
+        if not logs:
+            continue
+        logs.sort()
+        cut = len(logs) // 10
+        kept = logs[cut: len(logs) - cut]
+        means.append(statistics.fmean(kept))
+        variances.append(statistics.variance(kept) / len(kept) if len(kept) > 1 else float("nan"))
+    value = math.exp(statistics.fmean(means))
+    return value, value * math.sqrt(sum(variances)) / len(variances)
 
 
 def amortized_se(runs: list[dict[str, Any]]) -> float:
@@ -356,30 +379,28 @@ def amortized_se(runs: list[dict[str, Any]]) -> float:
 def summarize(spec: ModelSpec, runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Combine the repeats of one variant.
 
-    Per window step i, r_i = median over repeats of (pruned step i) / (its paired dense step i): a burst of
-    load from other processes hits one pair, not the figure. Then ordinary = median of r_i over the
-    non-pruning steps, pruning = median of r_i over the pruning steps with a nonzero target, amortized = mean
-    of r_i over the window, update = pruning - ordinary (in dense steps). Milliseconds are medians of the raw
-    step times over all repeats (for reading; the ratios are what is judged).
+    Ordinary = the order-balanced ratio (:func:`balanced_ratio`) over the non-pruning steps of all repeats,
+    pruning = the same over the pruning steps with a nonzero target, amortized = the mean over the window's steps
+    of each step's order-balanced ratio (one step at a time, so that every step of the schedule counts once),
+    update = pruning - ordinary (in dense steps). Milliseconds are medians of the raw step times over all
+    repeats (for reading; the ratios are what is judged).
     """
     sch = schedule_for("1x1")  # every schedule here prunes at the same steps
     w = spec.window
     prune_idx = [i for i, t in enumerate(w) if sch.is_pruning_step(t)]
     real_prune = [i for i in prune_idx if sch.target(w[i]) > 0] or prune_idx
     ord_idx = [i for i in range(len(w)) if i not in prune_idx]
-    r = [statistics.median(run["pruned"][i] / run["dense"][i] for run in runs) for i in range(len(w))]
-    ordinary = statistics.median(r[i] for i in ord_idx)
-    pruning = statistics.median(r[i] for i in real_prune)
-    pairs = [run["pruned"][i] / run["dense"][i] for run in runs for i in ord_idx]
+    ordinary, ordinary_se = balanced_ratio(runs, ord_idx)
+    pruning, _ = balanced_ratio(runs, real_prune)
     return {
         "dense_ms": statistics.median(d for run in runs for d in run["dense"]) * 1e3,
         "ordinary_ms": statistics.median(run["pruned"][i] for run in runs for i in ord_idx) * 1e3,
         "pruning_ms": statistics.median(run["pruned"][i] for run in runs for i in real_prune) * 1e3,
         "ordinary_ratio": ordinary,
         "pruning_ratio": pruning,
-        "amortized_ratio": statistics.fmean(r),
+        "amortized_ratio": statistics.fmean(balanced_ratio(runs, [i])[0] for i in range(len(w))),
         "update_dense_steps": pruning - ordinary,
-        "ordinary_se": median_se(pairs),  # noise of the ordinary ratio (standard error of a median)
+        "ordinary_se": ordinary_se,  # noise of the ordinary ratio (standard error)
         "amortized_se": amortized_se(runs),
         "sparsity": statistics.median(run["sparsity"] for run in runs),
         "repeats": len(runs),
@@ -422,7 +443,7 @@ def bench_model(spec: ModelSpec, variants: list[Variant], repeats: int, focus_re
         todo = [v for v in variants if r < (focus_repeats if v.focus else repeats)]
         shift = r % max(1, len(todo))
         for v in todo[shift:] + todo[:shift]:  # rotate the order every repeat
-            v.runs.append(run_window(spec, base, batches, v))
+            v.runs.append(run_window(spec, base, batches, v, flip=r % 2))
     elapsed = time.perf_counter() - t0
     out_variants = []
     for v in variants:
@@ -509,15 +530,20 @@ class CpuMonitor:
 
 
 # ------------------------------------------------------------------------------------------------ report
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "MISS"
+def verdict(value: float, limit: float, se: float) -> str:
+    """PASS: at or under the limit. NOISE: over it by less than two standard errors of the measurement (this
+    run cannot tell it from a pass). MISS: over it by more."""
+    if value <= limit:
+        return "PASS"
+    return "NOISE" if math.isfinite(se) and value - limit < 2 * se else "MISS"
 
 
 def judge(results: dict[str, Any]) -> list[dict[str, Any]]:
     targets: list[dict[str, Any]] = []
 
     def add(name: str, value: float, limit: float, se: float = float("nan")) -> None:
-        targets.append({"name": name, "value": value, "limit": limit, "pass": bool(value <= limit), "se": se})
+        targets.append({"name": name, "value": value, "limit": limit, "pass": bool(value <= limit), "se": se,
+                        "verdict": verdict(value, limit, se)})
 
     for model, res in results.items():
         by_key = {v["key"]: v for v in res["variants"]}
@@ -585,7 +611,7 @@ def print_tables(results: dict[str, Any], targets: list[dict[str, Any]]) -> None
     for t in targets:
         se = t.get("se", float("nan"))
         noise = f"  noise +-{se:.3f}" if math.isfinite(se) else ""
-        print(f"  {verdict(t['pass'])}  {t['name']:<62} {t['value']:>8.3f}  (limit {t['limit']:.3f}){noise}")
+        print(f"  {t['verdict']:<5}  {t['name']:<62} {t['value']:>8.3f}  (limit {t['limit']:.3f}){noise}")
 
 
 def finite_or_none(obj: Any) -> Any:
