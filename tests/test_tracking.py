@@ -521,6 +521,34 @@ def test_histograms_share_one_range_and_match_numpy():
     assert hs["all"]["zeros"] == 100 and hs["all"]["numel"] == 2000
 
 
+
+@pytest.mark.parametrize("log_scale", [True, False])
+def test_histograms_fast_path_equals_exact_path(log_scale):
+    """All-finite scores take the fast path (zeros clamped into bin 0, then moved out by count); it gives the
+    same counts, zeros and edges as the exact path that tests every entry."""
+    gen = torch.Generator().manual_seed(1)
+    a = torch.rand(50, 40, generator=gen) * 1e-4
+    a[:, :30] = 0  # pruned weights' scores
+    b = torch.logspace(-7, 3, 301)  # values on many edges
+    c = torch.zeros(5, 5)  # a layer with nothing positive
+    scores = {"a": a, "b": b, "c": c}
+    fast = histograms(scores, 24, log_scale)
+    exact = tracking._histograms_exact({n: t.reshape(-1).float() for n, t in scores.items()}, 24, log_scale)
+    assert set(fast) == set(exact) == {"a", "b", "c", "all"}
+    for name in fast:
+        assert fast[name]["counts"] == exact[name]["counts"], name
+        assert fast[name]["zeros"] == exact[name]["zeros"] and fast[name]["numel"] == exact[name]["numel"]
+        assert fast[name]["edges"] == pytest.approx(exact[name]["edges"], abs=1e-5)
+    assert fast["c"]["zeros"] == (25 if log_scale else 0) and fast["a"]["zeros"] == (1500 if log_scale else 0)
+
+
+def test_histograms_count_non_finite_scores_apart():
+    s = torch.tensor([0.0, 1e-3, 1e-2, 1e-1, float("nan"), float("inf"), 1.0])
+    for log_scale, zeros in ((True, 3), (False, 2)):
+        h = histograms({"l": s}, 4, log_scale)["l"]
+        assert h["zeros"] == zeros and sum(h["counts"]) == 7 - zeros
+        assert h["edges"][0] == pytest.approx(-3.0 if log_scale else 0.0) and h["edges"][-1] == pytest.approx(0.0 if log_scale else 1.0)
+
 def test_histogram_cost_benchmark_smoke(tmp_path):
 
     out = tmp_path / "h.json"
