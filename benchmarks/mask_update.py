@@ -264,9 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {'PASS' if t['pass'] else 'MISS'}  {t['name']:<50} {t['value']:>7.3f}  (limit {t['limit']:.3f})")
     total_s = time.perf_counter() - t_start
     foreign = monitor.foreign_share()
-    noise = "n/a" if foreign is None else f"{foreign:.0%} of the machine's CPU time"
-    print(f"\ntotal {total_s:.0f} s; other processes (and steal) used {noise} during the run"
-          + (" -- a loaded machine: expect noisy figures, rerun when it is quiet" if foreign and foreign > 0.1 else ""))
+    print("\n" + monitor.footer(total_s, foreign, "figures"))
     if args.json:
         doc = {
             "benchmark": "mask_update",

@@ -528,6 +528,14 @@ class CpuMonitor:
         cpus = os.cpu_count() or 1
         return max(0.0, (busy - own) / (wall * cpus)) if wall > 0 else None
 
+    @staticmethod
+    def footer(total_s: float, foreign: float | None, what: str) -> str:
+        """The closing line of a benchmark: how long it took and how loaded the machine was meanwhile."""
+        noise = "n/a" if foreign is None else f"{foreign:.0%} of the machine's CPU time"
+        loaded = foreign is not None and foreign > 0.1
+        warn = f" -- a loaded machine: expect noisy {what}, rerun when it is quiet" if loaded else ""
+        return f"total {total_s:.0f} s; other processes (and steal) used {noise} during the run{warn}"
+
 
 # ------------------------------------------------------------------------------------------------ report
 def verdict(value: float, limit: float, se: float) -> str:
@@ -668,9 +676,7 @@ def main(argv: list[str] | None = None) -> int:
     print_tables(results, targets)
     total = time.perf_counter() - t_start
     foreign = monitor.foreign_share()
-    noise = "n/a" if foreign is None else f"{foreign:.0%} of the machine's CPU time"
-    print(f"\ntotal {total:.0f} s; other processes (and steal) used {noise} during the run"
-          + (" -- a loaded machine: expect noisy ratios, rerun when it is quiet" if foreign and foreign > 0.1 else ""))
+    print("\n" + monitor.footer(total, foreign, "ratios"))
     if args.json:
         doc = {
             "benchmark": "overhead",
