@@ -478,7 +478,7 @@ def hook_costs(spec: ModelSpec, base: nn.Module, batches: list, criterion: str, 
     for t in range(max(0, first - 1), first + 1):  # up to the first real pruning step: masks active, grads there
         runner.step(t, *batches[t % nb])
     crit = p.criterion
-    score = getattr(crit, crit.score_hook)
+    score = getattr(crit, crit.score_hook.value) if crit.score_hook.per_step else (lambda: None)
     n = (50 if spec.name == "mlp" else 20) if len(spec.window) >= 10 else 5  # fewer calls in a quick run
 
     def med(f: Callable[[], Any], reps: int) -> float:

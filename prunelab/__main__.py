@@ -14,19 +14,21 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from . import conf
 from .errors import ConfigError
 
-CONF_DIR = Path(__file__).parent / "conf"
+CONF_DIR = Path(conf.__file__).parent  # the config groups (conf/ in the repository, prunelab/conf in the wheel)
+
 EXIT_CONFIG, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
 
 
-@hydra.main(version_base=None, config_path="conf", config_name="config")
+@hydra.main(version_base=None, config_path="pkg://prunelab.conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
     from .app import record_failure, report_error, run
-    from .trainer import Interrupted, NonFiniteLoss
+    from .training.trainer import Interrupted, NonFiniteLoss
 
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN

@@ -15,13 +15,17 @@ from omegaconf import DictConfig, OmegaConf
 
 from . import data as data_mod
 from . import models as models_mod
-from . import distributed
 from .criteria import CRITERIA
 from .errors import ConfigError
 from .pruner import Pruner, build_pattern, check_compatible
+from .rundir import config_fingerprint, write_json_atomic
 from .schedule import Schedule
-from .tracking import build_tracker, check_logger_config, write_json_atomic
-from .trainer import Interrupted, Trainer, TrainerConfig, config_fingerprint, seed_everything
+from .sparsity.distribution import resolve_distribution
+from .tracking.build import build_tracker, check_logger_config
+from .training import distributed
+from .training.callbacks import PruningCallback, TrackingCallback
+from .training.checkpoint import seed_everything
+from .training.trainer import Interrupted, Trainer, TrainerConfig
 
 log = logging.getLogger("prunelab")
 
@@ -38,7 +42,8 @@ def validate(cfg: DictConfig) -> None:
     models_mod.MODELS.get(str(cfg.model.name))
     schedule = Schedule.from_config(cfg.schedule)
     pattern = build_pattern(cfg.pattern)
-    check_compatible(CRITERIA.get(str(cfg.criterion.criterion_type)), pattern, schedule)
+    distribution = resolve_distribution(cfg.get("distribution"), pattern.scope)
+    check_compatible(CRITERIA.get(str(cfg.criterion.criterion_type)), pattern, schedule, distribution)
     tc = TrainerConfig.from_config(cfg.trainer)
     for key in ("batch_size", "eval_batch_size"):
         _positive_int(f"trainer.{key}", getattr(tc, key))
@@ -67,6 +72,7 @@ def validate(cfg: DictConfig) -> None:
     if tr.get("histogram_scale", "log10") not in ("log10", "linear"):
         raise ConfigError("tracking.histogram_scale", tr.get("histogram_scale"), "log10 or linear")
     _positive_int("tracking.histogram_bins", tr.get("histogram_bins", 64))
+    _positive_int("tracking.log_scores_every", tr.get("log_scores_every", 0), allow_zero=True)
 
 
 def _positive_int(key: str, val: Any, allow_zero: bool = False) -> None:
@@ -113,26 +119,29 @@ def _run(cfg: DictConfig, run_dir: Path, tc: TrainerConfig, dist: distributed.Di
     data = data_mod.build(cfg.dataset)
     trainer = Trainer(tc, _optimizer_factory(cfg.optimizer), seed=int(cfg.seed), run_dir=run_dir,
                       fingerprint=fingerprint, dist=dist)
-    total = trainer.check_length(len(data.train), pruner)
+    end_step = pruner.last_mask_step
+    total = trainer.check_length(len(data.train), end_step)
     resume_path = trainer.resume_path()
     resume_state = trainer.load_checkpoint(resume_path) if resume_path is not None else None
+    pruning = PruningCallback(pruner, check_masks=tc.check_masks)
 
     # every check passed (on every rank): from here on the run directory is this run's, written by rank 0 only
     distributed.barrier()
     if not dist.is_main:
-        summary = trainer.fit(model, data, pruner, None, resume_state=resume_state)
-        return summary
+        return trainer.fit(model, data, [pruning], end_step=end_step, resume_state=resume_state)
     (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
     for name, content in (hydra_files or {}).items():
         OmegaConf.save(content, run_dir / ".hydra" / name)
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
     print(f"[prunelab] {run_name(cfg)}: {pruner.criterion.name}, pattern {pruner.pattern.pattern} "
-          f"({pruner.pattern.scope}), target {pruner.schedule.target_sparsity}, {total} steps -> {run_dir}\n"
+          f"({pruner.distribution.name}), target {pruner.schedule.target_sparsity}, {total} steps -> {run_dir}\n"
           f"{pruner.describe()}", flush=True)
     start = int(resume_state["step"]) + 1 if resume_state is not None else 0
     tracker = build_tracker(cfg, run_dir, total_steps=total, name=run_name(cfg), start_step=start)
+    every = int((cfg.get("tracking") or {}).get("log_scores_every", 0) or 0)
+    callbacks = [pruning, TrackingCallback(tracker, pruning, log_scores_every=every)]
     try:
-        summary = trainer.fit(model, data, pruner, tracker, resume_state=resume_state)
+        summary = trainer.fit(model, data, callbacks, end_step=end_step, resume_state=resume_state)
     except BaseException as exc:
         status = "interrupted" if isinstance(exc, (KeyboardInterrupt, Interrupted)) else "failed"
         write_json_atomic(summary_path, {"status": status, "error": f"{type(exc).__name__}: {exc}",
@@ -140,7 +149,7 @@ def _run(cfg: DictConfig, run_dir: Path, tc: TrainerConfig, dist: distributed.Di
         tracker.finish(status)
         raise
     summary = {"name": run_name(cfg), "criterion": cfg.criterion.criterion_type, "pattern": pruner.pattern.pattern,
-               "scope": pruner.pattern.scope, "model": cfg.model.name, "dataset": cfg.dataset.name,
+               "distribution": pruner.distribution.name, "model": cfg.model.name, "dataset": cfg.dataset.name,
                "seed": int(cfg.seed), **summary}
     tracker.log_final(pruner.masks, summary)
     tracker.finish("finished")

@@ -1,4 +1,4 @@
-"""The pruner: owns the masks and joins criterion, pattern and schedule behind five hooks.
+"""The pruner: owns the masks and joins criterion, pattern, distribution and schedule behind five hooks.
 
 Any training loop can drive it (the trainer is one client)::
 
@@ -12,117 +12,52 @@ Any training loop can drive it (the trainer is one client)::
     pruner.on_train_end()
 
 Masks are re-applied after every optimizer step, so momentum, weight decay or Adam's moments cannot revive a
-pruned weight. Scores are computed only when a pruning or score-logging step needs them (every step for a
-criterion with history, such as snip_momentum).
+pruned weight. Scores are computed only when a pruning step, a mask update or a requested score-logging step
+needs them (every step for a criterion with history, such as snip_momentum).
+
+Model-level criteria (``score_hook = model``) score with passes of their own at pruning steps: the pruner calls
+``criterion.score_model(model, batches)`` with the calibration batches it was given (:meth:`Pruner.bind`), in
+``criterion.rounds`` rounds that each re-score the masked network (round k of n moves the kept fraction
+geometrically from the last target's to this one's), inside a sandbox that restores the model's buffers (BatchNorm
+statistics), gradients, train/eval mode and the RNG, so scoring never changes the training that follows.
+
+A mask updater (:mod:`prunelab.regrowth`) may turn weights back on at its update steps; grown weights are set to
+0 and, where the updater says so, their optimizer state is zeroed.
 """
 from __future__ import annotations
 
-import fnmatch
+import contextlib
 import logging
-import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Union
 
 import torch
 from torch import Tensor, nn
 
-from .criteria import PruningCriterion, config_to_dict, get_criterion
+from .criteria.base import Calibration, PruningCriterion, ScoreHook, get_criterion
 from .errors import ConfigError
-from .patterns import Pattern
+from .layers import DEFAULT_OP_TYPES, LayerInfo, select_layers
+from .options import config_to_dict
+from .regrowth import MaskUpdater, reset_optimizer_state
 from .schedule import Schedule
+from .sparsity.distribution import Distribution, resolve_distribution
+from .sparsity.patterns import Pattern
 
 log = logging.getLogger("prunelab")
 
-DEFAULT_OP_TYPES: tuple[str, ...] = ("Linear", "Conv1d", "Conv2d", "Conv3d")
+Batch = tuple[Tensor, Tensor]
+CalibrationSource = Union[Callable[[Calibration], Iterable[Batch]], Iterable[Batch]]
 
 
-@dataclass(frozen=True)
-class LayerInfo:
-    """One candidate layer: pruned, or skipped and why."""
-
-    name: str
-    op_type: str
-    shape: tuple[int, ...]
-    pruned: bool
-    reason: str = ""
-
-    @property
-    def numel(self) -> int:
-        return math.prod(self.shape)
-
-
-def _as_list(x: Any) -> list[str]:
-    if x is None:
-        return []
-    if isinstance(x, str):
-        return [x]
-    return [str(v) for v in x]
-
-
-def select_layers(
-    model: nn.Module,
-    pattern: Pattern,
-    op_types: Sequence[str] = DEFAULT_OP_TYPES,
-    include: Sequence[str] = (),
-    exclude: Sequence[str] = (),
-    head: str | None = None,
-) -> tuple[dict[str, nn.Module], list[LayerInfo]]:
-    """Choose the layers to prune: op type in ``op_types``, name matching an ``include`` glob (all if empty),
-    no ``exclude`` glob, not the classifier ``head``, and a shape the pattern can tile.
-
-    Returns the chosen layers and a table of every layer with a weight of 2 or more dimensions, pruned or
-    skipped with its reason. Globs that match no candidate layer are errors (a typo would silently prune
-    something else).
-    """
-    include, exclude, op_types = _as_list(include), _as_list(exclude), _as_list(op_types)
-    chosen: dict[str, nn.Module] = {}
-    table: list[LayerInfo] = []
-    candidates: list[str] = []
-    for name, mod in model.named_modules():
-        weight = getattr(mod, "weight", None)
-        if not isinstance(weight, Tensor) or weight.dim() < 2:
-            continue
-        op = type(mod).__name__
-        shape = tuple(weight.shape)
-
-        def skip(reason: str) -> None:
-            table.append(LayerInfo(name, op, shape, False, reason))
-
-        if op not in op_types:
-            skip(f"op type {op} not in prune.op_types")
-            continue
-        candidates.append(name)
-        if include and not any(fnmatch.fnmatchcase(name, p) for p in include):
-            skip("matches no prune.include pattern")
-        elif any(fnmatch.fnmatchcase(name, p) for p in exclude):
-            skip("matches a prune.exclude pattern")
-        elif head is not None and name == head:
-            skip("classifier head (set prune.exclude_head=false to prune it)")
-        elif (why := pattern.skip_reason(weight.shape)) is not None:
-            log.warning("prunelab: layer %s %s skipped: %s (pattern %s)", name, list(shape), why, pattern.pattern)
-            skip(why)
-        else:
-            chosen[name] = mod
-            table.append(LayerInfo(name, op, shape, True))
-    for key, globs in (("prune.include", include), ("prune.exclude", exclude)):
-        for glob in globs:
-            if not any(fnmatch.fnmatchcase(c, glob) for c in candidates):
-                raise ConfigError(key, glob, f"a name glob matching some of the layers {candidates}")
-    if not chosen:
-        raise ConfigError(
-            "prune.include", include or None, f"settings that leave at least one layer to prune; layers: {candidates}"
-        )
-    return chosen, table
-
-
-def check_compatible(criterion: type[PruningCriterion], pattern: Pattern, schedule: Schedule) -> None:
-    """Errors that come from combining a criterion, a pattern and a schedule (each is valid alone)."""
+def check_compatible(criterion: type[PruningCriterion], pattern: Pattern, schedule: Schedule,
+                     distribution: Distribution | None = None) -> None:
+    """Errors that come from combining a criterion, a pattern, a distribution and a schedule (each valid alone)."""
     name = criterion.name
     if criterion.needs_gradients and schedule.end_step == 0:
         raise ConfigError(
             "schedule.end_step", 0,
-            f"criterion {name} scores from gradients, so it needs training steps first: end_step >= 1",
+            f"criterion {name} scores from gradients, so it needs training steps first: end_step >= 1 "
+            f"(or a criterion that scores at initialization with passes of its own, e.g. snip_init)",
         )
     if criterion.needs_gradients and schedule.start_step == 0 and schedule.initial_sparsity > 0:
         raise ConfigError(
@@ -136,19 +71,44 @@ def check_compatible(criterion: type[PruningCriterion], pattern: Pattern, schedu
             f"<= {pattern.max_sparsity:g}, the most pattern {pattern.pattern} with "
             f"max_sparsity_ratio_per_op={pattern.max_ratio} can remove",
         )
+    allowed = criterion.distributions
+    if distribution is not None and allowed is not None and distribution.name not in allowed:
+        why = f" ({criterion.distributions_reason})" if criterion.distributions_reason else ""
+        raise ConfigError("distribution", distribution.name,
+                          f"{' or '.join(allowed)} for criterion {name}{why}")
+
+
+def build_pattern(cfg: str | Mapping[str, Any] | Any) -> Pattern:
+    """A :class:`Pattern` from its string, its config (``type``, ``scope``, ``block_reduce``, per-op bounds) or itself."""
+    if isinstance(cfg, Pattern):
+        return cfg
+    if isinstance(cfg, str):
+        return Pattern(cfg)
+    d = config_to_dict(cfg)
+    allowed = ("type", "scope", "block_reduce", "min_sparsity_ratio_per_op", "max_sparsity_ratio_per_op")
+    kwargs = {k: d[k] for k in allowed if k in d}
+    if "type" in kwargs:
+        kwargs["pattern"] = kwargs.pop("type")
+    return Pattern(**kwargs)
 
 
 class Pruner:
-    """Masks, criterion, pattern and schedule behind the five training hooks.
+    """Masks, criterion, pattern, distribution and schedule behind the five training hooks.
 
     Args:
         model: an ``nn.Module`` (layers are chosen by ``op_types`` / ``include`` / ``exclude`` / ``head``) or a
             mapping name -> layer (or weight tensor) to prune as given.
         criterion: a registered name, a config (``criterion_type`` + parameters) or a built criterion.
-        pattern: a pattern string (``"1x1"``, ``"4x1"``, ``"2:4"``, ``"channel"``), a config with ``type`` and
-            ``scope`` etc., or a :class:`Pattern`.
+        pattern: a pattern string (``"1x1"``, ``"4x1"``, ``"2:4"``, ``"channel"``), a config with ``type`` etc.,
+            or a :class:`Pattern`.
         schedule: a :class:`Schedule` or its config.
-        log_scores_every: also compute scores every N steps (for logging them); 0 = only at pruning steps.
+        distribution: how the target is split over layers: ``"global"`` (one ranking), ``"uniform"`` (every layer
+            at the target), another registered name, its config or a built one. ``pattern.scope`` is its wave-1
+            alias (``local`` = ``uniform``).
+        optimizer: the training optimizer (needed to reset the state of weights a mask updater grows).
+        updater: a :class:`~prunelab.regrowth.MaskUpdater` that may change masks at its own steps.
+        calibration: the batches model-level criteria score on: an iterable of ``(x, y)`` or a callable that takes
+            the criterion's :class:`~prunelab.criteria.base.Calibration` request.
     """
 
     def __init__(
@@ -158,36 +118,26 @@ class Pruner:
         pattern: str | Mapping[str, Any] | Pattern = "1x1",
         schedule: Schedule | Mapping[str, Any] | None = None,
         *,
+        distribution: str | Mapping[str, Any] | Distribution | None = None,
         op_types: Sequence[str] = DEFAULT_OP_TYPES,
         include: Sequence[str] = (),
         exclude: Sequence[str] = (),
         head: str | None = None,
-        log_scores_every: int = 0,
+        optimizer: torch.optim.Optimizer | None = None,
+        updater: MaskUpdater | None = None,
+        calibration: CalibrationSource | None = None,
     ) -> None:
-        self.pattern = pattern if isinstance(pattern, Pattern) else build_pattern(pattern)
+        self.pattern = build_pattern(pattern)
+        self.distribution = resolve_distribution(distribution, self.pattern.scope)
         self.schedule = schedule if isinstance(schedule, Schedule) else Schedule.from_config(schedule or {})
-        if isinstance(model, nn.Module):
-            modules, self.table = select_layers(model, self.pattern, op_types, include, exclude, head)
-        else:
-            modules, self.table = {}, []
-            for name, mod in model.items():
-                w = mod if isinstance(mod, Tensor) else mod.weight
-                why = self.pattern.skip_reason(w.shape)
-                self.table.append(LayerInfo(name, type(mod).__name__, tuple(w.shape), why is None, why or ""))
-                if why is None:
-                    modules[name] = mod
-                else:
-                    log.warning("prunelab: layer %s %s skipped: %s", name, list(w.shape), why)
-            if not modules:
-                raise ConfigError("modules", list(model), "at least one layer the pattern can tile")
-        if isinstance(criterion, PruningCriterion):
-            self.criterion = criterion
-        else:
-            self.criterion = get_criterion(criterion, modules)
-        if not isinstance(log_scores_every, int) or log_scores_every < 0:
-            raise ConfigError("tracking.log_scores_every", log_scores_every, "an integer >= 0 (0 = pruning steps only)")
-        self.log_scores_every = log_scores_every
-        check_compatible(type(self.criterion), self.pattern, self.schedule)
+        self.model: nn.Module | None = model if isinstance(model, nn.Module) else None
+        modules, self.table = self._select(model, op_types, include, exclude, head)
+        self.criterion = criterion if isinstance(criterion, PruningCriterion) else get_criterion(criterion, modules)
+        check_compatible(type(self.criterion), self.pattern, self.schedule, self.distribution)
+        self.updater = updater
+        self.optimizer = optimizer
+        self.calibration = calibration
+        self._score_every: list[int] = []
 
         self.names: list[str] = list(self.criterion.names)
         self._weights: list[Tensor] = list(self.criterion.weights)
@@ -197,25 +147,63 @@ class Pruner:
         self._active: list[int] = []  # indices of layers with at least one pruned weight
         self.step: int = -1
         self.target: float = 0.0  # the target of the last pruning step
-        self.pruned_at_step: bool = False
+        self.pruned_at_step: bool = False  # masks changed at this step (a pruning step or a mask update)
+        self.changed: dict[str, int] = {}  # weights whose mask flipped at the last mask change, per layer
+
+    def _select(self, model: nn.Module | Mapping[str, nn.Module | Tensor], op_types: Sequence[str],
+                include: Sequence[str], exclude: Sequence[str], head: str | None,
+                ) -> tuple[dict[str, nn.Module | Tensor], list[LayerInfo]]:
+        if isinstance(model, nn.Module):
+            return select_layers(model, self.pattern, op_types, include, exclude, head)  # type: ignore[return-value]
+        modules: dict[str, nn.Module | Tensor] = {}
+        table: list[LayerInfo] = []
+        for name, mod in model.items():
+            w = mod if isinstance(mod, Tensor) else mod.weight
+            why = self.pattern.skip_reason(w.shape)
+            table.append(LayerInfo(name, type(mod).__name__, tuple(w.shape), why is None, why or ""))
+            if why is None:
+                modules[name] = mod
+            else:
+                log.warning("prunelab: layer %s %s skipped: %s", name, list(w.shape), why)
+        if not modules:
+            raise ConfigError("modules", list(model), "at least one layer the pattern can tile")
+        return modules, table
 
     # --- construction helpers ---
     @classmethod
     def from_config(cls, model: nn.Module, cfg: Any, head: str | None = None) -> "Pruner":
-        """Build from the app's config (sections ``criterion``, ``pattern``, ``schedule``, ``prune``)."""
+        """Build from the app's config (sections ``criterion``, ``pattern``, ``distribution``, ``schedule``,
+        ``prune``)."""
         prune = config_to_dict(cfg.get("prune"))
-        tracking = config_to_dict(cfg.get("tracking"))
         return cls(
             model,
             criterion=cfg.criterion,
             pattern=cfg.pattern,
             schedule=cfg.schedule,
+            distribution=cfg.get("distribution"),
             op_types=prune.get("op_types", DEFAULT_OP_TYPES),
             include=prune.get("include") or (),
             exclude=prune.get("exclude") or (),
             head=head if prune.get("exclude_head", True) else None,
-            log_scores_every=int(tracking.get("log_scores_every", 0) or 0),
         )
+
+    def bind(self, *, model: nn.Module | None = None, optimizer: torch.optim.Optimizer | None = None,
+             calibration: CalibrationSource | None = None) -> "Pruner":
+        """Give the pruner what a training loop owns: the model (for model-level criteria), the optimizer (for the
+        state of grown weights) and the calibration batches. Returns the pruner."""
+        if model is not None:
+            self.model = model
+        if optimizer is not None:
+            self.optimizer = optimizer
+        if calibration is not None:
+            self.calibration = calibration
+        return self
+
+    def request_scores(self, every: int) -> None:
+        """Also compute scores every ``every`` steps (e.g. to log their distribution); pruning steps always do."""
+        if not isinstance(every, int) or isinstance(every, bool) or every < 1:
+            raise ConfigError("tracking.log_scores_every", every, "an integer >= 1")
+        self._score_every.append(every)
 
     # --- the five hooks ---
     def on_train_begin(self) -> None:
@@ -223,23 +211,28 @@ class Pruner:
         self.apply_masks()
 
     def on_step_begin(self, step: int | None = None) -> None:
-        """Start of step ``step`` (default: the next one): scores if due; at a pruning step, new masks."""
+        """Start of step ``step`` (default: the next one): scores if due; at a pruning step, new masks; at an
+        updater's step, the updated masks."""
         self.step = self.step + 1 if step is None else int(step)
         self.pruned_at_step = False
-        if self.criterion.score_hook == "on_step_begin" and self._scores_due(self.step):
+        hook = self.criterion.score_hook
+        if hook is ScoreHook.STEP_BEGIN and self._scores_due(self.step):
             self.criterion.on_step_begin()
         if self.schedule.is_pruning_step(self.step):
-            self.update_masks(self.schedule.target(self.step))
-            self.pruned_at_step = True
+            self._prune(self.schedule.target(self.step))
+        elif self.updater is not None and self.updater.is_update_step(self.step):
+            self._apply_update(self.updater.update(self, self.step), self.updater.resets_grown_state)
+        elif hook is ScoreHook.MODEL and self._requested(self.step):
+            self._score_model()  # scores for logging only
 
     def on_before_optimizer_step(self) -> None:
         """After backward: gradient-based criteria score now (for the next step's use)."""
-        if self.criterion.score_hook == "on_before_optimizer_step" and self._grad_scores_due():
+        if self.criterion.score_hook is ScoreHook.BEFORE_OPTIMIZER_STEP and self._grad_scores_due():
             self.criterion.on_before_optimizer_step()
 
     def on_after_optimizer_step(self) -> None:
         """After the optimizer step: re-apply the masks so pruned weights are exactly 0 again."""
-        if self.criterion.score_hook == "on_after_optimizer_step" and self._grad_scores_due():
+        if self.criterion.score_hook is ScoreHook.AFTER_OPTIMIZER_STEP and self._grad_scores_due():
             self.criterion.on_after_optimizer_step()
         self.apply_masks()
 
@@ -247,27 +240,81 @@ class Pruner:
         self.apply_masks()
 
     # --- when scores are needed ---
+    def _requested(self, step: int) -> bool:
+        return any(step % every == 0 for every in self._score_every)
+
     def score_step(self, step: int) -> bool:
-        """True where the scores are used or logged: pruning steps and every ``log_scores_every`` steps."""
-        logged = self.log_scores_every > 0 and step % self.log_scores_every == 0
-        return logged or self.schedule.is_pruning_step(step)
+        """True where the scores are used or logged: pruning steps, mask updates and requested steps."""
+        update = self.updater is not None and self.updater.is_update_step(step)
+        return self._requested(step) or update or self.schedule.is_pruning_step(step)
+
+    @property
+    def last_mask_step(self) -> int:
+        """The last step at which masks may change (the schedule's end, or the updater's last step)."""
+        return max(self.schedule.end_step, self.updater.last_step if self.updater is not None else -1)
 
     def _scores_due(self, step: int) -> bool:
         return self.criterion.stateful or self.score_step(step)
 
     def _grad_scores_due(self) -> bool:
         if self.criterion.stateful:  # history: every step until the masks are final (or while logging)
-            return self.step < self.schedule.end_step or self.log_scores_every > 0
+            return self.step < self.last_mask_step or bool(self._score_every)
         return self.score_step(self.step + 1)
+
+    # --- model-level scoring ---
+    def _batches(self) -> list[Batch]:
+        source = self.calibration
+        if source is None:
+            raise ConfigError("pruner.calibration", None,
+                              f"calibration batches for criterion {self.criterion.name} (Pruner.bind(calibration=...))")
+        batches = source(self.criterion.calibration) if callable(source) else source
+        return list(batches)
+
+    def _score_model(self) -> None:
+        if self.model is None:
+            raise ConfigError("pruner.model", None,
+                              f"the model, for criterion {self.criterion.name}'s own passes (Pruner(model) or bind)")
+        batches = self._batches()
+        with sandboxed(self.model):
+            self.criterion.score_model(self.model, batches)
+
+    def _prune(self, target: float) -> None:
+        """A pruning step: new masks at ``target`` (model-level criteria: in rounds, re-scoring each)."""
+        if self.criterion.score_hook is not ScoreHook.MODEL:
+            self.update_masks(target)
+            return
+        rounds, before = self.criterion.rounds, self.target
+        changed: dict[str, int] = {}
+        for k in range(1, rounds + 1):
+            self._score_model()
+            t = target if k == rounds else 1 - (1 - before) * ((1 - target) / (1 - before)) ** (k / rounds)
+            self.update_masks(t)
+            changed = {n: changed.get(n, 0) + c for n, c in self.changed.items()}
+        self.changed = changed
 
     # --- masks ---
     @torch.no_grad()
     def update_masks(self, target: float) -> None:
         """Recompute every mask from the current scores at ``target`` sparsity and apply them."""
-        new = self.pattern.masks(self.criterion.scores, target)
-        for name, mask in new.items():
-            self.masks[name].copy_(mask)
+        self._apply_update(self.pattern.masks(self.criterion.scores, target, self.distribution), False)
         self.target = float(target)
+
+    @torch.no_grad()
+    def _apply_update(self, new: Mapping[str, Tensor], reset_grown: bool) -> None:
+        """Take new masks: count the flips, zero grown weights (and their optimizer state), apply."""
+        flips = torch.stack([torch.count_nonzero(self.masks[n] ^ new[n]) for n in self.names]).tolist()
+        grown: dict[Tensor, Tensor] = {}
+        for name, w, flipped in zip(self.names, self._weights, flips):
+            old, mask = self.masks[name], new[name]
+            if reset_grown and flipped:
+                on = mask & ~old
+                w.masked_fill_(on, 0.0)
+                grown[w] = on
+            old.copy_(mask)
+        if grown:
+            reset_optimizer_state(self.optimizer, grown)
+        self.changed = dict(zip(self.names, flips))
+        self.pruned_at_step = True
         self._refresh_active()
         self.apply_masks()
 
@@ -284,6 +331,13 @@ class Pruner:
         if self._active:
             torch._foreach_mul_(self._active_w, self._active_m)
 
+    # --- what the masks rank ---
+    @torch.no_grad()
+    def block_scores(self) -> dict[str, Tensor]:
+        """The scores the masks rank, per pruned layer, after the pattern's reduction to blocks, in the block grid's
+        shape (see :meth:`Pattern.block_scores`): exactly what the last (or next) mask update compares."""
+        return self.pattern.block_scores(self.criterion.scores)
+
     # --- reporting ---
     def layers(self) -> list[LayerInfo]:
         """Every candidate layer, pruned or skipped with the reason."""
@@ -292,7 +346,8 @@ class Pruner:
     @torch.no_grad()
     def sparsity(self) -> dict[str, Any]:
         """Actual sparsity counted from zeros in the weights (not from the target): per layer and overall."""
-        zeros = [w.numel() - n for w, n in zip(self._weights, torch.stack([torch.count_nonzero(w) for w in self._weights]).tolist())]
+        nonzero = torch.stack([torch.count_nonzero(w) for w in self._weights]).tolist()
+        zeros = [w.numel() - n for w, n in zip(self._weights, nonzero)]
         sizes = [w.numel() for w in self._weights]
         total, nz = sum(sizes), sum(zeros)
         return {
@@ -303,20 +358,29 @@ class Pruner:
         }
 
     def mask_sparsity(self) -> dict[str, float]:
-        """Fraction of pruned entries per mask."""
+        """Fraction of pruned entries per mask (what the masks remove; differs from the zeros in the weights when a
+        kept weight is exactly 0, e.g. one just grown back)."""
         kept = torch.stack([torch.count_nonzero(m) for m in self.masks.values()]).tolist()
         return {n: 1.0 - k / m.numel() for (n, m), k in zip(self.masks.items(), kept)}
 
+    def masked_fraction(self) -> float:
+        """The fraction of the pruned layers' weights that the masks remove."""
+        kept = int(torch.stack([torch.count_nonzero(m) for m in self.masks.values()]).sum())
+        return 1.0 - kept / sum(m.numel() for m in self.masks.values())
+
     # --- checkpoints ---
     def state_dict(self) -> dict[str, Any]:
-        """Masks, criterion state, step and last target: enough to continue exactly."""
-        return {
+        """Masks, criterion and updater state, step and last target: enough to continue exactly."""
+        state = {
             "step": self.step,
             "target": self.target,
             "masks": {n: m.clone() for n, m in self.masks.items()},
             "criterion": self.criterion.state_dict(),
             "criterion_type": self.criterion.name,
         }
+        if self.updater is not None:
+            state["updater"] = self.updater.state_dict()
+        return state
 
     @torch.no_grad()
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -333,6 +397,8 @@ class Pruner:
         for n in self.names:
             self.masks[n].copy_(masks[n])
         self.criterion.load_state_dict(state.get("criterion", {}))
+        if self.updater is not None:
+            self.updater.load_state_dict(state.get("updater", {}))
         self.step = int(state["step"])
         self.target = float(state.get("target", 0.0))
         self._refresh_active()
@@ -350,17 +416,27 @@ class Pruner:
         pruned = [li.name for li in self.table if li.pruned]
         skipped = [f"{li.name} ({li.reason})" for li in self.table if not li.pruned]
         return (
-            f"Pruner(criterion={self.criterion.name}, {self.pattern!r}, {self.schedule!r},\n"
-            f"  pruned={pruned},\n  skipped={skipped})"
+            f"Pruner(criterion={self.criterion.name}, {self.pattern!r}, distribution={self.distribution.name}, "
+            f"{self.schedule!r},\n  pruned={pruned},\n  skipped={skipped})"
         )
 
 
-def build_pattern(cfg: str | Mapping[str, Any] | Any) -> Pattern:
-    if isinstance(cfg, str):
-        return Pattern(cfg)
-    d = config_to_dict(cfg)
-    allowed = ("type", "scope", "block_reduce", "min_sparsity_ratio_per_op", "max_sparsity_ratio_per_op")
-    kwargs = {k: d[k] for k in allowed if k in d}
-    if "type" in kwargs:
-        kwargs["pattern"] = kwargs.pop("type")
-    return Pattern(**kwargs)
+@contextlib.contextmanager
+def sandboxed(model: nn.Module) -> Iterator[None]:
+    """Run a criterion's own passes without side effects on training: the model's buffers (BatchNorm running
+    statistics), its parameters' ``.grad``, its train/eval mode and the global RNG states are restored after."""
+    buffers = [(b, b.detach().clone()) for b in model.buffers()]
+    grads = [(p, p.grad) for p in model.parameters()]
+    modes = [(m, m.training) for m in model.modules()]
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() and torch.cuda.is_initialized() else []
+    with torch.random.fork_rng(devices=devices):
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for b, saved in buffers:
+                    b.copy_(saved)
+            for p, g in grads:
+                p.grad = g
+            for m, mode in modes:
+                m.training = mode

@@ -20,14 +20,42 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from .errors import ConfigError
+from .options import config_to_dict
+from .registry import Registry
 
-DECAYS: dict[str, Callable[[float, float, float], float]] = {
-    "exp": lambda s0, s, x: 1 - (1 - s0) * ((1 - s) / (1 - s0)) ** x,
-    "cos": lambda s0, s, x: s0 + (s - s0) * (1 - math.cos(x * math.pi / 2)),
-    "linear": lambda s0, s, x: s0 + (s - s0) * x,
-    "cube": lambda s0, s, x: s0 + (s - s0) * x**3,
-    "agp": lambda s0, s, x: s + (s0 - s) * (1 - x) ** 3,
-}
+Decay = Callable[[float, float, float], float]
+#: ``sparsity_decay_type`` -> f(s0, s, x): the target at the fraction x in [0, 1] of the pruning steps.
+DECAYS: Registry[Decay] = Registry("schedule.sparsity_decay_type")
+
+
+@DECAYS.register("exp", paper="Intel Neural Compressor 2.x (its default)")
+def exp_decay(s0: float, s: float, x: float) -> float:
+    """Exponential: the kept fraction shrinks by the same factor at every pruning step."""
+    return 1 - (1 - s0) * ((1 - s) / (1 - s0)) ** x
+
+
+@DECAYS.register("cos", paper="Intel Neural Compressor 2.x")
+def cos_decay(s0: float, s: float, x: float) -> float:
+    """Cosine: s0 + (s - s0) * (1 - cos(x * pi / 2)), slow first."""
+    return s0 + (s - s0) * (1 - math.cos(x * math.pi / 2))
+
+
+@DECAYS.register("linear", paper="Intel Neural Compressor 2.x")
+def linear_decay(s0: float, s: float, x: float) -> float:
+    """Linear: the same number of weights pruned at every pruning step."""
+    return s0 + (s - s0) * x
+
+
+@DECAYS.register("cube", paper="Intel Neural Compressor 2.x")
+def cube_decay(s0: float, s: float, x: float) -> float:
+    """Cube: s0 + (s - s0) * x ** 3, slow first (the reference's)."""
+    return s0 + (s - s0) * x**3
+
+
+@DECAYS.register("agp", paper="Zhu & Gupta 2017, To prune, or not to prune")
+def agp_decay(s0: float, s: float, x: float) -> float:
+    """Automated gradual pruning: s + (s0 - s) * (1 - x) ** 3, fast first."""
+    return s + (s0 - s) * (1 - x) ** 3
 
 
 @dataclass(frozen=True)
@@ -62,7 +90,6 @@ class Schedule:
     @classmethod
     def from_config(cls, cfg: Any) -> "Schedule":
         """Build from a dict / OmegaConf config holding (some of) the field names; other keys are ignored."""
-        from .criteria import config_to_dict
 
         d = config_to_dict(cfg)
         fields = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
@@ -88,7 +115,7 @@ class Schedule:
         if n == 0:
             return float(self.target_sparsity)
         i = (step - self.start_step) // self.pruning_frequency
-        return float(DECAYS[self.sparsity_decay_type](self.initial_sparsity, self.target_sparsity, i / n))
+        return float(DECAYS.get(self.sparsity_decay_type)(self.initial_sparsity, self.target_sparsity, i / n))
 
     def sparsity_at(self, step: int) -> float:
         """The target in force at any step: that of the last pruning step at or before it (0 before any)."""

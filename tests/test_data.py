@@ -15,7 +15,7 @@ from prunelab.errors import ConfigError
 
 from fakedata import write_cifar, write_mnist
 
-CONF = Path(data.__file__).parent / "conf" / "dataset"
+CONF = Path(__file__).parents[1] / "conf" / "dataset"
 
 
 def _cfg(name: str, **overrides):

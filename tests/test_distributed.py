@@ -100,7 +100,7 @@ def test_submitit_local_multirun_completes_two_jobs(tmp_path):
 
 
 def test_mask_checksum_sees_a_single_flipped_entry():
-    from prunelab.distributed import masks_checksum
+    from prunelab.training.distributed import masks_checksum
 
     a = {"x": torch.ones(4, 4, dtype=torch.bool), "y": torch.zeros(3, dtype=torch.bool)}
     b = {k: v.clone() for k, v in a.items()}

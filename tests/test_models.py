@@ -11,7 +11,7 @@ from torch import nn
 from prunelab import models
 from prunelab.errors import ConfigError
 
-CONF = Path(models.__file__).parent / "conf"
+CONF = Path(__file__).parents[1] / "conf"
 
 
 def _cfg(model: str, dataset: str = "digits", input_shape=None, **overrides):

@@ -11,16 +11,9 @@ import torch
 from torch import nn
 
 from prunelab.errors import ConfigError
-import prunelab.patterns as patterns_mod
-from prunelab.patterns import (
-    Pattern,
-    _lowest_k_of,
-    as_2d,
-    from_2d,
-    kept_in_groups,
-    kth_smallest_np,
-    lowest_k,
-)
+import prunelab.sparsity.selection as selection_mod
+from prunelab.sparsity.patterns import Pattern, as_2d, from_2d
+from prunelab.sparsity.selection import _lowest_k_of, kept_in_groups, kth_smallest_np, lowest_k
 from prunelab.pruner import Pruner
 
 T, F = True, False
@@ -229,7 +222,7 @@ def test_lowest_blocks_go(pattern, scope):
     scores = random_scores(seed=5)
     p = Pattern(pattern, scope=scope)
     masks = p.masks(scores, 0.4)
-    layers = {n: p._layer(n, s) for n, s in scores.items()}
+    layers = {n: p.layer_blocks(n, s) for n, s in scores.items()}
 
     def block_pruned(n):  # pruned flag per block, read back from the mask
         m2 = as_2d(masks[n])
@@ -416,8 +409,8 @@ def test_kth_smallest_np_bracket_and_fallback(monkeypatch):
             assert kth_smallest_np(a, k) == ref[k - 1], (name, k)
     # a sample drawn only from the smallest entries brackets the wrong range: the answer is still exact
     a = cases["uniform"]
-    for sampled in (np.argsort(a)[: patterns_mod._SAMPLE], np.argsort(a)[-patterns_mod._SAMPLE:]):  # too low, too high
-        monkeypatch.setattr(patterns_mod, "_sample_positions", lambda size, pos=sampled: pos)
+    for sampled in (np.argsort(a)[: selection_mod._SAMPLE], np.argsort(a)[-selection_mod._SAMPLE:]):  # too low, too high
+        monkeypatch.setattr(selection_mod, "_sample_positions", lambda size, pos=sampled: pos)
         for k in (5, 150_000, 290_000):
             assert kth_smallest_np(a, k) == np.sort(a)[k - 1]
 

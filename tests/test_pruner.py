@@ -13,7 +13,7 @@ from torch import nn
 
 from prunelab.criteria import get_criterion
 from prunelab.errors import ConfigError
-from prunelab.patterns import Pattern
+from prunelab.sparsity.patterns import Pattern
 from prunelab.pruner import Pruner
 from prunelab.schedule import Schedule
 

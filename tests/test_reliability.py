@@ -28,7 +28,7 @@ RUN = [
 DRIVER = textwrap.dedent("""
     import io, os, signal, sys
     import torch
-    from prunelab import pruner, trainer
+    from prunelab import pruner
     mode, at = sys.argv[1], int(sys.argv[2])
     if mode == "step":
         begin = pruner.Pruner.on_step_begin

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from prunelab import report
-from prunelab.report_data import load_runs, rebin, split_duplicates
+from prunelab.report.data import load_runs, rebin, split_duplicates
 
 CRITERIA = ("magnitude", "snip")
 TARGETS = (0.0, 0.8)

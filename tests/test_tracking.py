@@ -24,11 +24,12 @@ from prunelab.tracking import (
     histograms,
     mask_image,
     resolve_wandb_mode,
-    resuming_run_dir,
     run_tags,
     score_histogram,
-    wandb_credentials_available,
 )
+from prunelab.tracking.build import resuming_run_dir
+from prunelab.tracking.histograms import _histograms_exact
+from prunelab.tracking.wandb import wandb_credentials_available
 
 BINS = 32                      # not the default (64): the histograms must follow the config
 PRUNING_STEPS = [10, 20, 30, 40]
@@ -105,7 +106,8 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
 
 def scalar_keys(row: dict[str, Any]) -> set[str]:
     """The trainer's scalars in a W&B row (W&B's own keys, the step axis, histograms and media left out)."""
-    return {k for k in row if not k.startswith(("_", "scores", "masks/", "final/")) and k != "trainer/step"}
+    return {k for k in row if (not k.startswith(("_", "scores", "masks/", "final/")) or k == "masks/changed")
+            and k != "trainer/step"}
 
 
 # --- the real runs: started together (2 cores: the second runs while the first waits on I/O), read by many tests --
@@ -245,7 +247,7 @@ def test_run_identity_config_and_step_axis(offline_run):
     assert run["run_group"] == s["config"]["group"] == "cmp_test"  # the comparison's group
     assert run["job_type"] == "snip_momentum"
     assert run["display_name"] == "snip_momentum-s0.90-seed0"
-    assert run["tags"] == ["criterion:snip_momentum", "pattern:1x1", "scope:global", "model:mlp", "dataset:digits",
+    assert run["tags"] == ["criterion:snip_momentum", "pattern:1x1", "distribution:global", "model:mlp", "dataset:digits",
                            "mytag"]
     assert s["config"]["criterion"]["criterion_type"] == "snip_momentum"
     assert s["config"]["tracking"]["histogram_bins"] == BINS
@@ -422,7 +424,7 @@ def test_score_histogram_bins_and_zeros():
 def test_histograms_are_computed_once_for_all_backends(tmp_path, monkeypatch):
     calls = []
     real = tracking.histograms
-    monkeypatch.setattr(tracking, "histograms", lambda *a: calls.append(a) or real(*a))
+    monkeypatch.setattr(tracking.base, "histograms", lambda *a: calls.append(a) or real(*a))
 
     class Recorder(LocalTracker):
         pass
@@ -478,13 +480,13 @@ def test_tags_resume_and_progress_in_multirun(tmp_path, monkeypatch):
         "model": {"name": "lenet5"}, "dataset": {"name": "mnist"}, "logger": {"backend": "none", "tags": ["x"]},
         "trainer": {"progress": "auto", "resume": False}, "tracking": {"histogram_bins": 8},
     })
-    assert run_tags(cfg) == ["criterion:snip", "pattern:4x1", "scope:local", "model:lenet5", "dataset:mnist", "x"]
+    assert run_tags(cfg) == ["criterion:snip", "pattern:4x1", "distribution:uniform", "model:lenet5", "dataset:mnist", "x"]
     assert resuming_run_dir(True, tmp_path) and not resuming_run_dir(False, tmp_path)
     assert resuming_run_dir(str(tmp_path / "checkpoint.pt"), tmp_path)
     assert not resuming_run_dir(str(tmp_path / "other" / "checkpoint.pt"), tmp_path)
 
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
-    monkeypatch.setattr(tracking, "in_hydra_multirun", lambda: True)
+    monkeypatch.setattr(tracking.build, "in_hydra_multirun", lambda: True)
     t = build_tracker(cfg, tmp_path, total_steps=10, name="n")
     (console,) = [x for x in t.trackers if isinstance(x, ConsoleTracker)]
     assert console.bar is False
@@ -533,7 +535,7 @@ def test_histograms_fast_path_equals_exact_path(log_scale):
     c = torch.zeros(5, 5)  # a layer with nothing positive
     scores = {"a": a, "b": b, "c": c}
     fast = histograms(scores, 24, log_scale)
-    exact = tracking._histograms_exact({n: t.reshape(-1).float() for n, t in scores.items()}, 24, log_scale)
+    exact = _histograms_exact({n: t.reshape(-1).float() for n, t in scores.items()}, 24, log_scale)
     assert set(fast) == set(exact) == {"a", "b", "c", "all"}
     for name in fast:
         assert fast[name]["counts"] == exact[name]["counts"], name

@@ -1,0 +1,98 @@
+"""Which layers a pruner prunes: op type, include/exclude name globs, the classifier head, and whether the
+pattern can tile the layer's shape. Every candidate layer is listed with the reason it is pruned or skipped."""
+from __future__ import annotations
+
+import fnmatch
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from torch import Tensor, nn
+
+from .errors import ConfigError
+from .sparsity.patterns import Pattern
+
+log = logging.getLogger("prunelab")
+
+DEFAULT_OP_TYPES: tuple[str, ...] = ("Linear", "Conv1d", "Conv2d", "Conv3d")
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One candidate layer: pruned, or skipped and why."""
+
+    name: str
+    op_type: str
+    shape: tuple[int, ...]
+    pruned: bool
+    reason: str = ""
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+
+def _as_list(x: Any) -> list[str]:
+    if x is None:
+        return []
+    if isinstance(x, str):
+        return [x]
+    return [str(v) for v in x]
+
+
+def select_layers(
+    model: nn.Module,
+    pattern: Pattern,
+    op_types: Sequence[str] = DEFAULT_OP_TYPES,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    head: str | None = None,
+) -> tuple[dict[str, nn.Module], list[LayerInfo]]:
+    """Choose the layers to prune: op type in ``op_types``, name matching an ``include`` glob (all if empty),
+    no ``exclude`` glob, not the classifier ``head``, and a shape the pattern can tile.
+
+    Returns the chosen layers and a table of every layer with a weight of 2 or more dimensions, pruned or
+    skipped with its reason. Globs that match no candidate layer are errors (a typo would silently prune
+    something else).
+    """
+    include, exclude, op_types = _as_list(include), _as_list(exclude), _as_list(op_types)
+    chosen: dict[str, nn.Module] = {}
+    table: list[LayerInfo] = []
+    candidates: list[str] = []
+    for name, mod in model.named_modules():
+        weight = getattr(mod, "weight", None)
+        if not isinstance(weight, Tensor) or weight.dim() < 2:
+            continue
+        op = type(mod).__name__
+        shape = tuple(weight.shape)
+
+        def skip(reason: str) -> None:
+            table.append(LayerInfo(name, op, shape, False, reason))
+
+        if op not in op_types:
+            skip(f"op type {op} not in prune.op_types")
+            continue
+        candidates.append(name)
+        if include and not any(fnmatch.fnmatchcase(name, p) for p in include):
+            skip("matches no prune.include pattern")
+        elif any(fnmatch.fnmatchcase(name, p) for p in exclude):
+            skip("matches a prune.exclude pattern")
+        elif head is not None and name == head:
+            skip("classifier head (set prune.exclude_head=false to prune it)")
+        elif (why := pattern.skip_reason(weight.shape)) is not None:
+            log.warning("prunelab: layer %s %s skipped: %s (pattern %s)", name, list(shape), why, pattern.pattern)
+            skip(why)
+        else:
+            chosen[name] = mod
+            table.append(LayerInfo(name, op, shape, True))
+    for key, globs in (("prune.include", include), ("prune.exclude", exclude)):
+        for glob in globs:
+            if not any(fnmatch.fnmatchcase(c, glob) for c in candidates):
+                raise ConfigError(key, glob, f"a name glob matching some of the layers {candidates}")
+    if not chosen:
+        raise ConfigError(
+            "prune.include", include or None, f"settings that leave at least one layer to prune; layers: {candidates}"
+        )
+    return chosen, table

@@ -1,0 +1,486 @@
+"""The data side of the offline report: find run directories, load them, aggregate over seeds, compare masks.
+
+Nothing here draws or writes HTML; :mod:`prunelab.report.figures` draws and :mod:`prunelab.report.render` writes.
+A run directory is what :class:`prunelab.tracking.LocalTracker` and the app leave: ``summary.json``,
+``metrics.jsonl``, ``scores.jsonl``, ``masks.pt``, ``config.yaml`` (resolved) and ``.hydra/``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+RUN_MARKERS = ("summary.json", "metrics.jsonl", ".hydra")
+# config keys that say how a run was executed or labelled, not what was compared (prefixes of flattened keys)
+EXECUTION_KEYS = ("logger", "group", "hydra", "tracking", "trainer.progress", "trainer.device",
+                  "trainer.resume", "trainer.checkpoint_every", "trainer.deterministic", "trainer.eval_every",
+                  "trainer.log_every", "trainer.eval_batch_size")
+CRITERION_KEYS = ("criterion",)
+TARGET_KEY = "schedule.target_sparsity"
+SEED_KEY = "seed"
+
+
+# ---------------------------------------------------------------------------------------------- one run
+
+
+@dataclass
+class Run:
+    """One run directory: its summary, flattened config and status; metrics, scores and masks load lazily."""
+
+    path: Path
+    summary: dict[str, Any]
+    config: dict[str, Any]
+    status: str
+    error: str | None = None
+    setting: str = ""  # what distinguishes this run's comparison from others in the report ("" if only one)
+
+    @property
+    def criterion(self) -> str:
+        return str(self.summary.get("criterion") or self.config.get("criterion.criterion_type") or "unknown")
+
+    @property
+    def series(self) -> str:
+        """The label of this run's line in plots and row in tables: the criterion (and setting, if several)."""
+        return f"{self.criterion} [{self.setting}]" if self.setting else self.criterion
+
+    @property
+    def target(self) -> float | None:
+        value = self.config.get(TARGET_KEY, self.summary.get("sparsity/target"))
+        return _float_or_none(value)
+
+    @property
+    def seed(self) -> int | None:
+        value = self.config.get(SEED_KEY, self.summary.get("seed"))
+        return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+    @property
+    def name(self) -> str:
+        if self.summary.get("name"):
+            return str(self.summary["name"])
+        if self.target is not None and self.seed is not None:
+            return f"{self.criterion}-s{self.target:.2f}-seed{self.seed}"
+        return self.path.name
+
+    @property
+    def finished(self) -> bool:
+        return self.status == "finished"
+
+    @property
+    def test_acc(self) -> float:
+        return float(self.summary["test/acc"])
+
+    @property
+    def actual(self) -> float:
+        """The final actual sparsity of the pruned layers (the target when the summary lacks it)."""
+        value = _float_or_none(self.summary.get("sparsity/actual"))
+        return value if value is not None else float(self.target or 0.0)
+
+    @cached_property
+    def metrics(self) -> list[dict[str, Any]]:
+        return read_jsonl(self.path / "metrics.jsonl")
+
+    @cached_property
+    def scores(self) -> list[dict[str, Any]]:
+        return read_jsonl(self.path / "scores.jsonl")
+
+    def masks(self) -> dict[str, Any] | None:
+        """The final bool masks by layer name (True = kept), or None when ``masks.pt`` is missing."""
+        path = self.path / "masks.pt"
+        if not path.exists():
+            return None
+        import torch
+
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _float_or_none(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The JSON objects of a ``.jsonl`` file, one per line; a torn last line (a run killed mid-write) is skipped."""
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(obj, dict):
+            out.append(obj)
+    return out
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; lists stay values."""
+    if not isinstance(tree, dict):
+        return {prefix: tree} if prefix else {}
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        out.update(flatten(value, name) if isinstance(value, dict) else {name: value})
+    return out
+
+
+def read_config(run_dir: Path) -> dict[str, Any]:
+    """The run's flattened config: the resolved ``config.yaml``, else Hydra's ``.hydra/config.yaml``, else {}."""
+    import yaml
+
+    for path in (run_dir / "config.yaml", run_dir / ".hydra" / "config.yaml"):
+        if path.exists():
+            try:
+                return flatten(yaml.safe_load(path.read_text()) or {})
+            except yaml.YAMLError:
+                continue
+    return {}
+
+
+def config_from_summary(summary: dict[str, Any]) -> dict[str, Any]:
+    """A partial config from the summary's fields, for a run directory without a config file."""
+    keys = {"criterion": "criterion.criterion_type", "model": "model.name", "dataset": "dataset.name",
+            "pattern": "pattern.type", "scope": "pattern.scope", "seed": SEED_KEY, "sparsity/target": TARGET_KEY}
+    return {name: summary[key] for key, name in keys.items() if key in summary}
+
+
+def load_run(run_dir: Path) -> Run:
+    """Read one run directory; never raises for a broken run: it comes back with status failed or unfinished."""
+    summary: dict[str, Any] = {}
+    status, error = "unfinished", None
+    summary_path = run_dir / "summary.json"
+    if summary_path.exists():
+        try:
+            summary = json.loads(summary_path.read_text())
+            status = str(summary.get("status", "unfinished"))
+            error = summary.get("error")
+        except ValueError as exc:
+            status, error = "failed", f"unreadable summary.json: {exc}"
+    config = read_config(run_dir) or config_from_summary(summary)
+    run = Run(run_dir, summary, config, status, error)
+    if status == "finished" and _float_or_none(summary.get("test/acc")) is None:
+        run.status, run.error = "incomplete", "summary.json says finished but has no test/acc"
+    if run.status != "finished" and not run.error:
+        run.error = unfinished_reason(run)
+    return run
+
+
+def unfinished_reason(run: Run) -> str:
+    """Why a run without an error message has no result: what is missing and the last step it logged."""
+    steps = [int(m["step"]) for m in run.metrics if isinstance(m.get("step"), (int, float))]
+    where = f"last logged step {max(steps)}" if steps else "no step logged"
+    if not (run.path / "summary.json").exists():
+        return f"no summary.json: still running, killed, or stopped before the end ({where})"
+    return f"status {run.status!r} without an error message ({where})"
+
+
+def find_run_dirs(roots: Iterable[Path]) -> list[Path]:
+    """Every folder under ``roots`` (the roots included) holding summary.json, metrics.jsonl or .hydra.
+
+    Hidden folders (``.hydra`` itself) are not searched, nor are the insides of a run directory.
+    """
+    found: dict[Path, None] = {}
+    for root in roots:
+        for dirpath, dirnames, filenames in os.walk(root):
+            if any(m in filenames or m in dirnames for m in RUN_MARKERS):
+                found[Path(dirpath).resolve()] = None
+                dirnames[:] = []
+                continue
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+    return list(found)
+
+
+def load_runs(roots: Iterable[Path]) -> list[Run]:
+    """All runs under ``roots``, with their comparison settings labelled (see :func:`label_settings`)."""
+    runs = [load_run(d) for d in find_run_dirs(roots)]
+    label_settings(runs)
+    return sorted(runs, key=lambda r: (r.series, r.target if r.target is not None else -1.0, r.seed or 0, str(r.path)))
+
+
+# ---------------------------------------------------------------------------------------------- settings
+
+
+def comparable_key(config: dict[str, Any], drop: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    """The config as a hashable key, without execution details and without the keys under ``drop`` prefixes."""
+    prefixes = tuple(EXECUTION_KEYS) + tuple(drop)
+    return tuple(sorted((k, json.dumps(v, sort_keys=True, default=str)) for k, v in config.items()
+                        if not _under(k, prefixes)))
+
+
+def _under(key: str, prefixes: Sequence[str]) -> bool:
+    return any(key == p or key.startswith(p + ".") for p in prefixes)
+
+
+def label_settings(runs: list[Run]) -> dict[str, dict[str, str]]:
+    """Give each run a ``setting`` label naming what (other than criterion, target sparsity and seed) differs
+    between the finished runs, so lines of different models or patterns never mix: ``key=value`` for up to two
+    differing config keys, else ``setting N``. One setting: label "". Returns ``label -> {key: value}``."""
+    drop = (*CRITERION_KEYS, TARGET_KEY, SEED_KEY)
+    keys = {id(r): dict(comparable_key(r.config, drop)) for r in runs}
+    done = [keys[id(r)] for r in runs if r.finished]
+    distinct = sorted({tuple(sorted(k.items())) for k in done})
+    if len(distinct) <= 1:
+        return {}
+    varying = [n for n in sorted(set().union(*done)) if len({k.get(n) for k in done}) > 1]
+    legend: dict[str, dict[str, str]] = {}
+    for i, key in enumerate(distinct):
+        diff = {n: _short(dict(key).get(n, "-")) for n in varying}
+        label = ", ".join(f"{n}={v}" for n, v in diff.items()) if len(varying) <= 2 else f"setting {i + 1}"
+        legend[label] = diff
+        for run in runs:
+            if tuple(sorted(keys[id(run)].items())) == key:
+                run.setting = label
+    return legend
+
+
+def _short(value: str) -> str:
+    return value.strip('"')[:40]
+
+
+def split_duplicates(runs: Sequence[Run]) -> tuple[list[Run], list[Run]]:
+    """``(kept, superseded)``: of finished runs with the same config (criterion, target and seed included), only
+    the newest (by summary.json time) is kept, so a repeated sweep does not count its seeds twice."""
+    newest: dict[tuple, Run] = {}
+    for run in finished_runs(runs):
+        key = comparable_key(run.config, ())
+        old = newest.get(key)
+        if old is None or _mtime(run) > _mtime(old):
+            newest[key] = run
+    kept_ids = {id(r) for r in newest.values()}
+    kept = [r for r in runs if not r.finished or id(r) in kept_ids]
+    return kept, [r for r in runs if r.finished and id(r) not in kept_ids]
+
+
+def _mtime(run: Run) -> float:
+    path = run.path / "summary.json"
+    return path.stat().st_mtime if path.exists() else 0.0
+
+
+def shared_config(runs: Sequence[Run]) -> dict[str, Any]:
+    """The config entries (without execution details) that all the given runs share."""
+    if not runs:
+        return {}
+    common = {k: v for k, v in runs[0].config.items() if not _under(k, EXECUTION_KEYS)}
+    for run in runs[1:]:
+        common = {k: v for k, v in common.items() if k in run.config and run.config[k] == v}
+    return common
+
+
+# ---------------------------------------------------------------------------------------------- aggregation
+
+
+@dataclass
+class Stat:
+    """Values of one quantity over seeds: mean, sample standard deviation (ddof=1; nan for one value), n."""
+
+    values: list[float] = field(default_factory=list)
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.values) if self.values else math.nan
+
+    @property
+    def std(self) -> float:
+        return statistics.stdev(self.values) if len(self.values) > 1 else math.nan
+
+
+def finished_runs(runs: Iterable[Run]) -> list[Run]:
+    return [r for r in runs if r.finished and r.target is not None]
+
+
+def aggregate(runs: Iterable[Run], value: Callable[[Run], float]) -> dict[tuple[str, float], Stat]:
+    """``(series, target) -> Stat`` of ``value(run)`` over the finished runs (seeds) of each cell."""
+    cells: dict[tuple[str, float], Stat] = defaultdict(Stat)
+    for run in finished_runs(runs):
+        cells[(run.series, float(run.target))].values.append(value(run))  # type: ignore[arg-type]
+    return dict(sorted(cells.items()))
+
+
+def dense_baselines(runs: Iterable[Run]) -> dict[str, Stat]:
+    """``setting -> Stat`` of the test accuracy of the dense runs (target sparsity 0), whatever their criterion."""
+    out: dict[str, Stat] = defaultdict(Stat)
+    for run in finished_runs(runs):
+        if run.target == 0.0:
+            out[run.setting].values.append(run.test_acc)
+    return dict(out)
+
+
+def layer_sparsity(runs: Iterable[Run]) -> dict[tuple[str, float, str], Stat]:
+    """``(series, target, layer) -> Stat`` of the final per-layer sparsity (summary ``sparsity/layers``)."""
+    cells: dict[tuple[str, float, str], Stat] = defaultdict(Stat)
+    for run in finished_runs(runs):
+        for layer, value in (run.summary.get("sparsity/layers") or {}).items():
+            cells[(run.series, float(run.target), layer)].values.append(float(value))  # type: ignore[arg-type]
+    return dict(cells)
+
+
+def mean_curve(runs: Sequence[Run], key: str) -> tuple[np.ndarray, np.ndarray]:
+    """Steps and the mean over ``runs`` of metric ``key`` at each step some run logged it."""
+    by_step: dict[int, list[float]] = defaultdict(list)
+    for run in runs:
+        for rec in run.metrics:
+            value = _float_or_none(rec.get(key))
+            if value is not None and "step" in rec:
+                by_step[int(rec["step"])].append(value)
+    steps = sorted(by_step)
+    return np.array(steps, dtype=float), np.array([statistics.fmean(by_step[s]) for s in steps])
+
+
+def by_series_and_target(runs: Iterable[Run]) -> dict[str, dict[float, list[Run]]]:
+    """Finished runs grouped as ``series -> target -> runs`` (the seeds)."""
+    out: dict[str, dict[float, list[Run]]] = defaultdict(lambda: defaultdict(list))
+    for run in finished_runs(runs):
+        out[run.series][float(run.target)].append(run)  # type: ignore[arg-type]
+    return {s: dict(sorted(t.items())) for s, t in sorted(out.items())}
+
+
+# ---------------------------------------------------------------------------------------------- score histograms
+
+
+def rebin(counts: Sequence[float], edges: Sequence[float], new_edges: np.ndarray) -> np.ndarray:
+    """Counts of a histogram moved onto other bin edges, each bin's count spread evenly over its width.
+
+    Interpolates the cumulative count at ``new_edges``; counts outside the new range are clipped into the outer
+    bins so the total is kept when ``new_edges`` spans the old ones.
+    """
+    counts = np.asarray(counts, dtype=float)
+    edges = np.asarray(edges, dtype=float)
+    cdf = np.concatenate([[0.0], np.cumsum(counts)])
+    at = np.interp(np.clip(new_edges, edges[0], edges[-1]), edges, cdf)
+    at[0], at[-1] = 0.0, cdf[-1]
+    return np.diff(at)
+
+
+@dataclass
+class ScoreHeatmap:
+    """One layer's score distribution over steps on a common grid: ``fraction[bin, step]`` of the layer's weights
+    (zeros excluded; they are in ``zeros``), bins ``edges`` (log10 units when ``log_scale``)."""
+
+    steps: np.ndarray
+    edges: np.ndarray
+    fraction: np.ndarray
+    zeros: np.ndarray
+    log_scale: bool
+
+
+def score_layers(run: Run) -> list[str]:
+    """The layers a run logged score histograms for, ``all`` first."""
+    layers = list(dict.fromkeys(str(r["layer"]) for r in run.scores if "layer" in r))
+    return sorted(layers, key=lambda name: name != "all")
+
+
+def score_heatmap(run: Run, layer: str, bins: int = 64) -> ScoreHeatmap | None:
+    """The heatmap of ``layer``'s histograms over the run's logged steps (the last record wins per step)."""
+    records = {int(r["step"]): r for r in run.scores if r.get("layer") == layer and r.get("counts")}
+    if not records:
+        return None
+    steps = sorted(records)
+    lo = min(float(records[s]["edges"][0]) for s in steps)
+    hi = max(float(records[s]["edges"][-1]) for s in steps)
+    edges = np.linspace(lo, hi if hi > lo else lo + 1.0, bins + 1)
+    fraction = np.zeros((bins, len(steps)))
+    zeros = np.zeros(len(steps))
+    for j, step in enumerate(steps):
+        rec = records[step]
+        numel = max(int(rec.get("numel") or sum(rec["counts"]) + int(rec.get("zeros", 0))), 1)
+        fraction[:, j] = rebin(rec["counts"], rec["edges"], edges) / numel
+        zeros[j] = int(rec.get("zeros", 0)) / numel
+    return ScoreHeatmap(np.array(steps), edges, fraction, zeros, bool(records[steps[-1]].get("log_scale", True)))
+
+
+def score_run(runs: Sequence[Run]) -> Run | None:
+    """The run whose score histograms represent a series: the highest target sparsity, then the lowest seed."""
+    candidates = [r for r in runs if r.scores]
+    if not candidates:
+        return None
+    return min(candidates, key=lambda r: (-(r.target or 0.0), r.seed or 0, str(r.path)))
+
+
+# ---------------------------------------------------------------------------------------------- mask overlap
+
+
+def jaccard(a: Any, b: Any) -> float:
+    """|A and B| / |A or B| of two bool tensors of kept weights (1.0 when both keep nothing)."""
+    union = int((a | b).sum())
+    return int((a & b).sum()) / union if union else 1.0
+
+
+def mask_jaccards(masks_a: dict[str, Any], masks_b: dict[str, Any]) -> dict[str, float]:
+    """Per-layer Jaccard index of two runs' kept weights, and ``all`` over every shared layer together."""
+    import torch
+
+    layers = [n for n in masks_a if n in masks_b and masks_a[n].shape == masks_b[n].shape]
+    out = {n: jaccard(masks_a[n].bool(), masks_b[n].bool()) for n in layers}
+    if layers:
+        out["all"] = jaccard(torch.cat([masks_a[n].reshape(-1).bool() for n in layers]),
+                             torch.cat([masks_b[n].reshape(-1).bool() for n in layers]))
+    return out
+
+
+def criterion_groups(runs: Iterable[Run]) -> list[dict[str, Run]]:
+    """Groups of finished, pruned runs that differ only in their criterion (config minus criterion and execution
+    details: same model, dataset, pattern, scope, schedule, target, seed...), as ``criterion -> run``; the first
+    run (by path) wins if a criterion repeats. Only groups with two or more criteria."""
+    groups: dict[tuple, dict[str, Run]] = defaultdict(dict)
+    for run in sorted(finished_runs(runs), key=lambda r: str(r.path)):
+        if run.target and (run.path / "masks.pt").exists():
+            groups[comparable_key(run.config, CRITERION_KEYS)].setdefault(run.criterion, run)
+    return [g for g in groups.values() if len(g) > 1]
+
+
+@dataclass
+class Agreement:
+    """Mean Jaccard index between criteria for one (setting, target) over the matching groups (seeds):
+    ``values[layer][(a, b)]`` is a Stat for every ordered pair of criteria that met."""
+
+    setting: str
+    target: float
+    criteria: list[str]
+    values: dict[str, dict[tuple[str, str], Stat]]
+
+    def matrix(self, layer: str) -> np.ndarray:
+        """The criterion x criterion matrix of mean Jaccard (diagonal 1, nan where two never met)."""
+        n = len(self.criteria)
+        out = np.full((n, n), np.nan)
+        for i, a in enumerate(self.criteria):
+            for j, b in enumerate(self.criteria):
+                out[i, j] = 1.0 if a == b else self.values[layer].get((a, b), Stat()).mean
+        return out
+
+
+def agreements(runs: Iterable[Run]) -> list[Agreement]:
+    """The criterion agreement matrices, one per (setting, target sparsity), averaged over groups (seeds)."""
+    acc: dict[tuple[str, float], dict[str, dict[tuple[str, str], Stat]]] = {}
+    names: dict[tuple[str, float], set[str]] = defaultdict(set)
+    for group in criterion_groups(runs):
+        first = next(iter(group.values()))
+        key = (first.setting, float(first.target))  # type: ignore[arg-type]
+        masks = {c: r.masks() for c, r in group.items()}
+        layers = acc.setdefault(key, defaultdict(lambda: defaultdict(Stat)))
+        for a, b in combinations(sorted(masks), 2):
+            for layer, value in mask_jaccards(masks[a], masks[b]).items():
+                layers[layer][(a, b)].values.append(value)
+                layers[layer][(b, a)].values.append(value)
+            names[key].update((a, b))
+    return [Agreement(s, t, sorted(names[(s, t)]), {k: dict(v) for k, v in acc[(s, t)].items()})
+            for s, t in sorted(acc)]
+
+
+def random_jaccard(density: float) -> float:
+    """The expected Jaccard index of two independent random masks that each keep a fraction ``density``."""
+    return density / (2.0 - density) if density < 2.0 else 1.0

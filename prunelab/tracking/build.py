@@ -1,0 +1,103 @@
+"""The trackers a run's config asks for: local files always, console progress, W&B with ``logger=wandb``."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from ..sparsity.distribution import resolve_distribution
+from .base import Tracker, Trackers
+from .console import ConsoleTracker
+from .local import LocalTracker
+from .wandb import WANDB_MAX_BINS, WandbTracker, resolve_wandb_mode
+
+
+def in_hydra_multirun() -> bool:
+    """True inside a job of a Hydra multirun (``-m``)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+    except Exception:
+        return False
+
+
+def resuming_run_dir(resume: Any, run_dir: str | os.PathLike) -> bool:
+    """Whether ``trainer.resume`` continues this same run directory (true, or a path into it)."""
+    if resume in (False, None, "", "false", "False"):
+        return False
+    if resume in (True, "true", "True"):
+        return True
+    p = Path(str(resume))
+    d = p if p.is_dir() else p.parent
+    try:
+        return d.resolve() == Path(run_dir).resolve()
+    except OSError:
+        return False
+
+
+def run_tags(cfg: Any) -> list[str]:
+    """``criterion:<c>``, ``pattern:<p>``, ``distribution:<d>`` (the ``pattern.scope`` alias applied),
+    ``model:<m>``, ``dataset:<d>``, then ``logger.tags``."""
+    def get(path: str) -> Any:
+        node = cfg
+        for part in path.split("."):
+            node = node.get(part) if node is not None and hasattr(node, "get") else None
+        return node
+
+    distribution = resolve_distribution(get("distribution"), get("pattern.scope")).name
+    tags = [f"{key}:{val}" for key, val in (
+        ("criterion", get("criterion.criterion_type")), ("pattern", get("pattern.type")),
+        ("distribution", distribution), ("model", get("model.name")), ("dataset", get("dataset.name")),
+    ) if val is not None]
+    extra = get("logger.tags") or []
+    if isinstance(extra, str):
+        extra = [extra]
+    return tags + [str(t) for t in extra]
+
+
+def check_logger_config(cfg: Any) -> None:
+    """Raise :class:`~prunelab.errors.ConfigError` (one line) for a bad ``logger`` section: the backend, the W&B
+    mode, more histogram bins than W&B takes. Cheap, imports nothing; the app may call it with its other checks."""
+    lg = cfg.get("logger", None) or {}
+    backend = lg.get("backend", "none") or "none"
+    if backend not in ("wandb", "none"):
+        raise ConfigError("logger.backend", backend, "wandb or none (logger=wandb / logger=none)")
+    if backend == "wandb":
+        bins = (cfg.get("tracking", {}) or {}).get("histogram_bins", 64)
+        if isinstance(bins, int) and bins > WANDB_MAX_BINS:
+            raise ConfigError("tracking.histogram_bins", bins, f"at most {WANDB_MAX_BINS} with logger=wandb")
+        resolve_wandb_mode(lg.get("mode"))
+
+
+def build_tracker(cfg: Any, run_dir: str | os.PathLike, total_steps: int, name: str, start_step: int = 0) -> Tracker:
+    """The trackers a run's config asks for: always local files and console progress (plain lines in a Hydra
+    multirun); W&B with ``logger.backend: wandb`` (``logger=none``: wandb is not even imported)."""
+    check_logger_config(cfg)  # a bad logger section fails here, before anything is created
+    tr = cfg.get("tracking", {}) or {}
+    bins = int(tr.get("histogram_bins", 64))
+    log_scale = tr.get("histogram_scale", "log10") == "log10"
+    lg = cfg.get("logger", None) or {}
+    backend = lg.get("backend", "none") or "none"
+
+    trackers: list[Tracker] = [LocalTracker(run_dir, bins=bins, log_scale=log_scale)]
+    trainer = cfg.get("trainer", None) or {}
+    progress = trainer.get("progress", "auto")
+    if progress != "none":
+        bar = None if progress == "auto" else progress == "bar"
+        if bar is None and in_hydra_multirun():
+            bar = False  # jobs of a sweep share a terminal (or none): one plain line now and then, no bars
+        trackers.append(ConsoleTracker(total_steps, every=max(50, total_steps // 20), bar=bar, start_step=start_step))
+    if backend == "wandb":
+        from omegaconf import OmegaConf
+
+        config = OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else dict(cfg)
+        trackers.append(WandbTracker(
+            run_dir, name=lg.get("name") or name, project=lg.get("project"), entity=lg.get("entity"),
+            group=lg.get("group"), job_type=lg.get("job_type"), tags=run_tags(cfg), config=config,
+            mode=lg.get("mode"), notes=lg.get("notes"), bins=bins, log_scale=log_scale,
+            resume=resuming_run_dir(trainer.get("resume", False), run_dir),
+        ))
+    return Trackers(*trackers)

@@ -1,0 +1,72 @@
+"""Checkpoints: atomic writes, validated reads, and every RNG state a bitwise resume needs."""
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError
+
+CHECKPOINT = "checkpoint.pt"
+
+
+def save_checkpoint(path: Path, state: Mapping[str, Any]) -> None:
+    """Atomic: temporary file, fsync, rename. A kill mid-write leaves the previous checkpoint intact."""
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("wb") as f:
+        torch.save(dict(state), f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, fingerprint: str = "") -> dict[str, Any]:
+    """A prunelab checkpoint (weights only: no code runs while loading), refused when it is missing, corrupted,
+    not a checkpoint, or written by a run of another configuration (``fingerprint``)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ConfigError("trainer.resume", str(path), "a run directory holding checkpoint.pt, or a checkpoint file") from None
+    except Exception as exc:
+        raise ConfigError("trainer.resume", str(path),
+                          f"a readable prunelab checkpoint (this file is corrupted: {type(exc).__name__})") from None
+    if not isinstance(state, dict) or "step" not in state:
+        raise ConfigError("trainer.resume", str(path), "a prunelab checkpoint (this file is not one)")
+    if fingerprint and state.get("fingerprint") != fingerprint:
+        raise ConfigError("trainer.resume", str(path),
+                          "a checkpoint of this same configuration (it was written by a run with another config)")
+    return state
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def get_rng() -> dict[str, Any]:
+    np_state = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                  "has_gauss": int(np_state[3]), "cached": float(np_state[4])},
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng(state: Mapping[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -1,0 +1,366 @@
+"""The generic training loop: batches, forward/backward, optimizer and lr steps, evaluation; everything else is a
+callback (pruning, tracking, checkpointing: :mod:`prunelab.training.callbacks`).
+
+It knows nothing of pruning or of W&B. Data are in-memory tensors; the order of every epoch comes from
+``(seed, epoch)`` and the augmentation of every step from ``(seed, step)``, so a run resumed from a checkpoint
+sees exactly the batches an uninterrupted run would.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import signal
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import Tensor, nn
+
+from ..criteria.base import Calibration
+from ..errors import ConfigError
+from ..options import config_to_dict
+from . import distributed
+from .calibration import calibration_batches
+from .callbacks import Callback, Callbacks, CheckpointCallback
+from .checkpoint import CHECKPOINT, get_rng, load_checkpoint, save_checkpoint, seed_everything, set_rng
+from .distributed import DistInfo
+from .lr import lr_lambda
+
+log = logging.getLogger("prunelab")
+
+
+class NonFiniteLoss(RuntimeError):
+    """The training loss became NaN or inf."""
+
+
+class Interrupted(RuntimeError):
+    """SIGINT / SIGTERM arrived; a checkpoint was written at the end of the step."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise ConfigError("trainer.device", name, "auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("trainer.device", name, "auto or cpu: no CUDA device is available here")
+    return dev
+
+
+@dataclass
+class TrainerConfig:
+    """``cfg.trainer``: how long, how to batch, evaluate, checkpoint and where to run."""
+
+    max_steps: int | None = None
+    epochs: int | None = None
+    batch_size: int = 64
+    eval_batch_size: int = 1024
+    eval_every: int = 0
+    log_every: int = 10
+    finetune_steps: int | None = None
+    lr_schedule: str = "none"
+    warmup_steps: int = 0
+    lr_step_size: int = 1000
+    lr_gamma: float = 0.1
+    lr_min_factor: float = 0.0
+    grad_clip: float | None = None
+    device: str = "auto"
+    deterministic: bool = False
+    checkpoint_every: int = 0
+    resume: Any = False
+    progress: str = "auto"
+    check_masks: bool = False
+    num_threads: int | None = None
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> "TrainerConfig":
+        d = config_to_dict(cfg)
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ConfigError(f"trainer.{sorted(unknown)[0]}", d[sorted(unknown)[0]],
+                              f"known keys: {', '.join(cls.__dataclass_fields__)}")
+        return cls(**d)
+
+
+@dataclass
+class Loop:
+    """What callbacks see of a run in progress: the model, optimizer, lr schedule, device, length and step."""
+
+    model: nn.Module
+    net: nn.Module  # the model as trained (DistributedDataParallel-wrapped under DDP)
+    optimizer: torch.optim.Optimizer
+    lr_schedule: torch.optim.lr_scheduler.LambdaLR
+    device: torch.device
+    total: int
+    steps_per_epoch: int
+    dist: DistInfo
+    calibration: Callable[[Calibration], list[tuple[Tensor, Tensor]]]
+    acc: dict[str, Tensor] = field(default_factory=dict)  # train loss / correct / seen since the last log
+    best_eval: float = float("nan")
+    start: int = 0
+    checkpoint: Callable[[int], None] = lambda step: None  # writes the checkpoint of the end of a step
+
+
+class Trainer:
+    """Trains ``model`` on ``data``, calling ``callbacks`` at every point of a step.
+
+    Args:
+        cfg: the trainer section (:class:`TrainerConfig` or its config).
+        optimizer: a callable ``params -> torch.optim.Optimizer`` (e.g. a Hydra ``_partial_`` instantiation).
+        seed: seeds python, numpy and torch, the data order and the augmentation.
+        run_dir: where checkpoints go.
+        fingerprint: identifies the configuration inside checkpoints (see :func:`prunelab.rundir.config_fingerprint`).
+    """
+
+    def __init__(self, cfg: TrainerConfig | Any, optimizer: Callable[..., torch.optim.Optimizer], seed: int = 0,
+                 run_dir: str | os.PathLike = ".", fingerprint: str = "", dist: DistInfo | None = None) -> None:
+        self.cfg = cfg if isinstance(cfg, TrainerConfig) else TrainerConfig.from_config(cfg)
+        self.make_optimizer = optimizer
+        self.seed = int(seed)
+        self.run_dir = Path(run_dir)
+        self.fingerprint = fingerprint
+        self.dist = dist or DistInfo()
+        self._signal: int | None = None
+
+    # --- sizes ---
+    @property
+    def global_batch_size(self) -> int:
+        """Samples per step over all data-parallel ranks."""
+        return self.cfg.batch_size * self.dist.world_size
+
+    def steps_per_epoch(self, n_train: int) -> int:
+        return max(1, math.ceil(n_train / self.global_batch_size))
+
+    def total_steps(self, n_train: int, end_step: int | None = None) -> int:
+        """The training length in steps: ``finetune_steps`` after ``end_step`` (the last step that changes masks),
+        else ``max_steps``, else ``epochs`` of the data."""
+        c = self.cfg
+        if c.finetune_steps is not None and end_step is not None:
+            return end_step + 1 + int(c.finetune_steps)
+        if c.max_steps is not None:
+            return int(c.max_steps)
+        if c.epochs is not None:
+            return int(c.epochs) * self.steps_per_epoch(n_train)
+        raise ConfigError("trainer.max_steps", None, "a number of steps, or set trainer.epochs")
+
+    def check_length(self, n_train: int, end_step: int | None) -> int:
+        """The training length in steps; pruning (which ends at ``end_step``) must end inside it."""
+        total = self.total_steps(n_train, end_step)
+        if end_step is not None and end_step >= total:
+            raise ConfigError("schedule.end_step", end_step,
+                              f"< the training length ({total} steps; trainer.max_steps / trainer.epochs)")
+        return total
+
+    # --- data ---
+    def _order(self, epoch: int, n: int, device: torch.device) -> Tensor:
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        return torch.randperm(n, generator=gen).to(device)
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, x: Tensor, y: Tensor) -> tuple[float, float]:
+        """Mean cross-entropy and accuracy over a whole split (sharded over ranks, then summed)."""
+        was_training = model.training
+        model.eval()
+        n = len(x)
+        x, y = x[self.dist.rank::self.dist.world_size], y[self.dist.rank::self.dist.world_size]
+        loss = torch.zeros((), device=x.device, dtype=torch.float64)
+        correct = torch.zeros((), device=x.device, dtype=torch.float64)
+        for i in range(0, len(x), self.cfg.eval_batch_size):
+            out = model(x[i:i + self.cfg.eval_batch_size])
+            tgt = y[i:i + self.cfg.eval_batch_size]
+            loss += nn.functional.cross_entropy(out.float(), tgt, reduction="sum").double()
+            correct += (out.argmax(1) == tgt).sum()
+        distributed.all_reduce_sum(loss, correct)
+        model.train(was_training)
+        return float(loss) / max(1, n), float(correct) / max(1, n)
+
+    # --- checkpoints ---
+    def checkpoint_path(self) -> Path:
+        return self.run_dir / CHECKPOINT
+
+    def load_checkpoint(self, path: Path) -> dict[str, Any]:
+        return load_checkpoint(path, self.fingerprint)
+
+    def resume_path(self) -> Path | None:
+        r = self.cfg.resume
+        if r in (False, None, "", "false", "False"):
+            return None
+        if r in (True, "true", "True"):
+            return self.checkpoint_path()
+        if r == "auto":  # resume if there is a checkpoint (e.g. a requeued cluster job), else start afresh
+            return self.checkpoint_path() if self.checkpoint_path().exists() else None
+        p = Path(str(r))
+        return p / CHECKPOINT if p.is_dir() else p
+
+    def checkpoint(self, loop: Loop, callbacks: Callbacks, step: int) -> None:
+        """Write the state of the loop and of every callback at the end of ``step`` (rank 0 only)."""
+        if not bool(torch.isfinite(loop.acc["loss"])):
+            raise NonFiniteLoss(f"train/loss is not finite at step {step}; kept the last good checkpoint")
+        if not self.dist.is_main:
+            return
+        save_checkpoint(self.checkpoint_path(), {
+            "step": step, "fingerprint": self.fingerprint, "model": loop.model.state_dict(),
+            "optimizer": loop.optimizer.state_dict(), "lr_schedule": loop.lr_schedule.state_dict(),
+            **callbacks.state_dict(), "rng": get_rng(), "best_eval": loop.best_eval,
+            "acc": {k: v.cpu() for k, v in loop.acc.items()},
+        })
+
+    # --- signals ---
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self._signal = signum
+
+    # --- the loop ---
+    def _setup(self, model: nn.Module, data: Any, end_step: int | None,
+               resume_state: Mapping[str, Any] | None) -> tuple[Loop, tuple[Tensor, ...]]:
+        c = self.cfg
+        seed_everything(self.seed)
+        if c.num_threads:
+            torch.set_num_threads(int(c.num_threads))
+        if c.deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.use_deterministic_algorithms(True)
+        device = resolve_device(c.device)
+        if self.dist.enabled and device.type == "cuda":
+            device = torch.device("cuda", self.dist.local_rank)
+        model.to(device)
+        net: nn.Module = model
+        if self.dist.enabled:
+            net = nn.parallel.DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None)
+        tensors = tuple(t.to(device) for split in (data.train, data.val, data.test) for t in split.tensors)
+        xtr, ytr = tensors[:2]
+        total = self.check_length(len(xtr), end_step)
+        optimizer = self.make_optimizer(model.parameters())
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lr_lambda(c.lr_schedule, total, c.warmup_steps, c.lr_step_size, c.lr_gamma, c.lr_min_factor))
+        acc = {k: torch.zeros((), device=device, dtype=torch.float64) for k in ("loss", "correct", "seen")}
+        loop = Loop(model, net, optimizer, sched, device, total, self.steps_per_epoch(len(xtr)), self.dist,
+                    lambda req: calibration_batches(xtr, ytr, req, c.batch_size, self.seed), acc)
+        if resume_state is not None:
+            model.load_state_dict(resume_state["model"])
+            optimizer.load_state_dict(resume_state["optimizer"])
+            sched.load_state_dict(resume_state["lr_schedule"])
+            set_rng(resume_state["rng"])
+            loop.acc = {k: resume_state["acc"][k].to(device) for k in ("loss", "correct", "seen")}
+            loop.best_eval = float(resume_state.get("best_eval", float("nan")))
+            loop.start = int(resume_state["step"]) + 1
+        return loop, tensors
+
+    def fit(self, model: nn.Module, data: Any, callbacks: Sequence[Callback] = (), end_step: int | None = None,
+            resume_state: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Train (from ``resume_state``, a checkpoint, if given; else from the checkpoint ``trainer.resume`` names,
+        if any); returns the summary (accuracies, parameters kept, wall time, and what callbacks add).
+        ``end_step`` is the last step at which masks change (for ``trainer.finetune_steps``)."""
+        t_start = time.perf_counter()
+        cbs = Callbacks([*callbacks, CheckpointCallback(self.cfg.checkpoint_every)])
+        if resume_state is None and (path := self.resume_path()) is not None:
+            resume_state = self.load_checkpoint(path)
+        loop, (xtr, ytr, xva, yva, xte, yte) = self._setup(model, data, end_step, resume_state)
+        loop.checkpoint = lambda step: self.checkpoint(loop, cbs, step)
+        if resume_state is not None:
+            cbs.load_state_dict(resume_state)
+            log.info("prunelab: resumed at step %d", loop.start)
+        transform = getattr(data, "train_transform", None)
+        handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)} \
+            if threading.current_thread() is threading.main_thread() else {}
+        try:
+            model.train()
+            cbs.on_train_begin(loop)
+            order = None
+            for step in range(loop.start, loop.total):
+                epoch, i = divmod(step, loop.steps_per_epoch)
+                if order is None or i == 0:
+                    order = self._order(epoch, len(xtr), loop.device)
+                x, y = self._batch(xtr, ytr, order, i, step, transform)
+                metrics: dict[str, float] = {}
+                cbs.on_step_begin(loop, step, metrics)
+                lr = loop.lr_schedule.get_last_lr()[0]
+                out, loss = self._forward_backward(loop, x, y)
+                cbs.on_before_optimizer_step(loop)
+                loop.optimizer.step()
+                loop.lr_schedule.step()
+                cbs.on_after_optimizer_step(loop)
+                self._accumulate(loop, out, loss, y)
+                metrics.update(self._train_metrics(loop, step, lr, epoch + (i + 1) / loop.steps_per_epoch))
+                metrics.update(self._eval_metrics(loop, step, xva, yva))
+                cbs.on_step_end(loop, step, metrics)
+                if self._signal is not None:
+                    loop.checkpoint(step)
+                    raise Interrupted(f"stopped by signal {self._signal} after step {step}; "
+                                      "resume with trainer.resume=true")
+        finally:
+            for s, h in handlers.items():
+                signal.signal(s, h)
+        summary = self._summary(loop, xva, yva, xte, yte, t_start)
+        cbs.on_train_end(loop, summary)
+        return summary
+
+    def _batch(self, xtr: Tensor, ytr: Tensor, order: Tensor, i: int, step: int,
+               transform: Callable[[Tensor, torch.Generator], Tensor] | None) -> tuple[Tensor, Tensor]:
+        """This rank's share of the step's global batch (as DistributedSampler would), augmented if set."""
+        gbs = self.global_batch_size
+        idx = order[i * gbs:(i + 1) * gbs][self.dist.rank::self.dist.world_size]
+        x, y = xtr[idx], ytr[idx]
+        if transform is not None:
+            x = transform(x, torch.Generator(device=x.device).manual_seed(self.seed * 1_000_003 + step))
+        return x, y
+
+    def _forward_backward(self, loop: Loop, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        out = loop.net(x)
+        loss = nn.functional.cross_entropy(out, y)
+        loop.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.grad_clip:
+            nn.utils.clip_grad_norm_(loop.model.parameters(), self.cfg.grad_clip)
+        return out, loss
+
+    @staticmethod
+    def _accumulate(loop: Loop, out: Tensor, loss: Tensor, y: Tensor) -> None:
+        loop.acc["loss"] += loss.detach().double() * len(y)
+        loop.acc["correct"] += (out.detach().argmax(1) == y).sum()
+        loop.acc["seen"] += len(y)
+
+    def _train_metrics(self, loop: Loop, step: int, lr: float, epoch: float) -> dict[str, float]:
+        """train/loss, train/acc, lr and epoch at log steps (accumulated since the last, over all ranks)."""
+        if (step + 1) % max(1, self.cfg.log_every) and step + 1 != loop.total:
+            return {}
+        acc = loop.acc
+        distributed.all_reduce_sum(acc["loss"], acc["correct"], acc["seen"])
+        train_loss = float(acc["loss"]) / float(acc["seen"])
+        if not math.isfinite(train_loss):
+            raise NonFiniteLoss(f"train/loss is {train_loss} at step {step}; "
+                                "kept the last good checkpoint (lower optimizer.lr?)")
+        metrics = {"train/loss": train_loss, "train/acc": float(acc["correct"] / acc["seen"]), "lr": lr,
+                   "epoch": epoch}
+        for v in acc.values():
+            v.zero_()
+        return metrics
+
+    def _eval_metrics(self, loop: Loop, step: int, x: Tensor, y: Tensor) -> dict[str, float]:
+        if not ((self.cfg.eval_every and (step + 1) % self.cfg.eval_every == 0) or step + 1 == loop.total):
+            return {}
+        vl, va = self.evaluate(loop.model, x, y)
+        loop.best_eval = va if not va <= loop.best_eval else loop.best_eval
+        return {"eval/loss": vl, "eval/acc": va}
+
+    def _summary(self, loop: Loop, xva: Tensor, yva: Tensor, xte: Tensor, yte: Tensor, t_start: float) -> dict[str, Any]:
+        model = loop.model
+        vl, va = self.evaluate(model, xva, yva)
+        tl, ta = self.evaluate(model, xte, yte)
+        n_params = sum(p.numel() for p in model.parameters())
+        nonzero = sum(int(torch.count_nonzero(p)) for p in model.parameters())
+        best = loop.best_eval
+        return {
+            "status": "finished", "steps": loop.total, "val/acc": va, "val/loss": vl, "test/acc": ta, "test/loss": tl,
+            "best_eval/acc": best if math.isfinite(best) else va,
+            "params/total": n_params, "params/nonzero": nonzero, "params/kept_fraction": nonzero / n_params,
+            "wall_time_s": time.perf_counter() - t_start, "batch_size": self.cfg.batch_size,
+            "world_size": self.dist.world_size, "global_batch_size": self.global_batch_size,
+        }
