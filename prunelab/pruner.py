@@ -426,7 +426,9 @@ def sandboxed(model: nn.Module) -> Iterator[None]:
     """Run a criterion's own passes without side effects on training: the model's buffers (BatchNorm running
     statistics), its parameters' ``.grad``, its train/eval mode and the global RNG states are restored after."""
     buffers = [(b, b.detach().clone()) for b in model.buffers()]
-    grads = [(p, p.grad) for p in model.parameters()]
+    grads = [(p, p.grad) for p in model.parameters()]  # stashed: passes accumulate into fresh .grad tensors
+    for p in model.parameters():
+        p.grad = None
     modes = [(m, m.training) for m in model.modules()]
     devices = [torch.cuda.current_device()] if torch.cuda.is_available() and torch.cuda.is_initialized() else []
     with torch.random.fork_rng(devices=devices):

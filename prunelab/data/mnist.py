@@ -76,13 +76,13 @@ def _mnist_like(cfg: Any, cls_name: str, name: str, mean: tuple[float, ...], std
     )
 
 
-@DATASETS.register("mnist")
+@DATASETS.register("mnist", paper="LeCun et al. 1998")
 def build_mnist(cfg: Any) -> DataSplits:
     """MNIST (LeCun et al. 1998): 60k train / 10k test 28x28 grey digits, via ``torchvision.datasets.MNIST``."""
     return _mnist_like(cfg, "MNIST", "mnist", MNIST_MEAN, MNIST_STD)
 
 
-@DATASETS.register("fashion_mnist")
+@DATASETS.register("fashion_mnist", paper="Xiao, Rasul & Vollgraf 2017, Fashion-MNIST")
 def build_fashion_mnist(cfg: Any) -> DataSplits:
     """Fashion-MNIST (Xiao et al. 2017): 60k/10k 28x28 grey clothing images, via ``FashionMNIST``."""
     return _mnist_like(cfg, "FashionMNIST", "fashion_mnist", FASHION_MNIST_MEAN, FASHION_MNIST_STD)

@@ -95,7 +95,7 @@ def resolve_wandb_mode(mode: str | None) -> tuple[str | None, bool]:
 def mask_image(mask: Tensor, max_side: int = 512, min_side: int = 32) -> tuple[Any, tuple[int, int]]:
     """A mask as a 2-D grayscale ``uint8`` numpy picture: white = kept, black = pruned.
 
-    The picture is the weight's 2-D view ``[out, -1]`` that the patterns use (:func:`prunelab.patterns.as_2d`: a
+    The picture is the weight's 2-D view ``[out, -1]`` that the patterns use (:func:`prunelab.sparsity.patterns.as_2d`: a
     conv weight ``[out, in, kh, kw]`` becomes ``[out, kh*kw*in]``, input channels fastest, so a pattern's blocks
     show as blocks).
     A side longer than ``max_side`` is averaged down by an integer factor (a pixel's gray is then the fraction of
