@@ -1,12 +1,15 @@
 """``python -m prunelab`` / ``prunelab``: the Hydra app that runs one experiment (or a sweep with ``-m``).
 
-Errors a user can fix end the run with one line on stderr (``prunelab: error: key=value: allowed``) and a
-non-zero exit, without a traceback (``HYDRA_FULL_ERROR=1`` shows it). In a multirun, a failing job is recorded
-in its run directory and its W&B run, the other jobs go on, and the sweep ends by listing the failed jobs
+Errors a user can fix end the run with one line on stderr (``prunelab: error: key=value: allowed``), no
+traceback (``HYDRA_FULL_ERROR=1`` shows it) and nothing written: exit 2 for bad input (a config Hydra cannot
+compose, a check of :mod:`prunelab.config`, a run directory that must not be used), 1 for a failed run (NaN
+loss, a full disk), 130 for an interrupted one. In a multirun, a failing job is recorded in its run directory
+and its W&B run, the other jobs go on, and the sweep ends by listing the failed jobs
 (:class:`prunelab.sweep.FailedJobs`) with a non-zero exit.
 """
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from pathlib import Path
@@ -15,13 +18,32 @@ import hydra
 from omegaconf import DictConfig
 
 from . import conf
-from .errors import ConfigError
+from . import config as _config  # noqa: F401 - registers the schemas and resolvers before Hydra composes
+from .errors import Abort, ConfigError
 
 CONF_DIR = Path(conf.__file__).parent  # the config groups (conf/ in the repository, prunelab/conf in the wheel)
+
+
+def register_launchers() -> None:
+    """Register prunelab's launchers with Hydra explicitly: Hydra finds plugins by listing the ``hydra_plugins``
+    namespace, which an editable install hides from it; registering a class twice is harmless. Hydra's own
+    scan runs first (``Plugins.instance()``): it re-imports the modules it finds."""
+    from hydra.core.plugins import Plugins
+
+    plugins = Plugins.instance()
+    from hydra_plugins.prunelab_launchers.launchers import LAUNCHERS
+
+    for cls in LAUNCHERS:
+        plugins.register(cls)
+
+
+register_launchers()
 
 EXIT_CONFIG, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
 #: ``prunelab <name> ...`` runs ``<module>.main(argv)``; anything else is the Hydra app
 SUBCOMMANDS = {"report": ".report", "list": ".listing"}
+#: write errors that end a run with one line (the run is marked failed where that can still be written)
+DISK_ERRORS = (errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES, errno.EIO)
 
 
 @hydra.main(version_base=None, config_path="pkg://prunelab.conf", config_name="config")
@@ -30,67 +52,90 @@ def main(cfg: DictConfig) -> float | None:
     from hydra.types import RunMode
 
     from .app import record_failure, report_error, run
-    from .training.trainer import Interrupted, NonFiniteLoss
 
     hc = HydraConfig.get()
-    multirun = hc.mode == RunMode.MULTIRUN
     files = {"config.yaml": cfg, "hydra.yaml": hc, "overrides.yaml": hc.overrides.task}
-    try:
-        summary = run(cfg, hc.runtime.output_dir, hydra_files=files)
-    except (ConfigError, NonFiniteLoss, Interrupted) as exc:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+    if hc.mode != RunMode.MULTIRUN:
+        try:
+            return float(run(cfg, hc.runtime.output_dir, hydra_files=files)["test/acc"])
+        except Exception as exc:  # past Hydra's own report of a failed job: the CLI prints one line
+            raise Abort(exc) from exc
+    try:  # a sweep's job: recorded, never raised, so the other jobs go on
+        return float(run(cfg, hc.runtime.output_dir, hydra_files=files)["test/acc"])
+    except BaseException as exc:  # noqa: BLE001
+        if isinstance(exc, KeyboardInterrupt) or os.environ.get(USER_FULL_ERROR) == "1":
             raise
-        report_error(exc)
-        if multirun:  # recorded; the sweep goes on and lists it at the end
-            record_failure(cfg, hc.runtime.output_dir, exc)
-            return None
-        code = EXIT_CONFIG if isinstance(exc, ConfigError) else \
-            EXIT_INTERRUPTED if isinstance(exc, Interrupted) else EXIT_FAILED
-        sys.exit(code)
-    except Exception as exc:
-        if not multirun or os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        import traceback
+        if expected(exc):
+            report_error(exc)
+        else:
+            import traceback
 
-        traceback.print_exc()
+            traceback.print_exc()
         record_failure(cfg, hc.runtime.output_dir, exc)
         return None
-    return float(summary["test/acc"])
 
 
-def unknown_group_option(argv: list[str]) -> str | None:
-    """The one-line error for an override that picks a config group option that does not exist, if any."""
-    for arg in argv:
-        if arg.startswith("-") or "=" not in arg:
-            continue
-        key, value = arg.split("=", 1)
-        group = key.lstrip("+~")
-        folder = CONF_DIR / group
-        if group.startswith("hydra") or not folder.is_dir() or "(" in value:  # hydra/*: plugins add options
-            continue
-        options = sorted(p.stem for p in folder.glob("*.yaml"))
-        for choice in value.split(","):
-            if choice and choice not in options:
-                return str(ConfigError(group, choice, f"one of {', '.join(options)}"))
-    return None
+USER_FULL_ERROR = "PRUNELAB_USER_FULL_ERROR"
+
+
+def expected(exc: BaseException) -> bool:
+    """Whether ``exc`` ends a run with one line (no traceback)."""
+    from .training.trainer import Interrupted, NonFiniteLoss
+
+    return isinstance(exc, (ConfigError, NonFiniteLoss, Interrupted)) or \
+        (isinstance(exc, OSError) and exc.errno in DISK_ERRORS)
+
+
+def exit_code(exc: BaseException) -> int:
+    from .training.trainer import Interrupted
+
+    if isinstance(exc, ConfigError):
+        return EXIT_CONFIG
+    return EXIT_INTERRUPTED if isinstance(exc, (Interrupted, KeyboardInterrupt)) else EXIT_FAILED
 
 
 def cli() -> None:
     """Console-script entry point: ``prunelab report DIR...`` writes the comparison report, ``prunelab list``
-    lists what is registered, anything else is the Hydra app."""
+    lists what is registered, anything else is the Hydra app (errors: one line, see the module's docstring)."""
     if len(sys.argv) > 1 and sys.argv[1] in SUBCOMMANDS:
         import importlib
 
         module = importlib.import_module(SUBCOMMANDS[sys.argv[1]], __package__)
         sys.exit(module.main(sys.argv[2:]))
+    from .config import RUN_ID_ENV, new_run_id
+
+    os.environ[USER_FULL_ERROR] = os.environ.get("HYDRA_FULL_ERROR", "")
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises its errors to us, and we print them as one line
+    os.environ[RUN_ID_ENV] = new_run_id()  # this invocation's name part, shared by the processes of a sweep
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and int(os.environ.get("RANK", "0")) > 0:
+        sys.argv.append("hydra.run.dir=.")  # torchrun: rank 0 owns the run directory (broadcast to the others)
     try:
         main()
-    except SystemExit as exc:
-        # Hydra printed its own message (e.g. the list of a group's options); end with our one line.
-        if exc.code not in (0, None) and (msg := unknown_group_option(sys.argv[1:])):
-            print(f"prunelab: error: {msg}", file=sys.stderr, flush=True)
-            raise SystemExit(EXIT_CONFIG) from None
+    except SystemExit:
         raise
+    except BaseException as exc:  # noqa: BLE001 - every exit path below is explicit
+        _fail(exc.exc if isinstance(exc, Abort) else exc)
+
+
+def _fail(exc: BaseException) -> None:
+    from . import rundir, sweep
+    from .config import as_config_error
+
+    rundir.remove_new_dirs()  # a refused or interrupted start leaves nothing behind
+    sweep.undo_start()
+    if os.environ.get(USER_FULL_ERROR) == "1":
+        raise exc
+    if isinstance(exc, KeyboardInterrupt):
+        print("prunelab: error: interrupted (Ctrl-C) before the run started; nothing was written", file=sys.stderr,
+              flush=True)
+        sys.exit(EXIT_INTERRUPTED)
+    err = as_config_error(exc)
+    if err is None and not expected(exc):
+        raise exc  # a bug: its traceback helps
+    from .app import report_error
+
+    report_error(err or exc)
+    sys.exit(exit_code(err or exc))
 
 
 if __name__ == "__main__":

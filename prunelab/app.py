@@ -1,27 +1,37 @@
-"""One experiment from a composed config: validate, build, train, summarise.
+"""One experiment from a composed config: check, claim the run directory, build, train, summarise.
 
-``python -m prunelab`` (the Hydra app in ``__main__``) calls :func:`run`. Validation of the whole config comes
-first, before data or models are built; bad input raises :class:`~prunelab.errors.ConfigError` (one line).
+``python -m prunelab`` (the Hydra app in ``__main__``) calls :func:`run`. The order is the contract:
+
+1. :class:`StartChecks` (a Hydra callback, before Hydra creates anything) and :func:`run` check the whole
+   config (:func:`prunelab.config.validate`) and what the run directory holds (:func:`prunelab.rundir.decide`);
+2. the directory is claimed: locked for the run's life; a finished run of this config is returned, an
+   unfinished one resumed from its checkpoint or restarted (the earlier attempt moved aside);
+3. data, model, pruner and trainer are built (and the checkpoint read): a refusal here removes what the start
+   created, so a refused run leaves nothing;
+4. only then is anything written: ``summary.json`` (``running``), ``config.yaml``, ``.hydra/``; the run trains
+   and its summary records ``finished``, ``failed`` or ``interrupted``.
 """
 from __future__ import annotations
 
-import json
 import logging
+import os
+import socket
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from . import config as config_mod
 from . import data as data_mod
 from . import models as models_mod
-from .criteria import CRITERIA
-from .errors import ConfigError
-from .pruner import Pruner, build_pattern, check_compatible
-from .rundir import config_fingerprint, write_json_atomic
+from . import rundir
+from .errors import Abort, ConfigError
+from .pruner import Pruner
 from .schedule import Schedule
-from .sparsity.distribution import resolve_distribution
-from .tracking.build import build_tracker, check_logger_config
+from .tracking.build import build_tracker
 from .training import distributed
 from .training.callbacks import PruningCallback, TrackingCallback
 from .training.checkpoint import seed_everything
@@ -37,137 +47,216 @@ def run_name(cfg: DictConfig) -> str:
 
 def validate(cfg: DictConfig) -> None:
     """Check the whole composed config before any data or model is built (each error: one line)."""
-    CRITERIA.get(str(cfg.criterion.criterion_type))
-    data_mod.DATASETS.get(str(cfg.dataset.name))
-    models_mod.MODELS.get(str(cfg.model.name))
-    schedule = Schedule.from_config(cfg.schedule)
-    pattern = build_pattern(cfg.pattern)
-    distribution = resolve_distribution(cfg.get("distribution"), pattern.scope)
-    check_compatible(CRITERIA.get(str(cfg.criterion.criterion_type)), pattern, schedule, distribution)
-    tc = TrainerConfig.from_config(cfg.trainer)
-    for key in ("batch_size", "eval_batch_size"):
-        _positive_int(f"trainer.{key}", getattr(tc, key))
-    for key in ("max_steps", "epochs", "finetune_steps"):
-        val = getattr(tc, key)
-        if val is not None:
-            _positive_int(f"trainer.{key}", val, allow_zero=key == "finetune_steps")
-    if tc.max_steps is None and tc.epochs is None and tc.finetune_steps is None:
-        raise ConfigError("trainer.max_steps", None, "a number of steps >= 1 (or set trainer.epochs)")
-    if tc.num_threads is not None:
-        _positive_int("trainer.num_threads", tc.num_threads)
-    for key in ("eval_every", "log_every", "checkpoint_every", "warmup_steps"):
-        _positive_int(f"trainer.{key}", getattr(tc, key), allow_zero=True)
-    if tc.finetune_steps is None and tc.max_steps is not None and schedule.end_step >= tc.max_steps:
-        raise ConfigError("schedule.end_step", schedule.end_step,
-                          f"< trainer.max_steps ({tc.max_steps}): pruning must end inside training")
-    lr = cfg.optimizer.get("lr")
-    if not isinstance(lr, (int, float)) or isinstance(lr, bool) or not lr > 0:
-        raise ConfigError("optimizer.lr", lr, "a number > 0")
-    if not str(cfg.optimizer.get("_target_", "")).startswith("torch.optim."):
-        raise ConfigError("optimizer._target_", cfg.optimizer.get("_target_"), "a torch.optim optimizer class")
-    if tc.progress not in ("auto", "bar", "lines", "none"):
-        raise ConfigError("trainer.progress", tc.progress, "auto, bar, lines or none")
-    check_logger_config(cfg)
-    tr = cfg.get("tracking", {})
-    if tr.get("histogram_scale", "log10") not in ("log10", "linear"):
-        raise ConfigError("tracking.histogram_scale", tr.get("histogram_scale"), "log10 or linear")
-    _positive_int("tracking.histogram_bins", tr.get("histogram_bins", 64))
-    _positive_int("tracking.log_scores_every", tr.get("log_scores_every", 0), allow_zero=True)
+    config_mod.validate(cfg)
 
 
-def _positive_int(key: str, val: Any, allow_zero: bool = False) -> None:
-    ok = isinstance(val, int) and not isinstance(val, bool) and (val >= 0 if allow_zero else val >= 1)
-    if not ok:
-        raise ConfigError(key, val, "an integer >= 0" if allow_zero else "an integer >= 1")
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def fingerprint_of(cfg: DictConfig, world: int) -> str:
+    return rundir.config_fingerprint(config_mod.task_config(cfg), world)
+
+
+class StartChecks(Callback):
+    """Hydra callback: a single run's config and directory are checked before Hydra creates the directory
+    (Hydra's ``run_job`` makes it first), and the directories about to be created are noted, so that a run
+    refused later in its start removes them again."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            check_start(config)
+        except Exception as exc:  # Hydra would turn it into a warning and go on
+            raise Abort(exc) from exc
+
+
+def check_start(config: DictConfig) -> None:
+    """The checks of :class:`StartChecks`, before Hydra creates the run directory."""
+    from hydra.core.hydra_config import HydraConfig
+
+    HydraConfig.instance().set_config(config)
+    validate(config)
+    if int(os.environ.get("RANK", "0")) > 0:
+        return  # rank 0 owns the run directory
+    run_dir = Path(str(config.hydra.run.dir)).absolute()
+    rundir.check_target(run_dir, "hydra.run.dir")
+    state = rundir.inspect(run_dir)
+    rundir.decide(state, fingerprint_of(config, world_size()), config.trainer.resume, world_size())
+    rundir.note_new_dirs(run_dir)
 
 
 def run(cfg: DictConfig, run_dir: str | Path, hydra_files: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Validate, build, train and summarise one experiment; returns the summary.
+    """Check, claim, build, train and summarise one experiment; returns the summary.
 
-    Nothing in ``run_dir`` is written before every check passed (config, layers, data, checkpoint), so a
-    refused run never touches an earlier run's files. ``hydra_files`` (name -> config) are written to
+    Nothing in ``run_dir`` is written before every check passed (config, directory, data, model, checkpoint),
+    so a refused run never touches an earlier run's files. ``hydra_files`` (name -> config) are written to
     ``run_dir/.hydra`` once the checks passed.
     """
     validate(cfg)
     tc = TrainerConfig.from_config(cfg.trainer)
     dist = distributed.init(tc.device)
     try:
-        return _run(cfg, Path(distributed.broadcast_str(str(run_dir))), tc, dist, hydra_files)
+        return _run(cfg, Path(distributed.broadcast_str(str(Path(run_dir).absolute()))), tc, dist, hydra_files)
     finally:
         distributed.shutdown()
 
 
+class Claim:
+    """This process's hold on a run directory: the lock (rank 0) and the decision every rank shares."""
+
+    def __init__(self, run_dir: Path, fingerprint: str, resume: Any, dist: distributed.DistInfo) -> None:
+        self.run_dir, self.fingerprint, self.resume, self.dist = run_dir, fingerprint, resume, dist
+        self.lock = rundir.RunLock(run_dir)
+        self.started = False
+
+    def acquire(self) -> rundir.Decision:
+        """Lock (rank 0) and decide; every rank gets rank 0's decision or its error."""
+        outcome: Any
+        if self.dist.is_main:
+            try:
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+                self.lock.acquire()
+                outcome = rundir.decide(rundir.inspect(self.run_dir, locked_here=True), self.fingerprint, self.resume,
+                                        self.dist.world_size)
+            except ConfigError as exc:
+                outcome = (exc.key, exc.value, exc.allowed)
+            except OSError as exc:
+                err = rundir.write_error(exc, self.run_dir)
+                outcome = (err.key, err.value, err.allowed)
+        else:
+            outcome = None
+        outcome = distributed.broadcast_object(outcome)
+        if isinstance(outcome, tuple):
+            self.abandon()
+            raise ConfigError(*outcome)
+        return outcome  # type: ignore[return-value]
+
+    def begin(self, cfg: DictConfig, decision: rundir.Decision, hydra_files: dict[str, Any] | None) -> None:
+        """Everything checked: the directory becomes this run's (rank 0 writes)."""
+        self.started = True
+        rundir.forget_new_dirs()
+        if not self.dist.is_main:
+            return
+        try:
+            if decision.kind == "restart":
+                moved = rundir.move_attempt_aside(self.run_dir)
+                print(f"[prunelab] {self.run_dir}: the earlier attempt stopped before its first checkpoint; "
+                      f"restarting from step 0 (its files: {moved})", flush=True)
+            previous = rundir.read_json(self.run_dir / rundir.SUMMARY)[0] or {}
+            attempt = int(previous.get("attempt", 0)) + 1 if decision.kind == "resume" else 1
+            rundir.write_json_atomic(self.run_dir / rundir.SUMMARY, {
+                "status": "running", "name": run_name(cfg), "fingerprint": self.fingerprint,
+                "world_size": self.dist.world_size, "attempt": attempt, "pid": os.getpid(),
+                "host": socket.gethostname(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+            (self.run_dir / rundir.HYDRA).mkdir(exist_ok=True)
+            for name, content in (hydra_files or {}).items():
+                with rundir.atomic_write(self.run_dir / rundir.HYDRA / name) as f:
+                    OmegaConf.save(content, f)
+            with rundir.atomic_write(self.run_dir / rundir.CONFIG) as f:
+                OmegaConf.save(cfg, f, resolve=True)
+        except OSError as exc:
+            raise rundir.write_error(exc, self.run_dir) from None
+
+    def end(self, status: str, **fields: Any) -> None:
+        if self.dist.is_main and self.started:
+            rundir.write_status(self.run_dir, status, **fields)
+
+    def abandon(self) -> None:
+        """The run was refused before it began: remove what its start created (never an earlier run's files)."""
+        if not self.started:
+            self.lock.release(remove=True)
+            rundir.remove_new_dirs()
+
+    def release(self) -> None:
+        self.lock.release()
+
+
 def _run(cfg: DictConfig, run_dir: Path, tc: TrainerConfig, dist: distributed.DistInfo,
          hydra_files: dict[str, Any] | None) -> dict[str, Any]:
-    summary_path = run_dir / "summary.json"
-    previous = _previous_run(run_dir)
-    if previous is not None and not tc.resume:
-        raise ConfigError("hydra.run.dir", str(run_dir),
-                          f"a directory without an earlier run (it holds a {previous} one): "
-                          "trainer.resume=true continues it, or choose a new directory")
-    if previous == "finished" and tc.resume:
-        summary = json.loads(summary_path.read_text())
-        print(f"[prunelab] {run_dir} holds a finished run; nothing to resume.\n{format_summary(summary)}", flush=True)
-        return summary
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    fingerprint = config_fingerprint(resolved)  # type: ignore[arg-type]
+    claim = Claim(run_dir, fingerprint_of(cfg, dist.world_size), tc.resume, dist)
+    decision = claim.acquire()
+    try:
+        if decision.kind == "finished":
+            summary = dict(decision.summary or {})
+            print(f"[prunelab] {run_dir} holds the finished run of this config; its result:\n"
+                  f"{format_summary(summary)}", flush=True)
+            return summary
+        try:
+            built = _build(cfg, run_dir, tc, dist, claim.fingerprint, decision)
+            claim.begin(cfg, decision, hydra_files)
+        except BaseException:
+            claim.abandon()
+            raise
+        return _train(cfg, run_dir, tc, dist, claim, *built)
+    finally:
+        claim.release()
 
-    seed_everything(int(cfg.seed))
-    model = models_mod.build(cfg.model)
-    head = models_mod.head_name(model, cfg.model)
-    pruner = Pruner.from_config(model, cfg, head=head)
-    data = data_mod.build(cfg.dataset)
-    trainer = Trainer(tc, _optimizer_factory(cfg.optimizer), seed=int(cfg.seed), run_dir=run_dir,
-                      fingerprint=fingerprint, dist=dist)
-    end_step = pruner.last_mask_step
-    total = trainer.check_length(len(data.train), end_step)
-    resume_path = trainer.resume_path()
-    resume_state = trainer.load_checkpoint(resume_path) if resume_path is not None else None
-    pruning = PruningCallback(pruner, check_masks=tc.check_masks)
 
-    # every check passed (on every rank): from here on the run directory is this run's, written by rank 0 only
-    distributed.barrier()
+def _build(cfg: DictConfig, run_dir: Path, tc: TrainerConfig, dist: distributed.DistInfo, fingerprint: str,
+           decision: rundir.Decision) -> tuple[Any, ...]:
+    """Data, the training length, the schedule, model, pruner, trainer and the checkpoint to resume (on every
+    rank; a rank that fails makes every rank stop)."""
+    error: BaseException | None = None
+    try:
+        data = data_mod.build(cfg.dataset)
+        trainer = Trainer(tc, _optimizer_factory(cfg.optimizer), seed=int(cfg.seed), run_dir=run_dir,
+                          fingerprint=fingerprint, dist=dist)
+        total = _training_length(cfg, trainer, len(data.train))
+        schedule = Schedule.from_config(cfg.schedule, total_steps=total)
+        seed_everything(int(cfg.seed))
+        model = models_mod.build(cfg.model)
+        head = models_mod.head_name(model, cfg.model)
+        pruner = Pruner.from_config(model, cfg, head=head, schedule=schedule)
+        end_step = pruner.last_mask_step
+        total = trainer.check_length(len(data.train), end_step)
+        resume_state = trainer.load_checkpoint(decision.checkpoint) if decision.kind == "resume" else None
+        pruning = PruningCallback(pruner, check_masks=tc.check_masks)
+    except BaseException as exc:  # noqa: BLE001 - re-raised below, after every rank knows
+        error = exc
+    if distributed.any_rank(error is not None):
+        if error is not None:
+            raise error
+        raise ConfigError("torchrun", f"rank {dist.rank}", "every rank to start (another rank was refused: its "
+                          "message is above)")
+    return model, data, trainer, pruner, pruning, end_step, total, resume_state, decision
+
+
+def _training_length(cfg: DictConfig, trainer: Trainer, n_train: int) -> int:
+    """The length in steps the schedule's fractions refer to (with ``finetune_steps``: from its steps)."""
+    if trainer.cfg.finetune_steps is not None:
+        return trainer.total_steps(n_train, Schedule.from_config(cfg.schedule).end_step)
+    return trainer.total_steps(n_train)
+
+
+def _train(cfg: DictConfig, run_dir: Path, tc: TrainerConfig, dist: distributed.DistInfo, claim: Claim,
+           model: Any, data: Any, trainer: Trainer, pruner: Pruner, pruning: PruningCallback, end_step: int,
+           total: int, resume_state: dict[str, Any] | None, decision: rundir.Decision) -> dict[str, Any]:
     if not dist.is_main:
         return trainer.fit(model, data, [pruning], end_step=end_step, resume_state=resume_state)
-    (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
-    for name, content in (hydra_files or {}).items():
-        OmegaConf.save(content, run_dir / ".hydra" / name)
-    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
     print(f"[prunelab] {run_name(cfg)}: {pruner.criterion.name}, pattern {pruner.pattern.pattern} "
           f"({pruner.distribution.name}), target {pruner.schedule.target_sparsity}, {total} steps -> {run_dir}\n"
           f"{pruner.describe()}", flush=True)
     start = int(resume_state["step"]) + 1 if resume_state is not None else 0
-    tracker = build_tracker(cfg, run_dir, total_steps=total, name=run_name(cfg), start_step=start)
+    resumes_here = resume_state is not None and decision.checkpoint is not None and \
+        decision.checkpoint.parent.resolve() == run_dir.resolve()
+    tracker = build_tracker(cfg, run_dir, total_steps=total, name=run_name(cfg), start_step=start,
+                            resume=resumes_here)
     every = int((cfg.get("tracking") or {}).get("log_scores_every", 0) or 0)
     callbacks = [pruning, TrackingCallback(tracker, pruning, log_scores_every=every)]
     try:
         summary = trainer.fit(model, data, callbacks, end_step=end_step, resume_state=resume_state)
     except BaseException as exc:
         status = "interrupted" if isinstance(exc, (KeyboardInterrupt, Interrupted)) else "failed"
-        write_json_atomic(summary_path, {"status": status, "error": f"{type(exc).__name__}: {exc}",
-                                         "name": run_name(cfg)})
+        claim.end(status, error=f"{type(exc).__name__}: {exc}", name=run_name(cfg))
         tracker.finish(status)
         raise
     summary = {"name": run_name(cfg), "criterion": cfg.criterion.criterion_type, "pattern": pruner.pattern.pattern,
                "distribution": pruner.distribution.name, "model": cfg.model.name, "dataset": cfg.dataset.name,
-               "seed": int(cfg.seed), **summary}
+               "seed": int(cfg.seed), "fingerprint": claim.fingerprint, **summary}
     tracker.log_final(pruner.masks, summary)
     tracker.finish("finished")
     print(format_summary(summary), flush=True)
     return summary
-
-
-def _previous_run(run_dir: Path) -> str | None:
-    """The status of an earlier run in ``run_dir`` (finished, failed, interrupted, unfinished), or None."""
-    summary = run_dir / "summary.json"
-    if summary.exists():
-        try:
-            return str(json.loads(summary.read_text()).get("status", "unfinished"))
-        except ValueError:
-            return "unfinished"
-    if any((run_dir / f).exists() for f in ("checkpoint.pt", "metrics.jsonl")):
-        return "unfinished"
-    return None
 
 
 def _optimizer_factory(cfg: DictConfig) -> Any:
@@ -201,13 +290,13 @@ def report_error(exc: BaseException) -> None:
 
 
 def record_failure(cfg: DictConfig, run_dir: str | Path, exc: BaseException) -> None:
-    """Mark a failed multirun job in its run directory (unless the directory holds an earlier run's files, or
-    the run already recorded its failure)."""
-    run_dir = Path(run_dir)
-    if _previous_run(run_dir) is not None:
+    """Mark a failed multirun job in its run directory, unless the directory holds a run (its own failure is
+    recorded already; an earlier run's files are never touched) or another process holds it."""
+    state = rundir.inspect(run_dir)
+    if state.has_run or state.holder is not None or state.status in rundir.STATUSES:
         return
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(run_dir / "summary.json", {"status": "failed", "error": f"{type(exc).__name__}: {exc}", "name": run_name(cfg)})
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    rundir.write_status(run_dir, "failed", error=f"{type(exc).__name__}: {exc}", name=run_name(cfg))
 
 
-__all__ = ["run", "validate", "run_name", "format_summary", "report_error", "record_failure"]
+__all__ = ["run", "validate", "run_name", "format_summary", "report_error", "record_failure", "StartChecks"]

@@ -16,3 +16,13 @@ class ConfigError(ValueError):
         self.value = value
         self.allowed = allowed
         super().__init__(f"{key}={value!r}: {allowed}".replace("\n", " "))
+
+
+class Abort(BaseException):
+    """Carries an exception past code that catches ``Exception`` to report it its own way: Hydra turns an
+    exception of a callback into a warning and prints a line of its own for a failed job. The CLI unwraps it
+    (:attr:`exc`) and reports it as one line."""
+
+    def __init__(self, exc: BaseException) -> None:
+        super().__init__(str(exc))
+        self.exc = exc

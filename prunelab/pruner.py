@@ -171,15 +171,16 @@ class Pruner:
 
     # --- construction helpers ---
     @classmethod
-    def from_config(cls, model: nn.Module, cfg: Any, head: str | None = None) -> "Pruner":
+    def from_config(cls, model: nn.Module, cfg: Any, head: str | None = None,
+                    schedule: Schedule | None = None) -> "Pruner":
         """Build from the app's config (sections ``criterion``, ``pattern``, ``distribution``, ``schedule``,
-        ``prune``)."""
+        ``prune``); ``schedule``: the schedule with its fractions resolved (default: read from the config)."""
         prune = config_to_dict(cfg.get("prune"))
         return cls(
             model,
             criterion=cfg.criterion,
             pattern=cfg.pattern,
-            schedule=cfg.schedule,
+            schedule=schedule if schedule is not None else cfg.schedule,
             distribution=cfg.get("distribution"),
             op_types=prune.get("op_types", DEFAULT_OP_TYPES),
             include=prune.get("include") or (),

@@ -1,20 +1,44 @@
-"""The run-directory contract: the names of a run's files, atomic writes, and the config fingerprint.
+"""The run-directory contract: the names of a run's files, atomic writes, the run's status, the config
+fingerprint, the lock that keeps two processes out of one directory, and when a directory may be reused.
 
-A run directory holds ``config.yaml`` (resolved), ``summary.json`` (with ``status``), ``metrics.jsonl``,
-``scores.jsonl``, ``masks.pt``, ``checkpoint.pt`` and ``wandb/``. Every file a run writes whole goes through
-:func:`write_json_atomic` (or the checkpoint's own atomic write): a crash never leaves half a file.
+A run directory holds ``config.yaml`` (resolved), ``summary.json`` (``status``: running, finished, failed or
+interrupted, with the config ``fingerprint`` and ``world_size``), ``metrics.jsonl``, ``scores.jsonl``,
+``masks.pt``, ``checkpoint.pt``, ``wandb/`` and ``.lock``. The rules:
+
+* **One process per directory.** :class:`RunLock` holds an exclusive ``flock`` on ``.lock`` for the run's life;
+  the kernel drops it when the process dies, so a killed run never leaves a stale lock. A second process is
+  refused with one line naming the holder.
+* **Reuse only for the same config.** :func:`decide` turns what a directory holds (:func:`inspect`) and
+  ``trainer.resume`` into one of: start fresh, restart from step 0, resume from the checkpoint, or return the
+  finished result; a run of another fingerprint is never resumed nor handed out.
+* **A directory holding only a refused or never-started run is reusable.** A run "happened" once it finished,
+  wrote a checkpoint or logged a record; anything less (a lock file, a ``running`` summary of a run killed in
+  start-up) is overwritten by the next run.
+* **A restart never appends to an earlier attempt.** Its records and W&B files move to ``.attempts/<n>/``.
+* **Every file written whole is written atomically** (:func:`atomic_write`: temporary file, fsync, rename).
+* **A refused run leaves nothing behind**: directories a run was about to create are noted
+  (:func:`note_new_dirs`) and removed again if the run is refused (:func:`remove_new_dirs`).
 """
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import errno
+import fcntl
 import hashlib
 import json
 import math
 import os
-from collections.abc import Mapping
+import shutil
+import socket
+import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from torch import Tensor
+
+from .errors import ConfigError
 
 CONFIG = "config.yaml"
 SUMMARY = "summary.json"
@@ -22,11 +46,30 @@ METRICS = "metrics.jsonl"
 SCORES = "scores.jsonl"
 MASKS = "masks.pt"
 CHECKPOINT = "checkpoint.pt"
+LOCK = ".lock"
+HYDRA = ".hydra"
+ATTEMPTS = ".attempts"
+WANDB = "wandb"
+WANDB_RUN_ID = "wandb_run_id"
+WANDB_STATE = "wandb_state.json"
+#: what one attempt of a run leaves; a restart from step 0 moves these aside
+ATTEMPT_FILES = (SUMMARY, METRICS, SCORES, MASKS, CHECKPOINT, WANDB, WANDB_RUN_ID, WANDB_STATE)
 
-#: trainer keys that change how a run executes or is watched, not its results (left out of the fingerprint)
-EXECUTION_KEYS = ("resume", "checkpoint_every", "log_every", "progress", "num_threads", "check_masks")
+STATUSES = ("running", "finished", "failed", "interrupted")
+
+#: config keys (dotted prefixes) that change how a run executes, is labelled or is watched, not its results:
+#: left out of the fingerprint (and the report never splits a series by them)
+EXECUTION_KEYS = (
+    "logger", "tracking", "group", "trainer.resume", "trainer.checkpoint_every", "trainer.log_every",
+    "trainer.progress", "trainer.num_threads", "trainer.check_masks", "trainer.device", "trainer.deterministic",
+    "trainer.eval_batch_size",
+)
+
+#: how long a claim waits for a lock that is only being looked at (see :meth:`RunLock.acquire`)
+LOCK_PATIENCE_S = 0.5
 
 
+# ----------------------------------------------------------------------------------------------- writing
 def jsonable(v: Any) -> Any:
     """A value JSON can hold: tensors as numbers or lists, NaN as null, infinities as +-1e308."""
     if isinstance(v, Tensor):
@@ -36,23 +79,378 @@ def jsonable(v: Any) -> Any:
     return v
 
 
-def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
-    """Write JSON via a temporary file, fsync and rename: a crash never leaves half a file."""
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[IO[Any]]:
+    """Open ``path.tmp`` for writing; on success fsync it and rename it over ``path`` (then fsync the folder).
+    A crash, a kill or an exception never leaves half a file at ``path``: the old one stays until the rename."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w") as f:
+    try:
+        with open(tmp, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    with contextlib.suppress(OSError):
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
+    """Write JSON via :func:`atomic_write`."""
+    with atomic_write(path) as f:
         json.dump(obj, f, indent=2, default=jsonable)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
-def config_fingerprint(cfg: Mapping[str, Any]) -> str:
-    """A hash of what determines a run's results (the trainer's execution knobs and logging left out), so a
-    checkpoint is never resumed, nor a result reused, under another configuration."""
+def read_json(path: str | os.PathLike) -> tuple[dict[str, Any] | None, str | None]:
+    """``(object, None)`` for a readable JSON object; ``(None, reason)`` for a missing, undecodable or non-object
+    file."""
+    try:
+        obj = json.loads(Path(path).read_bytes().decode("utf-8"))
+    except FileNotFoundError:
+        return None, f"no {Path(path).name}"
+    except (OSError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
+        return None, f"{Path(path).name} is unreadable ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})"
+    if not isinstance(obj, dict):
+        return None, f"{Path(path).name} holds a {type(obj).__name__}, not an object"
+    return obj, None
+
+
+def truncate_jsonl(path: str | os.PathLike, last_step: int) -> None:
+    """Keep the records of steps <= ``last_step`` (atomically); a torn line (a run killed mid-write) goes too."""
+    path = Path(path)
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_bytes().splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict) and isinstance(rec.get("step"), int) and rec["step"] <= last_step:
+            kept.append(line + b"\n")
+    with atomic_write(path, "wb") as f:
+        f.write(b"".join(kept))
+
+
+# ----------------------------------------------------------------------------------------------- fingerprint
+def _drop(tree: dict[str, Any], dotted: str) -> None:
+    *parents, leaf = dotted.split(".")
+    node: Any = tree
+    for p in parents:
+        node = node.get(p) if isinstance(node, dict) else None
+    if isinstance(node, dict):
+        node.pop(leaf, None)
+
+
+def config_fingerprint(cfg: Mapping[str, Any], world_size: int = 1) -> str:
+    """A hash of what determines a run's results: the resolved config without :data:`EXECUTION_KEYS`, and the
+    number of data-parallel processes. A checkpoint is never resumed, nor a result reused, under another one."""
     d = json.loads(json.dumps(cfg, default=str))
-    d.pop("logger", None)
-    d.pop("tracking", None)
+    d.pop("hydra", None)
     for key in EXECUTION_KEYS:
-        d.get("trainer", {}).pop(key, None)
+        _drop(d, key)
+    d["world_size"] = int(world_size)
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# ----------------------------------------------------------------------------------------------- lock
+class RunLock:
+    """An exclusive ``flock`` on ``<run dir>/.lock``, held until :meth:`release` or the process's death."""
+
+    def __init__(self, run_dir: str | os.PathLike) -> None:
+        self.path = Path(run_dir) / LOCK
+        self._fd: int | None = None
+        self.created = False
+
+    def acquire(self) -> None:
+        """Take the lock or raise a one-line :class:`ConfigError` naming the process that holds it. A lock only
+        being looked at (:func:`lock_holder` holds it for microseconds) is waited for up to LOCK_PATIENCE_S."""
+        self.created = not self.path.exists()
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + LOCK_PATIENCE_S
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() < deadline:
+                    time.sleep(0.02)
+                    continue
+                holder = _read_holder(fd)
+                os.close(fd)
+                self.created = False
+                raise ConfigError("hydra.run.dir", str(self.path.parent),
+                                  f"a directory no other run is using (it is held by {holder}; two runs never "
+                                  "share a directory: wait for it, or choose another hydra.run.dir)") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
+        self._fd = fd
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def release(self, remove: bool = False) -> None:
+        """Drop the lock; ``remove`` also deletes the lock file (only if this process created it)."""
+        if self._fd is None:
+            return
+        if remove and self.created:
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        os.close(self._fd)
+        self._fd = None
+
+
+def _read_holder(fd: int) -> str:
+    try:
+        text = os.pread(fd, 200, 0).decode(errors="replace").strip()
+    except OSError:
+        text = ""
+    return f"process {text[4:]}" if text.startswith("pid ") else "another process"
+
+
+def lock_holder(run_dir: str | os.PathLike) -> str | None:
+    """Who holds the run directory's lock right now ("process 123 on host"), or None (no live holder)."""
+    path = Path(run_dir) / LOCK
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = _read_holder(fd)
+        os.close(fd)
+        return holder
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    os.close(fd)
+    return None
+
+
+# ----------------------------------------------------------------------------------------------- state
+@dataclasses.dataclass
+class RunState:
+    """What a run directory holds (see :func:`inspect`)."""
+
+    path: Path
+    summary: dict[str, Any] | None = None
+    summary_problem: str | None = None
+    fingerprint: str | None = None
+    world_size: int | None = None
+    has_checkpoint: bool = False
+    has_records: bool = False
+    holder: str | None = None
+
+    @property
+    def status(self) -> str | None:
+        """The status summary.json states (None without a readable one)."""
+        return None if self.summary is None else str(self.summary.get("status", "unknown"))
+
+    @property
+    def has_run(self) -> bool:
+        """Whether a run happened here: it finished, checkpointed or logged. Anything less is reusable."""
+        return self.status == "finished" or self.has_checkpoint or self.has_records
+
+    @property
+    def observed(self) -> str:
+        """The status as it stands: ``running`` only while a live process holds the lock; a run that says
+        ``running`` without one (or has records but no summary) was killed."""
+        if self.holder is not None:
+            return "running"
+        if self.status in ("finished", "failed", "interrupted"):
+            return str(self.status)
+        if self.status == "running" or self.has_run:
+            return "killed"
+        return "empty"
+
+
+def inspect(run_dir: str | os.PathLike, locked_here: bool = False) -> RunState:
+    """Read what ``run_dir`` holds without changing anything (no lock taken); ``locked_here``: this process holds
+    the directory's lock (so the holder is not looked up: it would be this process)."""
+    path = Path(run_dir)
+    state = RunState(path)
+    if not path.is_dir():
+        return state
+    state.summary, problem = read_json(path / SUMMARY)
+    if (path / SUMMARY).exists():
+        state.summary_problem = problem
+    state.has_checkpoint = (path / CHECKPOINT).is_file()
+    state.has_records = any((path / f).is_file() and (path / f).stat().st_size > 0 for f in (METRICS, SCORES))
+    s = state.summary or {}
+    state.world_size = int(s["world_size"]) if isinstance(s.get("world_size"), int) else None
+    state.fingerprint = s.get("fingerprint") if isinstance(s.get("fingerprint"), str) else None
+    if state.fingerprint is None and (path / CONFIG).is_file():
+        state.fingerprint = _fingerprint_of_config_file(path / CONFIG, state.world_size or 1)
+    state.holder = None if locked_here else lock_holder(path)
+    return state
+
+
+def _fingerprint_of_config_file(path: Path, world_size: int) -> str | None:
+    """The fingerprint of a run whose summary predates fingerprints, from its resolved config.yaml."""
+    import yaml
+
+    try:
+        cfg = yaml.safe_load(path.read_text())
+    except (OSError, ValueError, yaml.YAMLError):
+        return None
+    return config_fingerprint(cfg, world_size) if isinstance(cfg, dict) else None
+
+
+# ----------------------------------------------------------------------------------------------- decisions
+RESUME_OFF, RESUME_TRUE, RESUME_AUTO, RESUME_PATH = "off", "true", "auto", "path"
+
+
+def resume_mode(value: Any) -> str:
+    """``trainer.resume`` as one of off, true, auto or path (a checkpoint file or a run directory)."""
+    if value in (False, None, "", "false", "False"):
+        return RESUME_OFF
+    if value in (True, "true", "True"):
+        return RESUME_TRUE
+    if value == "auto":
+        return RESUME_AUTO
+    return RESUME_PATH
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    """What to do with a run directory: ``fresh`` (nothing to keep), ``restart`` (an earlier attempt without a
+    checkpoint: moved aside, start at step 0), ``resume`` (from ``checkpoint``) or ``finished`` (return
+    ``summary``)."""
+
+    kind: str
+    checkpoint: Path | None = None
+    summary: dict[str, Any] | None = None
+
+
+def decide(state: RunState, fingerprint: str, resume: Any, world_size: int = 1,
+           key: str = "hydra.run.dir") -> Decision:
+    """The one rule for reusing a directory (raises a one-line :class:`ConfigError` when it must not be)."""
+    mode = resume_mode(resume)
+    where = str(state.path)
+    if state.holder is not None:
+        raise ConfigError(key, where, f"a directory no other run is using (it is held by {state.holder})")
+    explicit = Path(str(resume)) if mode == RESUME_PATH else None
+    if explicit is not None and explicit.is_dir():
+        explicit = explicit / CHECKPOINT
+    if not state.has_run:
+        if mode == RESUME_TRUE:
+            raise ConfigError("trainer.resume", True, f"a run directory holding a run to continue ({where} holds "
+                              "none): trainer.resume=auto starts one when there is none")
+        return Decision("resume", checkpoint=explicit) if explicit is not None else Decision("fresh")
+    status = state.status if state.status in STATUSES else "unfinished"
+    if mode == RESUME_OFF:
+        raise ConfigError(key, where, f"a directory without an earlier run (it holds a {status} run): "
+                          "trainer.resume=true continues it (or returns its result), or choose a new hydra.run.dir")
+    if state.world_size is not None and state.world_size != world_size:
+        raise ConfigError("trainer.resume", resume, f"a run of {_procs(world_size)} ({where} holds a {status} run of "
+                          f"{_procs(state.world_size)}: resume it with the same number of processes)")
+    if state.fingerprint is not None and state.fingerprint != fingerprint:
+        raise ConfigError("trainer.resume", resume, f"a run directory of this same config ({where} holds a {status} "
+                          f"run of another config: fingerprint {state.fingerprint}, this config's is {fingerprint}): "
+                          "choose another hydra.run.dir")
+    if state.status == "finished":
+        return Decision("finished", summary=state.summary)
+    if explicit is not None:
+        return Decision("resume", checkpoint=explicit)
+    if state.has_checkpoint:
+        return Decision("resume", checkpoint=state.path / CHECKPOINT)
+    return Decision("restart")
+
+
+def _procs(n: int) -> str:
+    return "1 process" if n == 1 else f"{n} data-parallel processes (torchrun --nproc_per_node={n})"
+
+
+def move_attempt_aside(run_dir: str | os.PathLike) -> Path | None:
+    """Move an earlier attempt's files (records, summary, masks, W&B) to ``.attempts/<n>/``; returns that folder."""
+    run_dir = Path(run_dir)
+    present = [n for n in ATTEMPT_FILES if (run_dir / n).exists()]
+    if not present:
+        return None
+    base = run_dir / ATTEMPTS
+    n = 1 + max((int(p.name) for p in base.iterdir() if p.name.isdigit()), default=0) if base.is_dir() else 1
+    target = base / str(n)
+    target.mkdir(parents=True)
+    for name in present:
+        os.replace(run_dir / name, target / name)
+    return target
+
+
+# ----------------------------------------------------------------------------------------------- summary
+def write_status(run_dir: str | os.PathLike, status: str, **fields: Any) -> None:
+    """Write summary.json with ``status`` and ``fields``, keeping the identity fields of the summary already
+    there (fingerprint, world size, name, start time)."""
+    assert status in STATUSES, status
+    path = Path(run_dir) / SUMMARY
+    old, _ = read_json(path)
+    keep = {k: old[k] for k in ("name", "fingerprint", "world_size", "started", "attempt") if old and k in old}
+    write_json_atomic(path, {**keep, **fields, "status": status})
+
+
+# ----------------------------------------------------------------------------------------------- paths
+_NEW_DIRS: list[Path] = []
+
+
+def check_target(path: str | os.PathLike, key: str) -> None:
+    """Raise a one-line :class:`ConfigError` unless ``path`` can be (or is) a directory this process can write
+    into: no part of it is a file, the first existing folder is writable, its disk is not full."""
+    path = Path(os.path.abspath(path))
+    for p in (path, *path.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise ConfigError(key, str(path), f"a directory path ({p} is a file)")
+            if not os.access(p, os.W_OK | os.X_OK):
+                raise ConfigError(key, str(path), f"a writable location ({p} is not writable: "
+                                  f"{'read-only file system' if _read_only(p) else 'permission denied'})")
+            if shutil.disk_usage(p).free < 1 << 20:
+                raise ConfigError(key, str(path), f"a disk with free space ({p} has less than 1 MiB left)")
+            return
+
+
+def _read_only(p: Path) -> bool:
+    try:
+        return bool(os.statvfs(p).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def note_new_dirs(path: str | os.PathLike) -> None:
+    """Remember ``path`` and its missing parents as about to be created by this process (see
+    :func:`remove_new_dirs`)."""
+    path = Path(os.path.abspath(path))
+    for p in (path, *path.parents):
+        if p.exists():
+            break
+        if p not in _NEW_DIRS:
+            _NEW_DIRS.append(p)
+
+
+def remove_new_dirs() -> None:
+    """Remove the directories :func:`note_new_dirs` noted, deepest first, where they are empty (a refused or
+    interrupted start leaves nothing; another run's files are never touched)."""
+    for p in sorted(_NEW_DIRS, key=lambda q: len(q.parts), reverse=True):
+        with contextlib.suppress(OSError):
+            p.rmdir()
+    _NEW_DIRS.clear()
+
+
+def forget_new_dirs() -> None:
+    """The run started: its directories are its own now."""
+    _NEW_DIRS.clear()
+
+
+def write_error(exc: OSError, path: str | os.PathLike, key: str = "hydra.run.dir") -> ConfigError:
+    """A failed write during start-up, as the one-line error naming the directory."""
+    why = {errno.ENOSPC: "the disk is full", errno.EROFS: "read-only file system", errno.EDQUOT: "disk quota exceeded",
+           errno.EACCES: "permission denied", errno.EPERM: "permission denied"}.get(exc.errno or 0,
+                                                                                   exc.strerror or str(exc))
+    return ConfigError(key, str(path), f"a directory this run can write to ({why}: {exc.filename or path})")

@@ -12,6 +12,11 @@ s0 to the target s (a lone pruning step reaches s):
 
 As in Intel Neural Compressor, the first of several pruning steps targets s0 (nothing new is pruned when
 s0 = 0) and the last reaches s.
+
+In a config, start and end are steps (``start_step``, ``end_step``) or fractions of the training length
+(``start``, ``end``: ``floor(fraction * total_steps)``, the product rounded to 1e-6 first), so a schedule given in
+fractions stays valid whatever the training length; a step, when set, wins over its fraction
+(:meth:`Schedule.from_config`).
 """
 from __future__ import annotations
 
@@ -58,6 +63,19 @@ def agp_decay(s0: float, s: float, x: float) -> float:
     return s + (s0 - s) * (1 - x) ** 3
 
 
+def step_of(d: dict[str, Any], key: str, total_steps: int | None) -> int | None:
+    """``<key>_step`` if set, else the fraction ``<key>`` of ``total_steps`` (None when neither is set)."""
+    step, frac = d.get(f"{key}_step"), d.get(key)
+    if step is not None or frac is None:
+        return step
+    if isinstance(frac, bool) or not isinstance(frac, (int, float)) or not 0.0 <= frac < 1.0:
+        raise ConfigError(f"schedule.{key}", frac, "a fraction of training in [0, 1)")
+    if total_steps is None:
+        raise ConfigError(f"schedule.{key}", frac, f"a step (schedule.{key}_step=N) where the training length is "
+                          "not known in advance (with trainer.finetune_steps it follows from the schedule's end)")
+    return int(math.floor(round(frac * total_steps, 6)))
+
+
 @dataclass(frozen=True)
 class Schedule:
     """A pruning schedule over global training steps (0-based)."""
@@ -88,11 +106,14 @@ class Schedule:
             raise ConfigError("schedule.sparsity_decay_type", self.sparsity_decay_type, f"one of {', '.join(DECAYS)}")
 
     @classmethod
-    def from_config(cls, cfg: Any) -> "Schedule":
-        """Build from a dict / OmegaConf config holding (some of) the field names; other keys are ignored."""
-
+    def from_config(cls, cfg: Any, total_steps: int | None = None) -> "Schedule":
+        """Build from a dict / OmegaConf config holding (some of) the field names; other keys are ignored.
+        ``start`` / ``end`` (fractions of training) become steps of ``total_steps`` where ``start_step`` /
+        ``end_step`` are not set."""
         d = config_to_dict(cfg)
-        fields = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        for key in ("start", "end"):
+            d[f"{key}_step"] = step_of(d, key, total_steps)
+        fields = {k: d[k] for k in cls.__dataclass_fields__ if k in d and d[k] is not None}
         return cls(**fields)
 
     @property

@@ -1,50 +1,330 @@
-"""Sweeps: a Hydra callback that ends a multirun by listing its failed jobs.
+"""Sweeps that survive their jobs: checks before any job runs, a job per process, and the failed-jobs list.
 
-Jobs of a multirun never raise (a failure is recorded in the job's ``summary.json`` and W&B run, so the other
-jobs go on, whatever the launcher); at the end this callback reads every job's ``summary.json`` from the sweep
-directory, prints the jobs that did not finish, and exits non-zero if there are any.
+* **Job directories are named by what they compute**: ``<criterion>-s<target>-seed<seed>_<fingerprint>``
+  (``conf/config.yaml``), so a re-run sweep, in any order, finds each job's directory, and jobs of different
+  configs never share one.
+* **Before any job runs** (:func:`check_sweep`, called by prunelab's launchers with the composed jobs): every
+  job's config is valid, no two jobs compute the same run, the sweep directory holds no other sweep (its
+  ``sweep.json`` lists the jobs it was made for: a re-run of those jobs, or some of them, is the same sweep;
+  anything else is refused), and a re-run continues only with ``trainer.resume=auto`` (finished jobs of the same
+  config are reused, unfinished ones resumed). A refused sweep leaves the directory as it was.
+* **Jobs survive each other**: :class:`JoblibLauncher` runs every job in a process of its own (``n_jobs`` at a
+  time), so a job the OS kills (out of memory) is recorded as failed and the others go on; the submitit
+  launchers collect every job whatever happened to the others.
+* **The sweep ends with the list** (:class:`FailedJobs`): the jobs of this sweep that did not finish, and a
+  non-zero exit if there are any.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
+import pickle
+import signal
+import subprocess
 import sys
+import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from hydra.core.utils import JobReturn, JobStatus, run_job, setup_globals
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from . import rundir
+from .errors import Abort, ConfigError
 
 EXIT_FAILED_JOBS = 1
+MANIFEST = "sweep.json"
 
 
-def job_statuses(sweep_dir: str | Path) -> dict[str, str]:
-    """Job directory name -> status (finished, failed, interrupted, unfinished) for every job of a sweep."""
+# ----------------------------------------------------------------------------------------------- statuses
+def job_statuses(sweep_dir: str | Path, jobs: Sequence[str] | None = None) -> dict[str, str]:
+    """Job directory name -> status (finished, failed, interrupted, killed, running, never started) of the given
+    jobs of a sweep (default: every job directory in it); a failure carries the first line of its error."""
+    sweep_dir = Path(sweep_dir)
+    if jobs is None:
+        jobs = sorted(p.name for p in sweep_dir.iterdir() if p.is_dir() and not p.name.startswith(".")) \
+            if sweep_dir.is_dir() else []
     out: dict[str, str] = {}
-    for job in sorted(Path(sweep_dir).iterdir()) if Path(sweep_dir).is_dir() else []:
-        if not job.is_dir() or not ((job / ".hydra").is_dir() or (job / "summary.json").exists()):
-            continue
-        try:
-            summary = json.loads((job / "summary.json").read_text())
-            out[job.name] = str(summary.get("status", "unfinished"))
-            if summary.get("error"):
-                out[job.name] += f": {summary['error'].splitlines()[0]}"
-        except (OSError, ValueError):
-            out[job.name] = "unfinished (no summary.json)"
+    for name in jobs:
+        state = rundir.inspect(sweep_dir / name)
+        status = state.observed if state.observed != "empty" else "never started"
+        if state.summary_problem:
+            status = f"unreadable: {state.summary_problem}"
+        error = (state.summary or {}).get("error")
+        out[name] = f"{status}: {str(error).splitlines()[0]}" if error and status != "finished" else status
     return out
 
 
+# ----------------------------------------------------------------------------------------------- the sweep's start
+@dataclasses.dataclass
+class SweepStart:
+    """What a sweep found when it started, to put it back if it is refused."""
+
+    sweep_dir: Path
+    multirun_yaml: bytes | None
+    jobs: list[str] = dataclasses.field(default_factory=list)
+    checked: bool = False
+
+
+_START: list[SweepStart] = []
+
+
+def undo_start() -> None:
+    """A refused sweep: restore the sweep directory as it was (Hydra's multirun.yaml, new folders removed)."""
+    if not _START or _START[0].checked:
+        return
+    start = _START.pop()
+    path = start.sweep_dir / "multirun.yaml"
+    if start.multirun_yaml is not None:
+        path.write_bytes(start.multirun_yaml)
+    elif path.exists():
+        path.unlink()
+    rundir.remove_new_dirs()
+
+
 class FailedJobs(Callback):
-    """Lists the failed jobs when a multirun ends; exits non-zero if any failed."""
+    """Notes the sweep directory at the start (so a refused sweep can be undone) and lists the jobs of this
+    sweep that did not finish at the end, exiting non-zero if there are any."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(str(config.hydra.sweep.dir)).absolute()
+        try:
+            rundir.check_target(sweep_dir, "hydra.sweep.dir")
+        except ConfigError as exc:  # Hydra would turn it into a warning and go on
+            raise Abort(exc) from exc
+        old = sweep_dir / "multirun.yaml"
+        _START[:] = [SweepStart(sweep_dir, old.read_bytes() if old.is_file() else None)]
+        rundir.note_new_dirs(sweep_dir)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        sweep_dir = Path(str(config.hydra.sweep.dir))
-        statuses = job_statuses(sweep_dir)
+        sweep_dir = Path(str(config.hydra.sweep.dir)).absolute()
+        planned = _START[0].jobs if _START and _START[0].checked else None
+        statuses = job_statuses(sweep_dir, planned)
         failed = {name: st for name, st in statuses.items() if not st.startswith("finished")}
         print(f"[prunelab] sweep {sweep_dir}: {len(statuses) - len(failed)} of {len(statuses)} jobs finished",
               file=sys.stderr, flush=True)
         if failed:
             for name, st in failed.items():
                 print(f"[prunelab]   failed job {name}: {st}", file=sys.stderr)
-            print(f"prunelab: error: sweep={sweep_dir}: {len(failed)} failed job(s): {', '.join(failed)}",
+            print(f"prunelab: error: sweep={sweep_dir}: {len(failed)} failed job(s): {', '.join(failed)}; "
+                  "re-run the same sweep with hydra.sweep.dir and trainer.resume=auto to continue them",
                   file=sys.stderr, flush=True)
             sys.exit(EXIT_FAILED_JOBS)
+
+
+# ----------------------------------------------------------------------------------------------- checks
+@dataclasses.dataclass
+class Job:
+    """One composed job of a sweep."""
+
+    num: int
+    overrides: list[str]
+    config: DictConfig
+    subdir: str
+    fingerprint: str
+
+    @property
+    def label(self) -> str:
+        return f"sweep job #{self.num}: {' '.join(self.overrides)}"
+
+
+def compose_jobs(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[Job]:
+    """Every job's config, as the launcher runs it (job number and id set), its directory and fingerprint."""
+    from .app import fingerprint_of
+
+    jobs = []
+    for i, overrides in enumerate(job_overrides):
+        num = initial_job_idx + i
+        cfg = launcher.hydra_context.config_loader.load_sweep_config(launcher.config, list(overrides))
+        with open_dict(cfg):
+            cfg.hydra.job.id = f"{cfg.hydra.job.name}_{num}"
+            cfg.hydra.job.num = num
+        jobs.append(Job(num, list(overrides), cfg, str(OmegaConf.select(cfg, "hydra.sweep.subdir")),
+                        fingerprint_of(cfg, 1)))
+    return jobs
+
+
+def check_sweep(config: DictConfig, jobs: list[Job]) -> None:
+    """Refuse the sweep (one line) before any job runs if a job is invalid, two jobs compute the same run, the
+    directory holds another sweep, or holds this one without ``trainer.resume=auto``; then record the jobs."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from .config import validate
+
+    sweep_dir = Path(str(config.hydra.sweep.dir)).absolute()
+    seen: dict[str, Job] = {}
+    for job in jobs:
+        HydraConfig.instance().set_config(job.config)
+        try:
+            validate(job.config)
+        except ConfigError as exc:
+            raise ConfigError(exc.key, exc.value, f"{exc.allowed} ({job.label})") from None
+        if job.fingerprint in seen:
+            raise ConfigError("sweep", f"jobs #{seen[job.fingerprint].num} and #{job.num}", "jobs that compute "
+                              f"different runs (these two have the same config: {' '.join(job.overrides)})")
+        seen[job.fingerprint] = job
+    manifest, _ = rundir.read_json(sweep_dir / MANIFEST)
+    recorded: dict[str, str] = dict((manifest or {}).get("jobs", {}))
+    new = [j for j in jobs if recorded.get(j.subdir) != j.fingerprint]
+    if recorded and new:
+        raise ConfigError("hydra.sweep.dir", str(sweep_dir), f"a directory without another sweep (it holds a sweep "
+                          f"of {len(recorded)} jobs; {len(new)} of these {len(jobs)} are not among them, e.g. "
+                          f"{new[0].label}): choose a new hydra.sweep.dir")
+    states = {j.subdir: rundir.inspect(sweep_dir / j.subdir) for j in jobs}
+    ran = [j for j in jobs if states[j.subdir].has_run]
+    if ran and rundir.resume_mode(jobs[0].config.trainer.resume) == rundir.RESUME_OFF:
+        raise ConfigError("hydra.sweep.dir", str(sweep_dir), f"a directory without this sweep's runs ({len(ran)} of "
+                          f"its {len(jobs)} jobs ran there): trainer.resume=auto continues the sweep (finished jobs "
+                          "are reused, unfinished ones resumed), or choose a new hydra.sweep.dir")
+    for job in jobs:
+        try:
+            rundir.decide(states[job.subdir], job.fingerprint, job.config.trainer.resume, 1)
+        except ConfigError as exc:
+            if rundir.resume_mode(job.config.trainer.resume) != rundir.RESUME_TRUE or states[job.subdir].has_run:
+                raise ConfigError(exc.key, exc.value, f"{exc.allowed} ({job.label})") from None
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    recorded.update({j.subdir: j.fingerprint for j in jobs})
+    rundir.write_json_atomic(sweep_dir / MANIFEST, {"jobs": recorded})
+    if not _START:
+        _START.append(SweepStart(sweep_dir, None))
+    _START[0].jobs += [j.subdir for j in jobs if j.subdir not in _START[0].jobs]
+    _START[0].checked = True
+    rundir.forget_new_dirs()
+
+
+# ----------------------------------------------------------------------------------------------- launchers
+# The launcher classes Hydra instantiates live in hydra_plugins/prunelab_launchers (Hydra only takes plugins from
+# that namespace); they hand their work to the functions below.
+def _run_in_process(launcher: Any, job: Job) -> JobReturn:
+    from hydra.core.hydra_config import HydraConfig
+
+    HydraConfig.instance().set_config(job.config)
+    return run_job(hydra_context=launcher.hydra_context, task_function=launcher.task_function, config=job.config,
+                   job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
+
+
+def launch_basic(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
+    """Hydra's basic launch (one job after the other, in this process), after :func:`check_sweep`."""
+    setup_globals()
+    jobs = compose_jobs(launcher, job_overrides, initial_job_idx)
+    check_sweep(launcher.config, jobs)
+    return [_run_in_process(launcher, job) for job in jobs]
+
+
+def launch_joblib(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
+    """``hydra/launcher=joblib``: ``n_jobs`` jobs at a time, each in a process of its own (threads of this process
+    only wait for them), so a job killed by the OS costs no other job; a killed job is recorded as failed in its
+    directory, its checkpoint kept (``trainer.resume=auto`` in a re-run continues it)."""
+    from hydra.core.singleton import Singleton
+    from joblib import Parallel, delayed
+
+    setup_globals()
+    jobs = compose_jobs(launcher, job_overrides, initial_job_idx)
+    check_sweep(launcher.config, jobs)
+    state = Singleton.get_state()
+    n_jobs = int(launcher.joblib.get("n_jobs", -1) or -1)
+    return list(Parallel(n_jobs=n_jobs, backend="threading")(
+        delayed(_in_child)(launcher, job, state) for job in jobs))
+
+
+def _in_child(launcher: Any, job: Job, singleton_state: Any) -> JobReturn:
+    import cloudpickle
+
+    sweep_dir = Path(str(launcher.config.hydra.sweep.dir)).absolute()
+    with tempfile.TemporaryDirectory(prefix="prunelab-job-") as tmp:
+        inp, out = Path(tmp) / "job.pkl", Path(tmp) / "return.pkl"
+        inp.write_bytes(cloudpickle.dumps({"context": launcher.hydra_context, "task": launcher.task_function,
+                                           "config": job.config, "singletons": singleton_state}))
+        code = subprocess.call([sys.executable, "-c", "import sys; from prunelab.sweep import run_job_file; "
+                                "run_job_file(sys.argv[1], sys.argv[2])", str(inp), str(out)])
+        if out.exists():
+            return pickle.loads(out.read_bytes())
+    return job_lost(job, sweep_dir, code)
+
+
+def run_job_file(inp: str, out: str) -> None:
+    """In a job's own process: run the pickled job as Hydra's launchers do and pickle its ``JobReturn``."""
+    import cloudpickle
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.core.singleton import Singleton
+
+    spec = pickle.loads(Path(inp).read_bytes())
+    setup_globals()
+    Singleton.set_state(spec["singletons"])
+    HydraConfig.instance().set_config(spec["config"])
+    ret = run_job(hydra_context=spec["context"], task_function=spec["task"], config=spec["config"],
+                  job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
+    try:
+        data = cloudpickle.dumps(ret)
+    except Exception as exc:  # noqa: BLE001 - an unpicklable return value must not lose the job's status
+        ret.return_value = RuntimeError(f"{type(exc).__name__}: {exc}")
+        data = cloudpickle.dumps(ret)
+    Path(out).write_bytes(data)
+
+
+class JobLost(RuntimeError):
+    """A job's process ended without a result (killed by a signal, e.g. by the OS when memory ran out)."""
+
+
+def job_lost(job: Job, sweep_dir: Path, code: int | None) -> JobReturn:
+    """The ``JobReturn`` of a job whose process died, recorded as failed in its directory (never over a finished
+    or a live run; its checkpoint stays)."""
+    how = f"killed by signal {signal.Signals(-code).name}" if code is not None and code < 0 else \
+        f"ended (exit status {code}) without a result"
+    hint = " (e.g. by the OS when memory ran out)" if code == -signal.SIGKILL else ""
+    error = f"JobLost: the job's process was {how}{hint}"
+    job_dir = sweep_dir / job.subdir
+    state = rundir.inspect(job_dir)
+    if state.observed not in ("finished", "running"):
+        job_dir.mkdir(parents=True, exist_ok=True)
+        rundir.write_status(job_dir, "failed", error=error, name=(state.summary or {}).get("name") or job.subdir)
+    print(f"prunelab: error: {job.label}: {error}", file=sys.stderr, flush=True)
+    ret = JobReturn(overrides=job.overrides, cfg=job.config, hydra_cfg=job.config, working_dir=os.getcwd(),
+                    task_name=str(job.config.hydra.job.name), status=JobStatus.FAILED)
+    ret.return_value = JobLost(error)
+    return ret
+
+
+def launch_submitit(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
+    """A submitit launch (every job a process of its own, local or on SLURM) after :func:`check_sweep`, collecting
+    every job whatever happened to the others: one without a result (killed, timed out) is recorded as failed
+    (the plugin itself stops at the first such job, with a traceback)."""
+    import submitit
+    from hydra.core.singleton import Singleton
+    from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
+
+    setup_globals()
+    jobs = compose_jobs(launcher, job_overrides, initial_job_idx)
+    check_sweep(launcher.config, jobs)
+    kind, params = launcher._EXECUTOR, dict(launcher.params)
+    init = {"folder": params.pop("submitit_folder")}
+    if "max_num_timeout" in params:
+        init[f"{kind}_max_num_timeout"] = params.pop("max_num_timeout")
+    shared = set(OmegaConf.structured(BaseQueueConf).keys())
+    executor = submitit.AutoExecutor(cluster=kind, **init)
+    executor.update_parameters(**{k if k in shared else f"{kind}_{k}": v for k, v in params.items()})
+    state = Singleton.get_state()
+    args = [(j.overrides, "hydra.sweep.dir", j.num, f"job_id_for_{j.num}", state) for j in jobs]
+    submitted = executor.map_array(launcher, *zip(*args))
+    sweep_dir = Path(str(launcher.config.hydra.sweep.dir)).absolute()
+    out = []
+    for job, sub in zip(jobs, submitted):
+        try:
+            out.append(sub.results()[0])
+        except Exception:  # noqa: BLE001 - submitit's UncompletedJobError / FailedJobError
+            out.append(job_lost(job, sweep_dir, _exit_code(sub)))
+    return out
+
+
+def _exit_code(sub: Any) -> int | None:
+    """A finished submitit job's exit code as subprocess gives it (negative: a signal), where it can be told."""
+    proc = getattr(sub, "_process", None)
+    code = proc.poll() if proc is not None and hasattr(proc, "poll") else None
+    return code if isinstance(code, int) else None
+
+
+__all__ = ["FailedJobs", "check_sweep", "job_statuses", "undo_start", "launch_basic", "launch_joblib",
+           "launch_submitit", "run_job_file"]

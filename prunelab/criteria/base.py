@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError
 from ..options import config_to_dict
+from ..options import parse_options as check_options
 from ..registry import Registry
 
 CRITERIA: Registry[type["PruningCriterion"]] = Registry("criterion.criterion_type")
@@ -100,21 +101,7 @@ COMMON_KEYS = ("criterion_type",)
 def parse_options(cls: type["PruningCriterion"], config: Mapping[str, Any]) -> Any:
     """``config`` (without :data:`COMMON_KEYS`) checked against ``cls.Options``: an instance of it, or a one-line
     :class:`ConfigError` for an unknown key or a value of the wrong type."""
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
-
-    params = {k: v for k, v in config.items() if k not in COMMON_KEYS}
-    fields = {f.name: f.type for f in dataclasses.fields(cls.Options)}
-    for key, value in params.items():
-        if key not in fields:
-            known = ", ".join(fields) or "none"
-            raise ConfigError(f"criterion.{key}", value, f"a key of criterion {cls.name} (its options: {known})")
-        try:
-            OmegaConf.merge(OmegaConf.structured(cls.Options), {key: value})
-        except OmegaConfBaseException:
-            kind = getattr(fields[key], "__name__", str(fields[key]))
-            raise ConfigError(f"criterion.{key}", value, f"a value of type {kind}") from None
-    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls.Options), params))
+    return check_options("criterion", cls.Options, config, f"criterion {cls.name}", ignore=COMMON_KEYS)
 
 
 def get_criterion(config: Any, modules: Mapping[str, nn.Module | Tensor]) -> "PruningCriterion":

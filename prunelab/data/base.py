@@ -32,6 +32,32 @@ from ..registry import Registry
 
 DATASETS: Registry[Callable[[Any], "DataSplits"]] = Registry("dataset.name")
 
+
+@dataclass
+class DatasetOptions:
+    """The keys every dataset takes (a builder's own options dataclass extends it, given as ``options=`` to
+    ``DATASETS.register``); :func:`build` handles them for every dataset."""
+
+    name: str = ""
+    input_shape: Optional[list[int]] = None
+    num_classes: Optional[int] = None
+    split_seed: int = 0
+    limit: Optional[int] = None
+    eval_limit: Optional[int] = None
+
+
+@dataclass
+class FileDatasetOptions(DatasetOptions):
+    """A dataset read from files under ``root`` (torchvision's formats): ``download`` fetches the official files
+    when they are missing; a validation split is carved from the official train set; ``mean`` / ``std``: null
+    for the dataset's standard constants."""
+
+    root: Optional[str] = None
+    download: bool = False
+    val_fraction: float = 0.1
+    mean: Optional[list[float]] = None
+    std: Optional[list[float]] = None
+
 Transform = Callable[[Tensor, torch.Generator], Tensor]
 
 
@@ -146,7 +172,9 @@ def build(cfg: Any) -> DataSplits:
     config states them, must match the data (models read them from the config by interpolation).
     """
     name = option(cfg, "name")
-    splits = DATASETS.get(str(name))(cfg)
+    DATASETS.get(str(name))
+    DATASETS.parse(str(name), cfg)
+    splits = _guard_download(cfg, lambda: DATASETS.get(str(name))(cfg))
     seed = int(option(cfg, "split_seed", 0))
     limit = int_option(cfg, "limit", None, 1)
     eval_limit = int_option(cfg, "eval_limit", None, 1)
@@ -161,6 +189,41 @@ def build(cfg: Any) -> DataSplits:
     if num_classes is not None and int(num_classes) != splits.num_classes:
         raise ConfigError("dataset.num_classes", num_classes, f"the {name} data has {splits.num_classes} classes")
     return splits
+
+
+def _guard_download(cfg: Any, load: Callable[[], DataSplits]) -> DataSplits:
+    """``load()``; with ``download=true``, a failed download (no network, a server error) is a one-line
+    :class:`ConfigError`, and what it created under ``root`` is removed (the files already there stay)."""
+    if not option(cfg, "download", False):
+        return load()
+    root = data_root(cfg)
+    before = _tree(root)
+    try:
+        return load()
+    except ConfigError:
+        raise
+    except (OSError, RuntimeError, ValueError) as exc:  # urllib's URLError is an OSError
+        _remove_new(root, before)
+        first = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+        raise ConfigError("dataset.download", True, "a network connection to the dataset's server, or "
+                          f"dataset.download=false with the files under dataset.root={root} ({type(exc).__name__}: "
+                          f"{first})") from None
+
+
+def _tree(root: str) -> set[str]:
+    out = {root} if os.path.exists(root) else set()
+    for dirpath, dirnames, filenames in os.walk(root):
+        out.update(os.path.join(dirpath, n) for n in dirnames + filenames)
+    return out
+
+
+def _remove_new(root: str, before: set[str]) -> None:
+    """Remove the files and folders under ``root`` that were not in ``before`` (deepest first)."""
+    for path in sorted(_tree(root) - before, key=len, reverse=True):
+        try:
+            os.rmdir(path) if os.path.isdir(path) and not os.path.islink(path) else os.remove(path)
+        except OSError:
+            pass
 
 
 def missing_files(root: str, name: str, detail: str) -> ConfigError:

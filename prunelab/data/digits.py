@@ -1,16 +1,26 @@
 """scikit-learn's embedded 8x8 digits: the default dataset (no download, trains in seconds on a CPU)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch.utils.data import TensorDataset
 
 from ..errors import ConfigError
-from .base import DATASETS, DataSplits, fraction_option, normalise, option
+from .base import DATASETS, DataSplits, DatasetOptions, fraction_option, normalise, option
 
 
-@DATASETS.register("digits", paper="Alpaydin & Kaynak 1998, UCI optical recognition of handwritten digits")
+@dataclass
+class DigitsOptions(DatasetOptions):
+    """``dataset=digits``: the fractions of the 1,797 images held out for validation and test."""
+
+    val_fraction: float = 0.1
+    test_fraction: float = 0.2
+
+
+@DATASETS.register("digits", paper="Alpaydin & Kaynak 1998, UCI optical recognition of handwritten digits",
+                   options=DigitsOptions)
 def build_digits(cfg: Any) -> DataSplits:
     """scikit-learn's 8x8 handwritten digits (UCI optdigits test set; 1,797 images, 10 classes), embedded in
     scikit-learn, so no download. Pixels are scaled by 1/16 to [0, 1], then normalised with the mean and std

@@ -10,7 +10,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import TensorDataset
 
-from .base import DATASETS, DataSplits, carve_val, constant_option, data_root, fraction_option, missing_files, normalise, option
+from .base import (DATASETS, DataSplits, FileDatasetOptions, carve_val, constant_option, data_root, fraction_option,
+                   missing_files, normalise, option)
 
 # Per-channel mean and std of the official *training* images, pixels in [0, 1]: MNIST's widely used
 # 0.1307 / 0.3081, Fashion-MNIST's 0.2860 / 0.3530. A YAML may override them with ``mean`` / ``std`` lists.
@@ -76,13 +77,13 @@ def _mnist_like(cfg: Any, cls_name: str, name: str, mean: tuple[float, ...], std
     )
 
 
-@DATASETS.register("mnist", paper="LeCun et al. 1998")
+@DATASETS.register("mnist", paper="LeCun et al. 1998", options=FileDatasetOptions)
 def build_mnist(cfg: Any) -> DataSplits:
     """MNIST (LeCun et al. 1998): 60k train / 10k test 28x28 grey digits, via ``torchvision.datasets.MNIST``."""
     return _mnist_like(cfg, "MNIST", "mnist", MNIST_MEAN, MNIST_STD)
 
 
-@DATASETS.register("fashion_mnist", paper="Xiao, Rasul & Vollgraf 2017, Fashion-MNIST")
+@DATASETS.register("fashion_mnist", paper="Xiao, Rasul & Vollgraf 2017, Fashion-MNIST", options=FileDatasetOptions)
 def build_fashion_mnist(cfg: Any) -> DataSplits:
     """Fashion-MNIST (Xiao et al. 2017): 60k/10k 28x28 grey clothing images, via ``FashionMNIST``."""
     return _mnist_like(cfg, "FashionMNIST", "fashion_mnist", FASHION_MNIST_MEAN, FASHION_MNIST_STD)

@@ -15,6 +15,7 @@ reproducible initialisation.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
 import torch
@@ -24,6 +25,18 @@ from ..errors import ConfigError
 from ..registry import Registry
 
 MODELS: Registry[Callable[[Any], nn.Module]] = Registry("model.name")
+
+
+@dataclass
+class ModelOptions:
+    """The keys every model takes (a builder's own options dataclass extends it, given as ``options=`` to
+    ``MODELS.register``): ``input_shape`` [C, H, W] and ``num_classes`` (normally from the dataset) and ``head``
+    (the classifier module's name, or ``auto``)."""
+
+    name: str = ""
+    input_shape: Optional[list[int]] = None
+    num_classes: Optional[int] = None
+    head: str = "auto"
 
 _LAYER_TYPES: tuple[type, ...] = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
@@ -79,6 +92,8 @@ def build(cfg: Any) -> nn.Module:
     """Build the model named by ``cfg.name`` (a DictConfig or a dict), check it runs on ``cfg.input_shape``
     with ``cfg.num_classes`` outputs, and check ``cfg.head`` names one of its Linear/Conv modules."""
     name = str(option(cfg, "name"))
+    MODELS.get(name)
+    MODELS.parse(name, cfg)
     model = MODELS.get(name)(cfg)
     _check_forward(model, name, input_shape(cfg), num_classes(cfg))
     head_name(model, cfg)

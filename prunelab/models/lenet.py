@@ -1,6 +1,8 @@
 """LeNet-5 (LeCun et al. 1998), adapted to the input size."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from typing import Any, Callable, Optional, Sequence
 
 import torch
@@ -8,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import ConfigError
-from .base import MODELS, input_shape, num_classes, option
+from .base import MODELS, ModelOptions, input_shape, num_classes, option
 
 
 def _out(size: int, kernel: int, padding: int) -> int:
@@ -57,7 +59,16 @@ class LeNet5(nn.Module):
         return self.fc3(x)
 
 
-@MODELS.register("lenet5", paper="LeCun et al. 1998, Gradient-based learning applied to document recognition")
+@dataclass
+class LeNet5Options(ModelOptions):
+    """``model=lenet5``: the activation (relu | tanh) and the pooling (max | avg)."""
+
+    activation: str = "relu"
+    pool: str = "max"
+
+
+@MODELS.register("lenet5", paper="LeCun et al. 1998, Gradient-based learning applied to document recognition",
+                 options=LeNet5Options)
 def build_lenet5(cfg: Any) -> nn.Module:
     """LeNet-5 conv net (2 conv + 3 fc layers). ``lenet5``: keys ``activation`` (relu|tanh, default relu), ``pool`` (max|avg, default max); head ``fc3``."""
     activation = option(cfg, "activation", "relu")

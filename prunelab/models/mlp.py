@@ -1,6 +1,8 @@
 """Multi-layer perceptrons; [300, 100] hidden units is LeNet-300-100."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from collections import OrderedDict
 from typing import Any, Callable, Optional, Sequence
 
@@ -9,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import ConfigError
-from .base import MODELS, input_shape, num_classes, option
+from .base import MODELS, ModelOptions, input_shape, num_classes, option
 
 
 class MLP(nn.Sequential):
@@ -30,7 +32,14 @@ class MLP(nn.Sequential):
         super().__init__(layers)
 
 
-@MODELS.register("mlp", paper="LeCun et al. 1998; Han et al. 2015 (LeNet-300-100)")
+@dataclass
+class MLPOptions(ModelOptions):
+    """``model=mlp``: the hidden layers' widths."""
+
+    hidden_sizes: list[int] = field(default_factory=lambda: [256, 128])
+
+
+@MODELS.register("mlp", paper="LeCun et al. 1998; Han et al. 2015 (LeNet-300-100)", options=MLPOptions)
 def build_mlp(cfg: Any) -> nn.Module:
     """Multi-layer perceptron (hidden_sizes [300, 100]: LeNet-300-100). ``mlp``: keys ``hidden_sizes`` (list of positive ints, may be empty; default [256, 128]); head ``head``."""
     sizes = option(cfg, "hidden_sizes", [256, 128])

@@ -1,6 +1,8 @@
 """The CIFAR ResNets of He et al. 2016 (ResNet-20 and its family, depth 6n + 2)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from typing import Any, Callable, Optional, Sequence
 
 import torch
@@ -8,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import ConfigError
-from .base import MODELS, input_shape, num_classes, option
+from .base import MODELS, ModelOptions, input_shape, num_classes, option
 
 
 class BasicBlock(nn.Module):
@@ -82,7 +84,16 @@ class CifarResNet(nn.Module):
         return self.fc(x)
 
 
-@MODELS.register("resnet20", paper="He et al. 2016, Deep residual learning for image recognition")
+@dataclass
+class ResNetOptions(ModelOptions):
+    """``model=resnet20``: the depth (6n + 2) and the shortcut (A: zero-padding identity, B: 1x1 conv + BN)."""
+
+    depth: int = 20
+    shortcut: str = "A"
+
+
+@MODELS.register("resnet20", paper="He et al. 2016, Deep residual learning for image recognition",
+                 options=ResNetOptions)
 def build_resnet20(cfg: Any) -> nn.Module:
     """CIFAR ResNet of depth 6n+2 (ResNet-20 by default). ``resnet20``: keys ``depth`` (6n+2, default 20), ``shortcut`` (A|B, default A); head ``fc``."""
     depth = option(cfg, "depth", 20)

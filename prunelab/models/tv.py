@@ -1,6 +1,8 @@
 """Any torchvision classification model, randomly initialised, adapted to the input channels."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from typing import Any, Callable, Optional, Sequence
 
 import torch
@@ -8,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import ConfigError
-from .base import MODELS, input_shape, num_classes, option
+from .base import MODELS, ModelOptions, input_shape, num_classes, option
 
 
 def _adapt_first_conv(model: nn.Module, in_channels: int, arch: str) -> None:
@@ -36,7 +38,15 @@ def _adapt_first_conv(model: nn.Module, in_channels: int, arch: str) -> None:
     raise ConfigError("model.arch", arch, f"a model whose first layer is a plain Conv2d, for {in_channels}-channel input")
 
 
-@MODELS.register("torchvision", paper="torchvision.models")
+@dataclass
+class TorchvisionOptions(ModelOptions):
+    """``model=torchvision``: the architecture's name and extra keyword arguments of its builder."""
+
+    arch: str = "resnet18"
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@MODELS.register("torchvision", paper="torchvision.models", options=TorchvisionOptions)
 def build_torchvision(cfg: Any) -> nn.Module:
     """Any torchvision classifier by ``arch``, randomly initialised. ``torchvision``: any classification model of ``torchvision.models`` by ``arch`` (e.g. resnet18), randomly
     initialised (``weights=None``), with ``num_classes`` outputs; ``kwargs`` (mapping, default {}) go to the

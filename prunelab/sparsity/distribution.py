@@ -124,6 +124,7 @@ def build_distribution(cfg: object) -> Distribution:
         params = config_to_dict(cfg)
         name = params.pop("name", "global")
     cls = DISTRIBUTIONS.get(str(name))
+    DISTRIBUTIONS.parse(str(name), params)  # a declared Options dataclass types the parameters
     try:
         return cls(**params)
     except TypeError:

@@ -72,9 +72,11 @@ def check_logger_config(cfg: Any) -> None:
         resolve_wandb_mode(lg.get("mode"))
 
 
-def build_tracker(cfg: Any, run_dir: str | os.PathLike, total_steps: int, name: str, start_step: int = 0) -> Tracker:
+def build_tracker(cfg: Any, run_dir: str | os.PathLike, total_steps: int, name: str, start_step: int = 0,
+                  resume: bool | None = None) -> Tracker:
     """The trackers a run's config asks for: always local files and console progress (plain lines in a Hydra
-    multirun); W&B with ``logger.backend: wandb`` (``logger=none``: wandb is not even imported)."""
+    multirun); W&B with ``logger.backend: wandb`` (``logger=none``: wandb is not even imported). ``resume``: the
+    run continues this directory's checkpoint (None: as ``trainer.resume`` says)."""
     check_logger_config(cfg)  # a bad logger section fails here, before anything is created
     tr = cfg.get("tracking", {}) or {}
     bins = int(tr.get("histogram_bins", 64))
@@ -98,6 +100,6 @@ def build_tracker(cfg: Any, run_dir: str | os.PathLike, total_steps: int, name: 
             run_dir, name=lg.get("name") or name, project=lg.get("project"), entity=lg.get("entity"),
             group=lg.get("group"), job_type=lg.get("job_type"), tags=run_tags(cfg), config=config,
             mode=lg.get("mode"), notes=lg.get("notes"), bins=bins, log_scale=log_scale,
-            resume=resuming_run_dir(trainer.get("resume", False), run_dir),
+            resume=resuming_run_dir(trainer.get("resume", False), run_dir) if resume is None else resume,
         ))
     return Trackers(*trackers)

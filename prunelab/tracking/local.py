@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..rundir import jsonable, write_json_atomic
+from ..rundir import MASKS, METRICS, SCORES, SUMMARY, atomic_write, jsonable, truncate_jsonl, write_json_atomic
 from .base import Tracker
 from .histograms import histograms
 
@@ -27,8 +27,8 @@ class LocalTracker(Tracker):
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.bins, self.log_scale = bins, log_scale
-        self.metrics_path = self.run_dir / "metrics.jsonl"
-        self.scores_path = self.run_dir / "scores.jsonl"
+        self.metrics_path = self.run_dir / METRICS
+        self.scores_path = self.run_dir / SCORES
         self._pending: dict[int, dict[str, Any]] = {}
         self._last_step = -1
 
@@ -49,21 +49,20 @@ class LocalTracker(Tracker):
         with self.scores_path.open("a") as f:
             for name, hist in hists.items():
                 f.write(json.dumps({"step": int(step), "layer": name, **hist}) + "\n")
+        self._last_step = max(self._last_step, int(step))
 
     def log_final(self, masks: Mapping[str, Tensor], summary: Mapping[str, Any]) -> None:
-        torch.save({n: m.detach().cpu().bool() for n, m in masks.items()}, self.run_dir / "masks.pt")
-        write_json_atomic(self.run_dir / "summary.json", summary)
+        with atomic_write(self.run_dir / MASKS, "wb") as f:
+            torch.save({n: m.detach().cpu().bool() for n, m in masks.items()}, f)
+        write_json_atomic(self.run_dir / SUMMARY, summary)
 
     def state_dict(self) -> dict[str, Any]:
         return {"last_step": self._last_step}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """After a resume from step s, drop the records of steps > s so no step is written twice."""
+        """After a resume from step s, drop the records of steps > s (and a line torn by a kill) so no step is
+        written twice."""
         last = int(state.get("last_step", -1))
         for path in (self.metrics_path, self.scores_path):
-            if path.exists():
-                kept = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= last]
-                tmp = path.with_suffix(".tmp")
-                tmp.write_text("".join(ln + "\n" for ln in kept))
-                os.replace(tmp, path)
+            truncate_jsonl(path, last)
         self._last_step = last

@@ -2,7 +2,6 @@
 and the run summary; offline without credentials, resumable under one run id."""
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -16,8 +15,10 @@ from torch import Tensor
 
 from ..errors import ConfigError
 from ..sparsity.patterns import as_2d
+from ..rundir import write_json_atomic
 from .base import Tracker
 from .histograms import histograms
+from .wandb_resume import kept_through, local_rows
 
 log = logging.getLogger("prunelab")
 
@@ -28,7 +29,7 @@ WANDB_STEP = "trainer/step"
 WANDB_EXIT_CODES = {"finished": 0, "failed": 1, "interrupted": 255}
 WANDB_MODES = ("online", "offline", "disabled", "shared")
 WANDB_RUN_ID_FILE = "wandb_run_id"          # the run id alone, so a resumed run directory reuses it
-WANDB_STATE_FILE = "wandb_state.json"       # run id and the last step sent to W&B (no duplicated steps on resume)
+WANDB_STATE_FILE = "wandb_state.json"       # run id and the last step handed to W&B (for inspection)
 WANDB_MAX_BINS = 512                        # wandb.Histogram's limit
 WANDB_MAX_TAG = 64                          # W&B's limit on a tag's length
 
@@ -142,7 +143,8 @@ class WandbTracker(Tracker):
     * At the end: ``masks/<layer>`` (``wandb.Image``, white = kept), ``final/sparsity_table`` (``wandb.Table``:
       layer, shape, params, zeros, sparsity) and the run summary in ``run.summary``.
     * The run id is kept in ``run_dir/wandb_run_id``; with ``resume=True`` that id is reused with
-      ``resume="allow"`` and steps already sent (``wandb_state.json``) are not sent again.
+      ``resume="allow"``, the rows W&B lost up to the checkpoint are sent again from the local record and the
+      rows it kept are not sent twice (:mod:`.wandb_resume`).
     """
 
     def __init__(
@@ -178,9 +180,6 @@ class WandbTracker(Tracker):
         run_id, self._skip_through = None, -1
         if resume and id_path.exists():
             run_id = id_path.read_text().strip() or None
-            state = _read_json(self.run_dir / WANDB_STATE_FILE)
-            if run_id and state.get("run_id") == run_id:
-                self._skip_through = int(state.get("last_step", -1))
         kwargs: dict[str, Any] = dict(
             dir=str(self.run_dir), project=project, entity=entity, group=group, job_type=job_type, name=name,
             tags=_clean_tags(tags), config=dict(config) if config is not None else None, notes=notes,
@@ -199,6 +198,8 @@ class WandbTracker(Tracker):
         self.run.define_metric("*", step_metric=WANDB_STEP)
 
         self.run_id: str | None = None if self.run.disabled else self.run.id
+        if run_id and self.run_id == run_id:  # resumed: skip exactly what W&B kept (wandb_resume.py)
+            self._skip_through = kept_through(self.run, self.run_dir, run_id)
         self._pending: dict[str, Any] = {}
         self._pending_step: int | None = None
         self._last_step = self._skip_through
@@ -249,10 +250,7 @@ class WandbTracker(Tracker):
     def _save_state(self) -> None:
         if not self.run_id:
             return
-        path = self.run_dir / WANDB_STATE_FILE
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps({"run_id": self.run_id, "last_step": self._last_step}) + "\n")
-        os.replace(tmp, path)
+        write_json_atomic(self.run_dir / WANDB_STATE_FILE, {"run_id": self.run_id, "last_step": self._last_step})
 
     def log(self, metrics: Mapping[str, float], step: int) -> None:
         row = self._row(step)
@@ -295,10 +293,16 @@ class WandbTracker(Tracker):
         return {"run_id": self.run_id, "last_step": self._last_step}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """W&B cannot take rows back: steps past the checkpoint that were already sent stay as they are (a resumed
-        run recomputes the same values) and are not sent twice (``wandb_state.json``)."""
-        if state.get("run_id") == self.run_id:
-            self._skip_through = max(self._skip_through, int(state.get("last_step", -1)))
+        """Resumed from a checkpoint: the rows W&B lost up to it (a killed run flushes nothing) are sent again from
+        the local record, the rows it kept are not sent twice (W&B cannot take rows back; past the checkpoint
+        they hold the values the resumed run recomputes)."""
+        if state.get("run_id") != self.run_id or not self.run_id:
+            return
+        for step, scalars, hists in local_rows(self.run_dir, self._skip_through, int(state.get("last_step", -1))):
+            self.log_histograms({name: h for name, h in hists.items()}, step)
+            self.log(scalars, step)
+        self._flush()
+        self._skip_through = max(self._skip_through, self._last_step)
 
     def finish(self, status: str = "finished") -> None:
         if self._finished:
@@ -336,11 +340,3 @@ def _clean_tags(tags: Sequence[str]) -> list[str]:
         if t and t not in out:
             out.append(t)
     return out
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        d = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return d if isinstance(d, dict) else {}

@@ -186,10 +186,18 @@ class TrackingCallback(Callback):
 
 
 class CheckpointCallback(Callback):
-    """Writes a checkpoint every ``every`` steps (0: never, but the last step's always)."""
+    """Writes a checkpoint every ``every`` steps (0: only the last step's, which is always written). ``every``
+    None: at every evaluation (``eval_every``), or every 10% of training where there is none, so a killed run
+    never loses more than that."""
 
-    def __init__(self, every: int) -> None:
+    def __init__(self, every: int | None, eval_every: int = 0) -> None:
+        self.requested = every
+        self.eval_every = int(eval_every or 0)
         self.every = int(every or 0)
+
+    def on_train_begin(self, loop: "Loop") -> None:
+        if self.requested is None:
+            self.every = self.eval_every or max(1, loop.total // 10)
 
     def on_step_end(self, loop: "Loop", step: int, metrics: dict[str, Any]) -> None:
         if (self.every and (step + 1) % self.every == 0) or step + 1 == loop.total:

@@ -1,7 +1,6 @@
 """Checkpoints: atomic writes, validated reads, and every RNG state a bitwise resume needs."""
 from __future__ import annotations
 
-import os
 import random
 from collections.abc import Mapping
 from pathlib import Path
@@ -11,23 +10,21 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
+from ..rundir import atomic_write
 
 CHECKPOINT = "checkpoint.pt"
 
 
 def save_checkpoint(path: Path, state: Mapping[str, Any]) -> None:
-    """Atomic: temporary file, fsync, rename. A kill mid-write leaves the previous checkpoint intact."""
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as f:
+    """Atomic (:func:`prunelab.rundir.atomic_write`): a kill mid-write leaves the previous checkpoint intact."""
+    with atomic_write(path, "wb") as f:
         torch.save(dict(state), f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
-def load_checkpoint(path: Path, fingerprint: str = "") -> dict[str, Any]:
+def load_checkpoint(path: Path, fingerprint: str = "", world_size: int | None = None) -> dict[str, Any]:
     """A prunelab checkpoint (weights only: no code runs while loading), refused when it is missing, corrupted,
-    not a checkpoint, or written by a run of another configuration (``fingerprint``)."""
+    not a checkpoint, written by a run of another number of data-parallel processes (``world_size``) or of
+    another configuration (``fingerprint``)."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -37,6 +34,15 @@ def load_checkpoint(path: Path, fingerprint: str = "") -> dict[str, Any]:
                           f"a readable prunelab checkpoint (this file is corrupted: {type(exc).__name__})") from None
     if not isinstance(state, dict) or "step" not in state:
         raise ConfigError("trainer.resume", str(path), "a prunelab checkpoint (this file is not one)")
+    saved_world = int(state.get("world_size", 1))
+    if world_size is not None and saved_world != world_size:
+        def procs(n: int) -> str:
+            return "1 process" if n == 1 else f"{n} data-parallel processes"
+
+        raise ConfigError("trainer.resume", str(path), f"a checkpoint of {procs(world_size)} (this one was written by "
+                          f"{procs(saved_world)}: resume with torchrun --nproc_per_node={saved_world})"
+                          if saved_world > 1 else f"a checkpoint of {procs(world_size)} (this one was written by "
+                          "1 process: resume it without torchrun)")
     if fingerprint and state.get("fingerprint") != fingerprint:
         raise ConfigError("trainer.resume", str(path),
                           "a checkpoint of this same configuration (it was written by a run with another config)")

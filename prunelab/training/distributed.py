@@ -66,6 +66,33 @@ def broadcast_str(value: str) -> str:
     return str(box[0])
 
 
+def broadcast_object(obj: object) -> object:
+    """Rank 0's (picklable) object on every rank."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def gather_rows(t: Tensor) -> Tensor:
+    """Every rank's value of the scalar ``t``, stacked (rank order): ``[world_size]`` (``[1]`` alone)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return t.reshape(1)
+    out = [torch.zeros_like(t) for _ in range(dist.get_world_size())]
+    dist.all_gather(out, t.contiguous())
+    return torch.stack(out)
+
+
+def any_rank(flag: bool, device: torch.device | str = "cpu") -> bool:
+    """True on every rank if ``flag`` is true on any (without a process group: ``flag``)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return flag
+    t = torch.tensor([1 if flag else 0], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
 def all_reduce_sum(*tensors: Tensor) -> None:
     """Sum tensors over all ranks, in place (no-op without a process group)."""
     if dist.is_available() and dist.is_initialized():

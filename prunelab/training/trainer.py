@@ -27,6 +27,7 @@ from ..options import config_to_dict
 from . import distributed
 from .calibration import calibration_batches
 from .callbacks import Callback, Callbacks, CheckpointCallback
+from ..rundir import RESUME_AUTO, RESUME_OFF, RESUME_TRUE, resume_mode
 from .checkpoint import CHECKPOINT, get_rng, load_checkpoint, save_checkpoint, seed_everything, set_rng
 from .distributed import DistInfo
 from .lr import lr_lambda
@@ -73,7 +74,7 @@ class TrainerConfig:
     grad_clip: float | None = None
     device: str = "auto"
     deterministic: bool = False
-    checkpoint_every: int = 0
+    checkpoint_every: int | None = None  #: None: at every evaluation (eval_every), else every 10% of training
     resume: Any = False
     progress: str = "auto"
     check_masks: bool = False
@@ -106,6 +107,11 @@ class Loop:
     best_eval: float = float("nan")
     start: int = 0
     checkpoint: Callable[[int], None] = lambda step: None  # writes the checkpoint of the end of a step
+
+
+def _rank_row(saved: Tensor, rank: int) -> Tensor:
+    """This rank's accumulator from a checkpoint (one row per rank; a scalar in checkpoints of one process)."""
+    return saved if saved.dim() == 0 else saved[rank]
 
 
 class Trainer:
@@ -186,30 +192,35 @@ class Trainer:
         return self.run_dir / CHECKPOINT
 
     def load_checkpoint(self, path: Path) -> dict[str, Any]:
-        return load_checkpoint(path, self.fingerprint)
+        return load_checkpoint(path, self.fingerprint, world_size=self.dist.world_size)
 
     def resume_path(self) -> Path | None:
-        r = self.cfg.resume
-        if r in (False, None, "", "false", "False"):
+        """The checkpoint ``trainer.resume`` names (the app decides with :func:`prunelab.rundir.decide`; this is
+        for a trainer used on its own)."""
+        mode = resume_mode(self.cfg.resume)
+        if mode == RESUME_OFF:
             return None
-        if r in (True, "true", "True"):
+        if mode == RESUME_TRUE:
             return self.checkpoint_path()
-        if r == "auto":  # resume if there is a checkpoint (e.g. a requeued cluster job), else start afresh
+        if mode == RESUME_AUTO:  # resume if there is a checkpoint (e.g. a requeued cluster job), else start afresh
             return self.checkpoint_path() if self.checkpoint_path().exists() else None
-        p = Path(str(r))
+        p = Path(str(self.cfg.resume))
         return p / CHECKPOINT if p.is_dir() else p
 
     def checkpoint(self, loop: Loop, callbacks: Callbacks, step: int) -> None:
-        """Write the state of the loop and of every callback at the end of ``step`` (rank 0 only)."""
-        if not bool(torch.isfinite(loop.acc["loss"])):
+        """Write the state of the loop and of every callback at the end of ``step`` (every rank calls it at the
+        same steps; rank 0 writes). The train-metric accumulators since the last log are per rank: each rank's
+        goes in, as a row of ``acc[name]``, so a resumed rank continues its own window."""
+        acc = {k: distributed.gather_rows(v) for k, v in loop.acc.items()}
+        if not bool(torch.isfinite(acc["loss"]).all()):
             raise NonFiniteLoss(f"train/loss is not finite at step {step}; kept the last good checkpoint")
         if not self.dist.is_main:
             return
         save_checkpoint(self.checkpoint_path(), {
-            "step": step, "fingerprint": self.fingerprint, "model": loop.model.state_dict(),
-            "optimizer": loop.optimizer.state_dict(), "lr_schedule": loop.lr_schedule.state_dict(),
-            **callbacks.state_dict(), "rng": get_rng(), "best_eval": loop.best_eval,
-            "acc": {k: v.cpu() for k, v in loop.acc.items()},
+            "step": step, "fingerprint": self.fingerprint, "world_size": self.dist.world_size,
+            "model": loop.model.state_dict(), "optimizer": loop.optimizer.state_dict(),
+            "lr_schedule": loop.lr_schedule.state_dict(), **callbacks.state_dict(), "rng": get_rng(),
+            "best_eval": loop.best_eval, "acc": {k: v.cpu() for k, v in acc.items()},
         })
 
     # --- signals ---
@@ -248,7 +259,8 @@ class Trainer:
             optimizer.load_state_dict(resume_state["optimizer"])
             sched.load_state_dict(resume_state["lr_schedule"])
             set_rng(resume_state["rng"])
-            loop.acc = {k: resume_state["acc"][k].to(device) for k in ("loss", "correct", "seen")}
+            loop.acc = {k: _rank_row(resume_state["acc"][k], self.dist.rank).to(device)
+                        for k in ("loss", "correct", "seen")}
             loop.best_eval = float(resume_state.get("best_eval", float("nan")))
             loop.start = int(resume_state["step"]) + 1
         return loop, tensors
@@ -259,7 +271,7 @@ class Trainer:
         if any); returns the summary (accuracies, parameters kept, wall time, and what callbacks add).
         ``end_step`` is the last step at which masks change (for ``trainer.finetune_steps``)."""
         t_start = time.perf_counter()
-        cbs = Callbacks([*callbacks, CheckpointCallback(self.cfg.checkpoint_every)])
+        cbs = Callbacks([*callbacks, CheckpointCallback(self.cfg.checkpoint_every, self.cfg.eval_every)])
         if resume_state is None and (path := self.resume_path()) is not None:
             resume_state = self.load_checkpoint(path)
         loop, (xtr, ytr, xva, yva, xte, yte) = self._setup(model, data, end_step, resume_state)
@@ -291,10 +303,11 @@ class Trainer:
                 metrics.update(self._train_metrics(loop, step, lr, epoch + (i + 1) / loop.steps_per_epoch))
                 metrics.update(self._eval_metrics(loop, step, xva, yva))
                 cbs.on_step_end(loop, step, metrics)
-                if self._signal is not None:
+                if distributed.any_rank(self._signal is not None, loop.device):  # every rank stops at one step
                     loop.checkpoint(step)
-                    raise Interrupted(f"stopped by signal {self._signal} after step {step}; "
-                                      "resume with trainer.resume=true")
+                    raise Interrupted(f"stopped by signal {self._signal or 'on another rank'} after step {step}; "
+                                      f"resume with the same overrides and hydra.run.dir={self.run_dir} "
+                                      "trainer.resume=true")
         finally:
             for s, h in handlers.items():
                 signal.signal(s, h)

@@ -1,0 +1,558 @@
+"""The typed schemas of every config group and the checks of a composed config, in one place.
+
+The fixed groups (``trainer``, ``logger``, ``tracking``, ``prune``, ``schedule``, ``pattern``) and the top level
+are dataclasses stored in Hydra's ConfigStore as ``prunelab_schema``, the first entry of ``conf/config.yaml``'s
+defaults list: Hydra checks every YAML file and every override against them while it composes (``seed=abc`` or
+``trainer.deterministic=maybe`` fail there). The pluggable groups (``model``, ``dataset``, ``criterion``,
+``distribution``, ``optimizer``) take their keys from what is registered: each entry declares an options
+dataclass (``criteria/base.py: Options``; ``options=`` at ``MODELS.register`` / ``DATASETS.register``), and an
+optimizer's keys are the parameters of its ``torch.optim`` class.
+
+:func:`validate` runs every check that can be made from the config alone, before a single file is written:
+keys (also those added with ``+``, which Hydra lets through), :data:`RULES` (ranges and allowed values), the
+registered options, and the cross-field rules (the schedule inside the training length, pattern vs criterion,
+the device, the optimizer's values). :func:`as_config_error` turns Hydra's and OmegaConf's composition errors
+into the same one-line :class:`~prunelab.errors.ConfigError`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import math
+import os
+import re
+import secrets
+import time
+import typing
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from .errors import ConfigError
+from .options import config_to_dict, type_text
+from .training.trainer import TrainerConfig
+
+
+@dataclass
+class ScheduleSchema:
+    """``schedule``: when to prune and to what target. Start and end are fractions of the training length
+    (``start``, ``end``) or steps (``start_step``, ``end_step``; a step, when set, wins over its fraction)."""
+
+    target_sparsity: float = 0.9
+    initial_sparsity: float = 0.0
+    start: float | None = None
+    end: float | None = None
+    start_step: int | None = None
+    end_step: int | None = None
+    pruning_frequency: int = 1
+    sparsity_decay_type: str = "exp"
+
+
+@dataclass
+class PatternSchema:
+    """``pattern``: the tiling (``type``: NxM, N:M or channel), block score reduction and per-layer bounds."""
+
+    type: str = "1x1"
+    scope: str | None = None
+    block_reduce: str = "mean"
+    min_sparsity_ratio_per_op: float = 0.0
+    max_sparsity_ratio_per_op: float = 0.98
+
+
+@dataclass
+class PruneSchema:
+    """``prune``: which layers are pruned."""
+
+    op_types: list[str] = field(default_factory=lambda: ["Linear", "Conv1d", "Conv2d", "Conv3d"])
+    include: list[str] = field(default_factory=list)
+    exclude: list[str] = field(default_factory=list)
+    exclude_head: bool = True
+
+
+@dataclass
+class TrackingSchema:
+    """``tracking``: score histograms."""
+
+    log_scores_every: int = 0
+    histogram_bins: int = 64
+    histogram_scale: str = "log10"
+
+
+@dataclass
+class LoggerSchema:
+    """``logger``: ``backend`` wandb or none, and the W&B run's settings."""
+
+    backend: str = "none"
+    project: str | None = "prunelab"
+    entity: str | None = None
+    group: str | None = None
+    job_type: str | None = None
+    name: str | None = None
+    tags: list[str] = field(default_factory=list)
+    notes: str | None = None
+    mode: str | None = None
+
+
+@dataclass
+class PrunelabSchema:
+    """The top level. The pluggable groups are ``Any`` here: their keys come from what is registered."""
+
+    dataset: Any = None
+    model: Any = None
+    criterion: Any = None
+    distribution: Any = None
+    optimizer: Any = None
+    schedule: ScheduleSchema = field(default_factory=ScheduleSchema)
+    pattern: PatternSchema = field(default_factory=PatternSchema)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logger: LoggerSchema = field(default_factory=LoggerSchema)
+    prune: PruneSchema = field(default_factory=PruneSchema)
+    tracking: TrackingSchema = field(default_factory=TrackingSchema)
+    seed: int = 0
+    group: str = "default"
+
+
+#: the fixed groups and their schemas (checked key by key, also for keys added with `+`)
+FIXED_GROUPS: dict[str, type] = {"schedule": ScheduleSchema, "pattern": PatternSchema, "trainer": TrainerConfig,
+                                 "logger": LoggerSchema, "prune": PruneSchema, "tracking": TrackingSchema}
+SCHEMA_NAME = "prunelab_schema"
+
+
+def register_schemas() -> None:
+    """Store the schemas in Hydra's ConfigStore (idempotent) and register the resolvers the configs use."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name=SCHEMA_NAME, node=PrunelabSchema)
+    for name, fn in (("prunelab.run_id", run_id), ("prunelab.fingerprint", fingerprint_resolver)):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, fn)
+
+
+# ----------------------------------------------------------------------------------------------- rules
+@dataclass(frozen=True)
+class Rule:
+    """What a value must be beyond its type: a range and/or a set of choices (None: no bound)."""
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+    choices: tuple[Any, ...] | Callable[[], tuple[Any, ...]] | None = None
+
+    def allowed(self, kind: str) -> str:
+        if self.choices is not None:
+            return "one of " + ", ".join(map(str, self.options()))
+        lo = f">= {_num(self.ge)}" if self.ge is not None else f"> {_num(self.gt)}" if self.gt is not None else ""
+        hi = f"<= {_num(self.le)}" if self.le is not None else f"< {_num(self.lt)}" if self.lt is not None else ""
+        if lo and hi:
+            left = "[" if self.ge is not None else "("
+            right = "]" if self.le is not None else ")"
+            lo_v = self.ge if self.ge is not None else self.gt
+            hi_v = self.le if self.le is not None else self.lt
+            return f"{kind} in {left}{_num(lo_v)}, {_num(hi_v)}{right}"
+        return f"{kind} {lo or hi}".strip()
+
+    def options(self) -> tuple[Any, ...]:
+        return self.choices() if callable(self.choices) else tuple(self.choices or ())
+
+    def ok(self, v: Any) -> bool:
+        if self.choices is not None:
+            return v in self.options()
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
+            return False
+        return all((b is None or test) for b, test in (
+            (self.ge, self.ge is not None and v >= self.ge), (self.gt, self.gt is not None and v > self.gt),
+            (self.le, self.le is not None and v <= self.le), (self.lt, self.lt is not None and v < self.lt)))
+
+
+def _num(v: float | None) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def _decays() -> tuple[str, ...]:
+    from .schedule import DECAYS
+
+    return tuple(DECAYS)
+
+
+def _lr_schedules() -> tuple[str, ...]:
+    from .training.lr import LR_SCHEDULES
+
+    return LR_SCHEDULES
+
+
+SEED_MAX = 2**32 - 1
+#: ranges and allowed values of the fixed groups and the top level (types are the schemas'); null always passes
+RULES: dict[str, Rule] = {
+    "seed": Rule(ge=0, le=SEED_MAX),
+    "schedule.target_sparsity": Rule(ge=0.0, lt=1.0),
+    "schedule.initial_sparsity": Rule(ge=0.0, lt=1.0),
+    "schedule.start": Rule(ge=0.0, lt=1.0),
+    "schedule.end": Rule(ge=0.0, lt=1.0),
+    "schedule.start_step": Rule(ge=0),
+    "schedule.end_step": Rule(ge=0),
+    "schedule.pruning_frequency": Rule(ge=1),
+    "schedule.sparsity_decay_type": Rule(choices=_decays),
+    "pattern.scope": Rule(choices=("global", "local")),
+    "pattern.block_reduce": Rule(choices=("mean", "sum", "max")),
+    "pattern.min_sparsity_ratio_per_op": Rule(ge=0.0, lt=1.0),
+    "pattern.max_sparsity_ratio_per_op": Rule(gt=0.0, le=1.0),
+    "trainer.max_steps": Rule(ge=1),
+    "trainer.epochs": Rule(ge=1),
+    "trainer.batch_size": Rule(ge=1),
+    "trainer.eval_batch_size": Rule(ge=1),
+    "trainer.eval_every": Rule(ge=0),
+    "trainer.log_every": Rule(ge=1),
+    "trainer.finetune_steps": Rule(ge=0),
+    "trainer.lr_schedule": Rule(choices=_lr_schedules),
+    "trainer.warmup_steps": Rule(ge=0),
+    "trainer.lr_step_size": Rule(ge=1),
+    "trainer.lr_gamma": Rule(gt=0.0),
+    "trainer.lr_min_factor": Rule(ge=0.0, le=1.0),
+    "trainer.grad_clip": Rule(gt=0.0),
+    "trainer.checkpoint_every": Rule(ge=0),
+    "trainer.progress": Rule(choices=("auto", "bar", "lines", "none")),
+    "trainer.num_threads": Rule(ge=1),
+    "tracking.log_scores_every": Rule(ge=0),
+    "tracking.histogram_bins": Rule(ge=1),
+    "tracking.histogram_scale": Rule(choices=("log10", "linear")),
+    "logger.backend": Rule(choices=("wandb", "none")),
+}
+
+
+def _kind(schema: type, key: str) -> str:
+    return type_text(typing.get_type_hints(schema).get(key, Any)).removesuffix(" or null")
+
+
+def check_rules(cfg: Mapping[str, Any]) -> None:
+    """Every :data:`RULES` entry (a list's items are checked one by one)."""
+    for dotted, rule in RULES.items():
+        group, _, key = dotted.rpartition(".")
+        node = cfg.get(group) if group else cfg
+        if node is None or key not in node:
+            continue
+        value = node[key]
+        schema = FIXED_GROUPS.get(group, PrunelabSchema)
+        for v in (value if isinstance(value, (list, tuple)) else [value]):
+            if v is not None and not rule.ok(v):
+                raise ConfigError(dotted, v, rule.allowed(_kind(schema, key)))
+
+
+def check_keys(cfg: Mapping[str, Any]) -> None:
+    """No key outside the schemas: Hydra lets keys added with ``+`` (or ``++``) through; they are errors here."""
+    top = [f.name for f in dataclasses.fields(PrunelabSchema)]
+    for key in cfg:
+        if key not in top and key != "hydra":
+            raise ConfigError(str(key), cfg[key], f"a top-level key: {', '.join(top)}")
+    for group, schema in FIXED_GROUPS.items():
+        names = [f.name for f in dataclasses.fields(schema)]
+        for key in cfg.get(group) or {}:
+            if key not in names:
+                raise ConfigError(f"{group}.{key}", cfg[group][key], f"a key of {group}: {', '.join(names)}")
+
+
+# ----------------------------------------------------------------------------------------------- registered
+def check_registered(cfg: Mapping[str, Any]) -> None:
+    """The pluggable groups against what is registered: the names, and every key against the entry's options."""
+    from . import data as data_mod
+    from . import models as models_mod
+    from .criteria import CRITERIA
+    from .criteria.base import parse_options
+    from .sparsity.distribution import DISTRIBUTIONS
+
+    crit = cfg.get("criterion") or {}
+    parse_options(CRITERIA.get(str(crit.get("criterion_type"))), crit)
+    for registry, group in ((models_mod.MODELS, "model"), (data_mod.DATASETS, "dataset")):
+        node = cfg.get(group) or {}
+        name = str(node.get("name"))
+        registry.get(name)
+        registry.parse(name, node)
+    dist = cfg.get("distribution")
+    if isinstance(dist, Mapping):
+        name = str(dist.get("name", "global"))
+        DISTRIBUTIONS.get(name)
+        DISTRIBUTIONS.parse(name, dist, ignore=("name",))
+
+
+def check_op_types(op_types: Any) -> None:
+    """``prune.op_types``: names of torch.nn layer classes."""
+    from torch import nn
+
+    for name in op_types or []:
+        cls = getattr(nn, str(name), None)
+        if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+            raise ConfigError("prune.op_types", name, "names of torch.nn layer classes, e.g. Linear, Conv2d")
+
+
+def optimizer_class(opt: Mapping[str, Any]) -> type:
+    """The ``torch.optim`` class ``optimizer._target_`` names."""
+    import torch
+
+    target = str(opt.get("_target_", ""))
+    cls = None
+    if target.startswith("torch.optim."):
+        obj: Any = torch
+        for part in target.split(".")[1:]:
+            obj = getattr(obj, part, None)
+        cls = obj
+    if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
+        raise ConfigError("optimizer._target_", opt.get("_target_"), "a torch.optim optimizer class, e.g. "
+                          "torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW")
+    return cls
+
+
+def check_optimizer(opt: Mapping[str, Any]) -> None:
+    """``optimizer``: a torch.optim class; every key one of its parameters, of the type of its default; values
+    the class accepts (built once on a dummy parameter, so torch's own checks run before any file is written)."""
+    import torch
+
+    cls = optimizer_class(opt)
+    params = {n: p for n, p in inspect.signature(cls.__init__).parameters.items() if n not in ("self", "params")}
+    for key, value in opt.items():
+        if key in ("_target_", "_partial_"):
+            continue
+        if key not in params:
+            raise ConfigError(f"optimizer.{key}", value, f"a parameter of {cls.__name__}: {', '.join(params)}")
+        want = _kind_of_default(params[key].default)
+        if want is not None and not _is_kind(value, want):
+            raise ConfigError(f"optimizer.{key}", value, f"{type_text(want)} ({cls.__name__}'s {key})")
+    if opt.get("_partial_") is not True:
+        raise ConfigError("optimizer._partial_", opt.get("_partial_"), "true (the trainer passes the parameters)")
+    lr = opt.get("lr")
+    if lr is not None and not (isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr > 0):
+        raise ConfigError("optimizer.lr", lr, "a number > 0")
+    kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in opt.items() if not k.startswith("_")}
+    try:
+        cls([torch.zeros(1, requires_grad=True)], **kwargs)
+    except (ValueError, TypeError, RuntimeError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        low = msg.lower()
+        key = next((k for k in kwargs if k.replace("_", " ") in low or k in low or k.rstrip("s") in low), None)
+        if key is None and "nesterov" in msg.lower():
+            key = "nesterov"
+        shown = f"optimizer.{key}" if key else "optimizer"
+        raise ConfigError(shown, kwargs.get(key) if key else cls.__name__, f"a value {cls.__name__} accepts ({msg})") \
+            from None
+
+
+def _kind_of_default(default: Any) -> Any:
+    if default is inspect.Parameter.empty or default is None:
+        return None
+    if isinstance(default, bool):
+        return bool
+    if isinstance(default, (int, float)):
+        return float
+    if isinstance(default, tuple):
+        return list[float]
+    if isinstance(default, str):
+        return str
+    return None
+
+
+def _is_kind(value: Any, want: Any) -> bool:
+    if value is None:
+        return True
+    if want is bool:
+        return isinstance(value, bool)
+    if want is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if want is str:
+        return isinstance(value, str)
+    if typing.get_origin(want) is list:
+        return isinstance(value, (list, tuple)) and all(_is_kind(v, float) for v in value)
+    return True
+
+
+# ----------------------------------------------------------------------------------------------- validate
+def training_steps(cfg: Mapping[str, Any]) -> int | None:
+    """The training length in steps where the config alone says it (``trainer.max_steps``), else None
+    (``trainer.epochs`` needs the data's size; ``trainer.finetune_steps`` the schedule's end)."""
+    tr = cfg.get("trainer") or {}
+    if tr.get("finetune_steps") is None and tr.get("max_steps") is not None:
+        return int(tr["max_steps"])
+    return None
+
+
+def validate(cfg: DictConfig | Mapping[str, Any]) -> None:
+    """Every check the config alone allows, before any data, model or file (each error: one line)."""
+    from .pruner import build_pattern, check_compatible
+    from .criteria import CRITERIA
+    from .schedule import Schedule
+    from .sparsity.distribution import resolve_distribution
+    from .tracking.build import check_logger_config
+    from .training.trainer import resolve_device
+
+    plain = config_to_dict(cfg) if not isinstance(cfg, dict) else cfg
+    check_keys(plain)
+    check_rules(plain)
+    check_registered(plain)
+    tr = plain["trainer"]
+    if tr.get("max_steps") is None and tr.get("epochs") is None and tr.get("finetune_steps") is None:
+        raise ConfigError("trainer.max_steps", None, "a number of steps >= 1 (or set trainer.epochs)")
+    sched = plain["schedule"]
+    if sched.get("start_step") is None and sched.get("end_step") is None and None not in (sched.get("start"),
+                                                                                           sched.get("end")):
+        if sched["start"] > sched["end"]:
+            raise ConfigError("schedule.start", sched["start"], f"<= schedule.end ({sched['end']})")
+    total = training_steps(plain)
+    # with trainer.epochs the length needs the data: fractions are placed on a provisional length here, and the
+    # app checks the schedule again once the data are loaded
+    provisional = total if total is not None or tr.get("finetune_steps") is not None else 1_000_000
+    schedule = Schedule.from_config(plain["schedule"], total_steps=provisional)
+    pattern = build_pattern(plain["pattern"])
+    distribution = resolve_distribution(plain.get("distribution"), pattern.scope)
+    check_compatible(CRITERIA.get(str(plain["criterion"]["criterion_type"])), pattern, schedule, distribution)
+    if total is not None and schedule.end_step >= total:
+        raise ConfigError("schedule.end_step", schedule.end_step, f"a step below the training length of {total} "
+                          "(trainer.max_steps); or the end as a fraction of training, e.g. schedule.end=0.6")
+    check_op_types(plain["prune"].get("op_types"))
+    TrainerConfig.from_config(tr)
+    resolve_device(str(tr.get("device", "auto")))
+    from .rundir import resume_mode
+
+    if resume_mode(tr.get("resume")) == "path" and not os.path.exists(str(tr["resume"])):
+        raise ConfigError("trainer.resume", tr["resume"], "true, false, auto, or an existing checkpoint file or run "
+                          "directory")
+    check_optimizer(plain.get("optimizer") or {})
+    check_logger_config(plain)
+
+
+# ----------------------------------------------------------------------------------------------- errors
+def as_config_error(exc: BaseException) -> ConfigError | None:
+    """The one-line error for an exception Hydra or OmegaConf raised while composing the config, or None when it
+    is not a config error (a bug: its traceback is shown)."""
+    from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
+    from omegaconf.errors import OmegaConfBaseException
+
+    if isinstance(exc, ConfigError):
+        return exc
+    if isinstance(exc, MissingConfigException):
+        return _missing_option(exc)
+    if isinstance(exc, OverrideParseException):
+        first = str(exc).splitlines()[0] if str(exc) else "cannot be parsed"
+        return ConfigError("override", _unparsable_override() or "?", f"key=value in Hydra's override grammar ({first})")
+    cause = exc.__cause__ if isinstance(exc, ConfigCompositionException) else exc
+    if isinstance(cause, OmegaConfBaseException):
+        return _omegaconf_error(cause, str(exc))
+    if isinstance(exc, ConfigCompositionException):
+        text = str(exc).splitlines()[0] if str(exc) else "cannot be composed"
+        return ConfigError("config", _override_of(exc) or "?", text)
+    return None
+
+
+def _unparsable_override() -> str | None:
+    """The first command-line override Hydra's grammar rejects."""
+    import sys
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    parser = OverridesParser.create()
+    for arg in sys.argv[1:]:
+        if arg.startswith("-") or "=" not in arg:
+            continue
+        try:
+            parser.parse_overrides([arg])
+        except OverrideParseException:
+            return arg
+    return None
+
+
+def _override_of(exc: BaseException) -> str | None:
+    m = re.search(r"override '?([^'\s]+=[^'\s]*)", str(exc))
+    return m.group(1) if m else None
+
+
+def _missing_option(exc: Any) -> ConfigError:
+    missing = str(getattr(exc, "missing_cfg_file", "") or "")
+    group, _, name = missing.rpartition("/")
+    options = getattr(exc, "options", None)
+    if options is None:
+        m = re.search(r"Could not find '([^']+)'", str(exc))
+        group, _, name = (m.group(1) if m else missing).rpartition("/")
+        options = _group_options(group)
+    allowed = f"one of {', '.join(sorted(options))}" if options else "an existing config"
+    return ConfigError(group or "config", name, allowed)
+
+
+def _group_options(group: str) -> list[str]:
+    from pathlib import Path
+
+    from . import conf
+
+    folder = Path(conf.__file__).parent / group
+    return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+
+
+def _omegaconf_error(err: Any, context: str) -> ConfigError:
+    key = str(getattr(err, "full_key", "") or "")
+    msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+    value: Any = "?"
+    m = re.search(r"Value '([^']*)'", msg) or re.search(r"override [^=]+=(\S+)", context)
+    if m:
+        value = m.group(1)
+    group, _, leaf = key.rpartition(".")
+    schema = FIXED_GROUPS.get(group) if group else PrunelabSchema
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ConfigTypeError
+
+    if isinstance(err, (ConfigKeyError, ConfigAttributeError)) and ("not in" in msg or "not in struct" in msg):
+        o = _override_of(context)
+        value = o.split("=", 1)[1] if o else value
+        names = [f.name for f in dataclasses.fields(schema)] if schema else []
+        if names:
+            return ConfigError(key, value, f"{'a key of ' + group if group else 'a top-level key'}: {', '.join(names)}")
+        return ConfigError(key, value, f"a key the chosen {group or 'config'} has (prunelab --cfg job lists them)")
+    if isinstance(err, ConfigTypeError) and "deletion" in msg:
+        return ConfigError(f"~{key}", "", "a key that may be removed (this one is part of the schema; set it to "
+                           "another value instead)")
+    if schema is not None and leaf in {f.name for f in dataclasses.fields(schema)}:
+        kind = type_text(typing.get_type_hints(schema)[leaf])
+        rule = RULES.get(key)
+        return ConfigError(key, value, rule.allowed(kind.removesuffix(" or null")) if rule and rule.choices is None
+                           else kind)
+    return ConfigError(key or "config", value, msg)
+
+
+# ----------------------------------------------------------------------------------------------- resolvers
+RUN_ID_ENV = "PRUNELAB_RUN_ID"
+_PROCESS_RUN_ID: list[str] = []
+
+
+def new_run_id() -> str:
+    """A name part no two runs share: the local time to the second and 6 random hex digits."""
+    return time.strftime("%Y-%m-%d_%H-%M-%S") + "_" + secrets.token_hex(3)
+
+
+def run_id() -> str:
+    """``${prunelab.run_id:}``: this invocation's id (the CLI sets it once in ``$PRUNELAB_RUN_ID``, which the
+    processes of a sweep inherit, so they agree on the sweep directory); one per process otherwise."""
+    if os.environ.get(RUN_ID_ENV):
+        return os.environ[RUN_ID_ENV]
+    if not _PROCESS_RUN_ID:
+        _PROCESS_RUN_ID.append(new_run_id())
+    return _PROCESS_RUN_ID[0]
+
+
+def fingerprint_resolver(*, _root_: DictConfig) -> str:
+    """``${prunelab.fingerprint:}``: the first 8 hex digits of the job's config fingerprint (job directories
+    of a sweep are named by what they compute, so a re-run sweep finds each job's directory whatever the order)."""
+    from .rundir import config_fingerprint
+
+    return config_fingerprint(task_config(_root_), int(os.environ.get("WORLD_SIZE", "1")))[:8]
+
+
+def task_config(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config without the ``hydra`` node, as plain containers."""
+    keys = [k for k in cfg if k != "hydra"]
+    return typing.cast(dict, OmegaConf.to_container(OmegaConf.masked_copy(cfg, keys), resolve=True))
+
+
+register_schemas()
+# conf/hydra/launcher/{basic,joblib,submitit_local}.yaml replace the launchers' own configs of those names (with
+# prunelab's launcher classes); Hydra then merges each with its namesake schema and warns that it does. It is
+# what is intended, and the files are complete without the merge.
+warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/\w+' is validated against ConfigStore schema",
+                        category=UserWarning)
