@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 
 from . import conf
 from . import config as _config  # noqa: F401 - registers the schemas and resolvers before Hydra composes
-from .errors import Abort, ConfigError
+from .errors import Abort, ConfigError, report_error
 
 CONF_DIR = Path(conf.__file__).parent  # the config groups (conf/ in the repository, prunelab/conf in the wheel)
 
@@ -51,7 +51,7 @@ def main(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from .app import record_failure, report_error, run
+    from .app import record_failure, run
 
     hc = HydraConfig.get()
     files = {"config.yaml": cfg, "hydra.yaml": hc, "overrides.yaml": hc.overrides.task}
@@ -78,20 +78,23 @@ def main(cfg: DictConfig) -> float | None:
 USER_FULL_ERROR = "PRUNELAB_USER_FULL_ERROR"
 
 
+def _trainer_errors() -> tuple[type, type] | tuple[()]:
+    """The trainer's NonFiniteLoss and Interrupted, if the trainer was imported (else no exception is one)."""
+    trainer = sys.modules.get(f"{__package__}.training.trainer")
+    return (trainer.NonFiniteLoss, trainer.Interrupted) if trainer is not None else ()
+
+
 def expected(exc: BaseException) -> bool:
     """Whether ``exc`` ends a run with one line (no traceback)."""
-    from .training.trainer import Interrupted, NonFiniteLoss
-
-    return isinstance(exc, (ConfigError, NonFiniteLoss, Interrupted)) or \
+    return isinstance(exc, (ConfigError, *_trainer_errors())) or \
         (isinstance(exc, OSError) and exc.errno in DISK_ERRORS)
 
 
 def exit_code(exc: BaseException) -> int:
-    from .training.trainer import Interrupted
-
     if isinstance(exc, ConfigError):
         return EXIT_CONFIG
-    return EXIT_INTERRUPTED if isinstance(exc, (Interrupted, KeyboardInterrupt)) else EXIT_FAILED
+    interrupted = _trainer_errors()[1:]
+    return EXIT_INTERRUPTED if isinstance(exc, (KeyboardInterrupt, *interrupted)) else EXIT_FAILED
 
 
 def cli() -> None:
@@ -126,14 +129,12 @@ def _fail(exc: BaseException) -> None:
     if os.environ.get(USER_FULL_ERROR) == "1":
         raise exc
     if isinstance(exc, KeyboardInterrupt):
-        print("prunelab: error: interrupted (Ctrl-C) before the run started; nothing was written", file=sys.stderr,
-              flush=True)
+        where = "" if rundir.started() else " before the run started; nothing was written"
+        print(f"prunelab: error: interrupted (Ctrl-C){where}", file=sys.stderr, flush=True)
         sys.exit(EXIT_INTERRUPTED)
     err = as_config_error(exc)
     if err is None and not expected(exc):
         raise exc  # a bug: its traceback helps
-    from .app import report_error
-
     report_error(err or exc)
     sys.exit(exit_code(err or exc))
 

@@ -2,7 +2,7 @@
 
 ``python -m prunelab`` (the Hydra app in ``__main__``) calls :func:`run`. The order is the contract:
 
-1. :class:`StartChecks` (a Hydra callback, before Hydra creates anything) and :func:`run` check the whole
+1. :class:`~prunelab.checks.StartChecks` (a Hydra callback, before Hydra creates anything) and :func:`run` check the whole
    config (:func:`prunelab.config.validate`) and what the run directory holds (:func:`prunelab.rundir.decide`);
 2. the directory is claimed: locked for the run's life; a finished run of this config is returned, an
    unfinished one resumed from its checkpoint or restarted (the earlier attempt moved aside);
@@ -21,14 +21,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from . import config as config_mod
 from . import data as data_mod
 from . import models as models_mod
 from . import rundir
-from .errors import Abort, ConfigError
+from .checks import fingerprint_of
+from .errors import ConfigError
 from .pruner import Pruner
 from .schedule import Schedule
 from .tracking.build import build_tracker
@@ -48,41 +48,6 @@ def run_name(cfg: DictConfig) -> str:
 def validate(cfg: DictConfig) -> None:
     """Check the whole composed config before any data or model is built (each error: one line)."""
     config_mod.validate(cfg)
-
-
-def world_size() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
-def fingerprint_of(cfg: DictConfig, world: int) -> str:
-    return rundir.config_fingerprint(config_mod.task_config(cfg), world)
-
-
-class StartChecks(Callback):
-    """Hydra callback: a single run's config and directory are checked before Hydra creates the directory
-    (Hydra's ``run_job`` makes it first), and the directories about to be created are noted, so that a run
-    refused later in its start removes them again."""
-
-    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        try:
-            check_start(config)
-        except Exception as exc:  # Hydra would turn it into a warning and go on
-            raise Abort(exc) from exc
-
-
-def check_start(config: DictConfig) -> None:
-    """The checks of :class:`StartChecks`, before Hydra creates the run directory."""
-    from hydra.core.hydra_config import HydraConfig
-
-    HydraConfig.instance().set_config(config)
-    validate(config)
-    if int(os.environ.get("RANK", "0")) > 0:
-        return  # rank 0 owns the run directory
-    run_dir = Path(str(config.hydra.run.dir)).absolute()
-    rundir.check_target(run_dir, "hydra.run.dir")
-    state = rundir.inspect(run_dir)
-    rundir.decide(state, fingerprint_of(config, world_size()), config.trainer.resume, world_size())
-    rundir.note_new_dirs(run_dir)
 
 
 def run(cfg: DictConfig, run_dir: str | Path, hydra_files: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -134,7 +99,7 @@ class Claim:
     def begin(self, cfg: DictConfig, decision: rundir.Decision, hydra_files: dict[str, Any] | None) -> None:
         """Everything checked: the directory becomes this run's (rank 0 writes)."""
         self.started = True
-        rundir.forget_new_dirs()
+        rundir.mark_started()
         if not self.dist.is_main:
             return
         try:
@@ -283,12 +248,6 @@ def format_summary(s: dict[str, Any]) -> str:
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
 
-def report_error(exc: BaseException) -> None:
-    """The one-line error a user sees: the last line of stderr."""
-    print(f"prunelab: error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr,
-          flush=True)
-
-
 def record_failure(cfg: DictConfig, run_dir: str | Path, exc: BaseException) -> None:
     """Mark a failed multirun job in its run directory, unless the directory holds a run (its own failure is
     recorded already; an earlier run's files are never touched) or another process holds it."""
@@ -299,4 +258,4 @@ def record_failure(cfg: DictConfig, run_dir: str | Path, exc: BaseException) -> 
     rundir.write_status(run_dir, "failed", error=f"{type(exc).__name__}: {exc}", name=run_name(cfg))
 
 
-__all__ = ["run", "validate", "run_name", "format_summary", "report_error", "record_failure", "StartChecks"]
+__all__ = ["run", "validate", "run_name", "format_summary", "record_failure"]

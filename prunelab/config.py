@@ -33,7 +33,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .errors import ConfigError
 from .options import config_to_dict, type_text
-from .training.trainer import TrainerConfig
+from .training.config import TrainerConfig
 
 
 @dataclass
@@ -378,16 +378,16 @@ def training_steps(cfg: Mapping[str, Any]) -> int | None:
 
 def validate(cfg: DictConfig | Mapping[str, Any]) -> None:
     """Every check the config alone allows, before any data, model or file (each error: one line)."""
-    from .pruner import build_pattern, check_compatible
+    plain = config_to_dict(cfg) if not isinstance(cfg, dict) else cfg
+    check_keys(plain)
+    check_rules(plain)  # the checks up to here import no torch: a typo is answered at once
     from .criteria import CRITERIA
+    from .pruner import build_pattern, check_compatible
     from .schedule import Schedule
     from .sparsity.distribution import resolve_distribution
     from .tracking.build import check_logger_config
     from .training.trainer import resolve_device
 
-    plain = config_to_dict(cfg) if not isinstance(cfg, dict) else cfg
-    check_keys(plain)
-    check_rules(plain)
     check_registered(plain)
     tr = plain["trainer"]
     if tr.get("max_steps") is None and tr.get("epochs") is None and tr.get("finetune_steps") is None:

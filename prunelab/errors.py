@@ -1,6 +1,7 @@
 """One error type for bad input: one line naming the key, the value and what is allowed."""
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 
@@ -26,3 +27,9 @@ class Abort(BaseException):
     def __init__(self, exc: BaseException) -> None:
         super().__init__(str(exc))
         self.exc = exc
+
+
+def report_error(exc: BaseException) -> None:
+    """The one-line error a user sees: the last line of stderr (``prunelab: error: <first line of exc>``)."""
+    print(f"prunelab: error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr,
+          flush=True)

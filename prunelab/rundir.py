@@ -31,12 +31,11 @@ import math
 import os
 import shutil
 import socket
+import sys
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
-
-from torch import Tensor
 
 from .errors import ConfigError
 
@@ -72,7 +71,8 @@ LOCK_PATIENCE_S = 0.5
 # ----------------------------------------------------------------------------------------------- writing
 def jsonable(v: Any) -> Any:
     """A value JSON can hold: tensors as numbers or lists, NaN as null, infinities as +-1e308."""
-    if isinstance(v, Tensor):
+    torch = sys.modules.get("torch")  # a tensor exists only where torch was imported
+    if torch is not None and isinstance(v, torch.Tensor):
         return v.item() if v.numel() == 1 else v.tolist()
     if isinstance(v, float) and not math.isfinite(v):
         return None if math.isnan(v) else (1e308 if v > 0 else -1e308)
@@ -398,6 +398,7 @@ def write_status(run_dir: str | os.PathLike, status: str, **fields: Any) -> None
 
 # ----------------------------------------------------------------------------------------------- paths
 _NEW_DIRS: list[Path] = []
+_STARTED: list[bool] = []
 
 
 def check_target(path: str | os.PathLike, key: str) -> None:
@@ -443,9 +444,15 @@ def remove_new_dirs() -> None:
     _NEW_DIRS.clear()
 
 
-def forget_new_dirs() -> None:
-    """The run started: its directories are its own now."""
+def mark_started() -> None:
+    """The run (or sweep) started: its directories are its own now."""
     _NEW_DIRS.clear()
+    _STARTED.append(True)
+
+
+def started() -> bool:
+    """Whether this process started a run or sweep (wrote into a run directory)."""
+    return bool(_STARTED)
 
 
 def write_error(exc: OSError, path: str | os.PathLike, key: str = "hydra.run.dir") -> ConfigError:

@@ -21,7 +21,6 @@ import json
 import os
 import pickle
 import signal
-import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -133,7 +132,7 @@ class Job:
 
 def compose_jobs(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[Job]:
     """Every job's config, as the launcher runs it (job number and id set), its directory and fingerprint."""
-    from .app import fingerprint_of
+    from .checks import fingerprint_of
 
     jobs = []
     for i, overrides in enumerate(job_overrides):
@@ -192,7 +191,7 @@ def check_sweep(config: DictConfig, jobs: list[Job]) -> None:
         _START.append(SweepStart(sweep_dir, None))
     _START[0].jobs += [j.subdir for j in jobs if j.subdir not in _START[0].jobs]
     _START[0].checked = True
-    rundir.forget_new_dirs()
+    rundir.mark_started()
 
 
 # ----------------------------------------------------------------------------------------------- launchers
@@ -215,15 +214,19 @@ def launch_basic(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_
 
 
 def launch_joblib(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
-    """``hydra/launcher=joblib``: ``n_jobs`` jobs at a time, each in a process of its own (threads of this process
-    only wait for them), so a job killed by the OS costs no other job; a killed job is recorded as failed in its
-    directory, its checkpoint kept (``trainer.resume=auto`` in a re-run continues it)."""
+    """``hydra/launcher=joblib``: ``n_jobs`` jobs at a time, each in a process of its own, so a job killed by the
+    OS costs no other job; a killed job is recorded as failed in its directory, its checkpoint kept
+    (``trainer.resume=auto`` in a re-run continues it). The processes are forked from a server that imported
+    prunelab and torch once (multiprocessing's forkserver), so a job starts at once; threads of this process
+    only wait for them."""
+    import multiprocessing
     from hydra.core.singleton import Singleton
     from joblib import Parallel, delayed
 
     setup_globals()
     jobs = compose_jobs(launcher, job_overrides, initial_job_idx)
     check_sweep(launcher.config, jobs)
+    multiprocessing.set_forkserver_preload(["prunelab.app", "prunelab.sweep"])
     state = Singleton.get_state()
     n_jobs = int(launcher.joblib.get("n_jobs", -1) or -1)
     return list(Parallel(n_jobs=n_jobs, backend="threading")(
@@ -231,27 +234,32 @@ def launch_joblib(launcher: Any, job_overrides: Sequence[Sequence[str]], initial
 
 
 def _in_child(launcher: Any, job: Job, singleton_state: Any) -> JobReturn:
+    import multiprocessing
+
     import cloudpickle
 
     sweep_dir = Path(str(launcher.config.hydra.sweep.dir)).absolute()
+    payload = cloudpickle.dumps({"context": launcher.hydra_context, "task": launcher.task_function,
+                                 "config": job.config, "singletons": singleton_state})
     with tempfile.TemporaryDirectory(prefix="prunelab-job-") as tmp:
-        inp, out = Path(tmp) / "job.pkl", Path(tmp) / "return.pkl"
-        inp.write_bytes(cloudpickle.dumps({"context": launcher.hydra_context, "task": launcher.task_function,
-                                           "config": job.config, "singletons": singleton_state}))
-        code = subprocess.call([sys.executable, "-c", "import sys; from prunelab.sweep import run_job_file; "
-                                "run_job_file(sys.argv[1], sys.argv[2])", str(inp), str(out)])
+        out = Path(tmp) / "return.pkl"
+        proc = multiprocessing.get_context("forkserver").Process(
+            target=run_job_payload, args=(payload, str(out)), name=f"prunelab-job-{job.num}")
+        proc.start()
+        proc.join()
         if out.exists():
             return pickle.loads(out.read_bytes())
+        code = proc.exitcode
     return job_lost(job, sweep_dir, code)
 
 
-def run_job_file(inp: str, out: str) -> None:
+def run_job_payload(payload: bytes, out: str) -> None:
     """In a job's own process: run the pickled job as Hydra's launchers do and pickle its ``JobReturn``."""
     import cloudpickle
     from hydra.core.hydra_config import HydraConfig
     from hydra.core.singleton import Singleton
 
-    spec = pickle.loads(Path(inp).read_bytes())
+    spec = pickle.loads(payload)
     setup_globals()
     Singleton.set_state(spec["singletons"])
     HydraConfig.instance().set_config(spec["config"])
@@ -327,4 +335,4 @@ def _exit_code(sub: Any) -> int | None:
 
 
 __all__ = ["FailedJobs", "check_sweep", "job_statuses", "undo_start", "launch_basic", "launch_joblib",
-           "launch_submitit", "run_job_file"]
+           "launch_submitit", "run_job_payload"]

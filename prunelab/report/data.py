@@ -20,11 +20,12 @@ from typing import Any
 
 import numpy as np
 
+from .. import rundir
+
 RUN_MARKERS = ("summary.json", "metrics.jsonl", ".hydra")
-# config keys that say how a run was executed or labelled, not what was compared (prefixes of flattened keys)
-EXECUTION_KEYS = ("logger", "group", "hydra", "tracking", "trainer.progress", "trainer.device",
-                  "trainer.resume", "trainer.checkpoint_every", "trainer.deterministic", "trainer.eval_every",
-                  "trainer.log_every", "trainer.eval_batch_size")
+# config keys that say how a run was executed or labelled, not what was compared (prefixes of flattened keys):
+# the run directory's execution keys (threads, device, logger, progress, checkpoint period, ...), and more
+EXECUTION_KEYS = (*rundir.EXECUTION_KEYS, "hydra", "trainer.eval_every")
 CRITERION_KEYS = ("criterion",)
 TARGET_KEY = "schedule.target_sparsity"
 SEED_KEY = "seed"
@@ -43,6 +44,7 @@ class Run:
     status: str
     error: str | None = None
     setting: str = ""  # what distinguishes this run's comparison from others in the report ("" if only one)
+    _masks: Any = field(default=None, repr=False)  # masks.pt, once load_run has read it
 
     @property
     def criterion(self) -> str:
@@ -95,6 +97,8 @@ class Run:
 
     def masks(self) -> dict[str, Any] | None:
         """The final bool masks by layer name (True = kept), or None when ``masks.pt`` is missing."""
+        if getattr(self, "_masks", None) is not None:
+            return self._masks
         path = self.path / "masks.pt"
         if not path.exists():
             return None
@@ -142,8 +146,8 @@ def read_config(run_dir: Path) -> dict[str, Any]:
     for path in (run_dir / "config.yaml", run_dir / ".hydra" / "config.yaml"):
         if path.exists():
             try:
-                return flatten(yaml.safe_load(path.read_text()) or {})
-            except yaml.YAMLError:
+                return flatten(yaml.safe_load(path.read_bytes().decode("utf-8")) or {})
+            except (OSError, ValueError, yaml.YAMLError):
                 continue
     return {}
 
@@ -156,24 +160,94 @@ def config_from_summary(summary: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_run(run_dir: Path) -> Run:
-    """Read one run directory; never raises for a broken run: it comes back with status failed or unfinished."""
-    summary: dict[str, Any] = {}
-    status, error = "unfinished", None
-    summary_path = run_dir / "summary.json"
-    if summary_path.exists():
-        try:
-            summary = json.loads(summary_path.read_text())
-            status = str(summary.get("status", "unfinished"))
-            error = summary.get("error")
-        except ValueError as exc:
-            status, error = "failed", f"unreadable summary.json: {exc}"
+    """Read one run directory; never raises for a broken run: it comes back with status failed, unfinished,
+    killed or ``unreadable`` (a file that cannot be read: a summary that is not a JSON object, a record that is
+    not JSON, masks that torch cannot load), with the reason as its error."""
+    state = rundir.inspect(run_dir)
+    summary = state.summary or {}
+    status = state.observed if state.observed not in ("empty",) else "unfinished"
+    error = summary.get("error") if isinstance(summary.get("error"), str) else None
+    if state.summary_problem:
+        status, error = "unreadable", state.summary_problem
     config = read_config(run_dir) or config_from_summary(summary)
     run = Run(run_dir, summary, config, status, error)
-    if status == "finished" and _float_or_none(summary.get("test/acc")) is None:
+    problem = check_files(run)
+    if problem:
+        run.status, run.error = "unreadable", problem
+    elif run.status == "finished" and _float_or_none(summary.get("test/acc")) is None:
         run.status, run.error = "incomplete", "summary.json says finished but has no test/acc"
     if run.status != "finished" and not run.error:
         run.error = unfinished_reason(run)
     return run
+
+
+def check_files(run: Run) -> str | None:
+    """Read the run's records and masks once, strictly (they are kept on the run): the reason the first
+    unreadable one cannot be read, or None. A torn last line (a run killed while writing it) is not a fault."""
+    for name, check in (("metrics.jsonl", _check_metric), ("scores.jsonl", _check_score)):
+        records, problem = read_records(run.path / name, check)
+        if problem:
+            return problem
+        run.__dict__[name.split(".")[0]] = records  # the cached_property's value
+    path = run.path / "masks.pt"
+    if path.exists():
+        import torch
+
+        try:
+            masks = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - any failure to load is a reason to list, not to stop
+            return f"masks.pt is unreadable ({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''})"
+        if not isinstance(masks, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                                  for k, v in masks.items()):
+            return "masks.pt holds no dict of layer name -> mask tensor"
+        run._masks = masks
+    return None
+
+
+def read_records(path: Path, check: Callable[[dict[str, Any]], str | None]) -> tuple[list[dict[str, Any]], str | None]:
+    """``(records, None)`` of a ``.jsonl`` file whose every line is a JSON object passing ``check``, or
+    ``([], reason)``. The last line may be torn (a kill mid-write): it is skipped."""
+    if not path.exists():
+        return [], None
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return [], f"{path.name} is not UTF-8 text (byte {exc.start}: {exc.object[exc.start:exc.start + 1]!r})"
+    except OSError as exc:
+        return [], f"{path.name} cannot be read ({exc.strerror})"
+    lines = text.splitlines()
+    out = []
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            if i == len(lines) and not text.endswith("\n"):
+                break  # torn by a kill
+            return [], f"{path.name} line {i} is not JSON"
+        why = check(rec) if isinstance(rec, dict) else "not a JSON object"
+        if why:
+            return [], f"{path.name} line {i}: {why}"
+        out.append(rec)
+    return out, None
+
+
+def _check_metric(rec: dict[str, Any]) -> str | None:
+    if not isinstance(rec.get("step"), int) or isinstance(rec.get("step"), bool):
+        return "no integer step"
+    bad = [k for k, v in rec.items() if not (v is None or isinstance(v, (int, float)))]
+    return f"{bad[0]} is not a number" if bad else None
+
+
+def _check_score(rec: dict[str, Any]) -> str | None:
+    if not isinstance(rec.get("step"), int) or not isinstance(rec.get("layer"), str):
+        return "no integer step and layer name"
+    counts, edges = rec.get("counts"), rec.get("edges")
+    if not (isinstance(counts, list) and isinstance(edges, list) and len(edges) == len(counts) + 1
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in counts + edges)):
+        return "counts and edges are not a histogram (numbers; one more edge than counts)"
+    return None
 
 
 def unfinished_reason(run: Run) -> str:

@@ -84,10 +84,13 @@ def gather_rows(t: Tensor) -> Tensor:
     return torch.stack(out)
 
 
-def any_rank(flag: bool, device: torch.device | str = "cpu") -> bool:
-    """True on every rank if ``flag`` is true on any (without a process group: ``flag``)."""
+def any_rank(flag: bool, device: torch.device | str | None = None) -> bool:
+    """True on every rank if ``flag`` is true on any (without a process group: ``flag``). ``device``: where the
+    reduction runs (default: the current CUDA device under nccl, else the CPU)."""
     if not (dist.is_available() and dist.is_initialized()):
         return flag
+    if device is None:
+        device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
     t = torch.tensor([1 if flag else 0], device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item())

@@ -23,11 +23,11 @@ from torch import Tensor, nn
 
 from ..criteria.base import Calibration
 from ..errors import ConfigError
-from ..options import config_to_dict
+from ..rundir import RESUME_AUTO, RESUME_OFF, RESUME_TRUE, resume_mode
 from . import distributed
 from .calibration import calibration_batches
 from .callbacks import Callback, Callbacks, CheckpointCallback
-from ..rundir import RESUME_AUTO, RESUME_OFF, RESUME_TRUE, resume_mode
+from .config import TrainerConfig
 from .checkpoint import CHECKPOINT, get_rng, load_checkpoint, save_checkpoint, seed_everything, set_rng
 from .distributed import DistInfo
 from .lr import lr_lambda
@@ -53,41 +53,6 @@ def resolve_device(name: str) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("trainer.device", name, "auto or cpu: no CUDA device is available here")
     return dev
-
-
-@dataclass
-class TrainerConfig:
-    """``cfg.trainer``: how long, how to batch, evaluate, checkpoint and where to run."""
-
-    max_steps: int | None = None
-    epochs: int | None = None
-    batch_size: int = 64
-    eval_batch_size: int = 1024
-    eval_every: int = 0
-    log_every: int = 10
-    finetune_steps: int | None = None
-    lr_schedule: str = "none"
-    warmup_steps: int = 0
-    lr_step_size: int = 1000
-    lr_gamma: float = 0.1
-    lr_min_factor: float = 0.0
-    grad_clip: float | None = None
-    device: str = "auto"
-    deterministic: bool = False
-    checkpoint_every: int | None = None  #: None: at every evaluation (eval_every), else every 10% of training
-    resume: Any = False
-    progress: str = "auto"
-    check_masks: bool = False
-    num_threads: int | None = None
-
-    @classmethod
-    def from_config(cls, cfg: Any) -> "TrainerConfig":
-        d = config_to_dict(cfg)
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ConfigError(f"trainer.{sorted(unknown)[0]}", d[sorted(unknown)[0]],
-                              f"known keys: {', '.join(cls.__dataclass_fields__)}")
-        return cls(**d)
 
 
 @dataclass

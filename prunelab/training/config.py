@@ -1,0 +1,44 @@
+"""``cfg.trainer`` as the trainer reads it: a typed dataclass that imports nothing heavy (the config schema of
+the ``trainer`` group, :mod:`prunelab.config`, is this class)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import ConfigError
+from ..options import config_to_dict
+
+
+@dataclass
+class TrainerConfig:
+    """``cfg.trainer``: how long, how to batch, evaluate, checkpoint and where to run."""
+
+    max_steps: int | None = None
+    epochs: int | None = None
+    batch_size: int = 64
+    eval_batch_size: int = 1024
+    eval_every: int = 0
+    log_every: int = 10
+    finetune_steps: int | None = None
+    lr_schedule: str = "none"
+    warmup_steps: int = 0
+    lr_step_size: int = 1000
+    lr_gamma: float = 0.1
+    lr_min_factor: float = 0.0
+    grad_clip: float | None = None
+    device: str = "auto"
+    deterministic: bool = False
+    checkpoint_every: int | None = None  #: None: at every evaluation (eval_every), else every 10% of training
+    resume: Any = False
+    progress: str = "auto"
+    check_masks: bool = False
+    num_threads: int | None = None
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> "TrainerConfig":
+        d = config_to_dict(cfg)
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ConfigError(f"trainer.{sorted(unknown)[0]}", d[sorted(unknown)[0]],
+                              f"known keys: {', '.join(cls.__dataclass_fields__)}")
+        return cls(**d)
