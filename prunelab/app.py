@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import socket
 import sys
 import time
@@ -73,6 +74,7 @@ class Claim:
         self.run_dir, self.fingerprint, self.resume, self.dist = run_dir, fingerprint, resume, dist
         self.lock = rundir.RunLock(run_dir)
         self.started = False
+        self.attempt = 1
 
     def acquire(self) -> rundir.Decision:
         """Lock (rank 0) and decide; every rank gets rank 0's decision or its error."""
@@ -97,30 +99,39 @@ class Claim:
         return outcome  # type: ignore[return-value]
 
     def begin(self, cfg: DictConfig, decision: rundir.Decision, hydra_files: dict[str, Any] | None) -> None:
-        """Everything checked: the directory becomes this run's (rank 0 writes)."""
+        """Everything checked: the directory becomes this run's (rank 0 writes). A write that fails here (a full
+        or read-only disk) is a one-line refusal, and what this start wrote is removed again."""
+        if self.dist.is_main:
+            created = [p for p in (self.run_dir / rundir.SUMMARY, self.run_dir / rundir.CONFIG,
+                                   self.run_dir / rundir.HYDRA) if not p.exists()]
+            try:
+                self._write_start(cfg, decision, hydra_files)
+            except OSError as exc:
+                for path in reversed(created):
+                    shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+                raise rundir.write_error(exc, self.run_dir) from None
         self.started = True
         rundir.mark_started()
-        if not self.dist.is_main:
-            return
-        try:
-            if decision.kind == "restart":
-                moved = rundir.move_attempt_aside(self.run_dir)
-                print(f"[prunelab] {self.run_dir}: the earlier attempt stopped before its first checkpoint; "
-                      f"restarting from step 0 (its files: {moved})", flush=True)
-            previous = rundir.read_json(self.run_dir / rundir.SUMMARY)[0] or {}
-            attempt = int(previous.get("attempt", 0)) + 1 if decision.kind == "resume" else 1
-            rundir.write_json_atomic(self.run_dir / rundir.SUMMARY, {
-                "status": "running", "name": run_name(cfg), "fingerprint": self.fingerprint,
-                "world_size": self.dist.world_size, "attempt": attempt, "pid": os.getpid(),
-                "host": socket.gethostname(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
-            (self.run_dir / rundir.HYDRA).mkdir(exist_ok=True)
-            for name, content in (hydra_files or {}).items():
-                with rundir.atomic_write(self.run_dir / rundir.HYDRA / name) as f:
-                    OmegaConf.save(content, f)
-            with rundir.atomic_write(self.run_dir / rundir.CONFIG) as f:
-                OmegaConf.save(cfg, f, resolve=True)
-        except OSError as exc:
-            raise rundir.write_error(exc, self.run_dir) from None
+
+    def _write_start(self, cfg: DictConfig, decision: rundir.Decision, hydra_files: dict[str, Any] | None) -> None:
+        moved = None
+        if decision.kind == "restart":
+            moved = rundir.move_attempt_aside(self.run_dir)
+            print(f"[prunelab] {self.run_dir}: the earlier attempt stopped before its first checkpoint; "
+                  f"restarting from step 0 (its files: {moved})", flush=True)
+        previous = rundir.read_json(self.run_dir / rundir.SUMMARY)[0] or {}
+        self.attempt = int(previous.get("attempt", 0) or 0) + 1 if decision.kind == "resume" else \
+            int(moved.name) + 1 if moved is not None else 1
+        rundir.write_json_atomic(self.run_dir / rundir.SUMMARY, {
+            "status": "running", "name": run_name(cfg), "fingerprint": self.fingerprint,
+            "world_size": self.dist.world_size, "attempt": self.attempt, "pid": os.getpid(),
+            "host": socket.gethostname(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+        (self.run_dir / rundir.HYDRA).mkdir(exist_ok=True)
+        for name, content in (hydra_files or {}).items():
+            with rundir.atomic_write(self.run_dir / rundir.HYDRA / name) as f:
+                OmegaConf.save(content, f)
+        with rundir.atomic_write(self.run_dir / rundir.CONFIG) as f:
+            OmegaConf.save(cfg, f, resolve=True)
 
     def end(self, status: str, **fields: Any) -> None:
         if self.dist.is_main and self.started:
@@ -217,7 +228,7 @@ def _train(cfg: DictConfig, run_dir: Path, tc: TrainerConfig, dist: distributed.
         raise
     summary = {"name": run_name(cfg), "criterion": cfg.criterion.criterion_type, "pattern": pruner.pattern.pattern,
                "distribution": pruner.distribution.name, "model": cfg.model.name, "dataset": cfg.dataset.name,
-               "seed": int(cfg.seed), "fingerprint": claim.fingerprint, **summary}
+               "seed": int(cfg.seed), "fingerprint": claim.fingerprint, "attempt": claim.attempt, **summary}
     tracker.log_final(pruner.masks, summary)
     tracker.finish("finished")
     print(format_summary(summary), flush=True)

@@ -58,3 +58,49 @@ def metrics(run_dir: Path) -> list[dict[str, Any]]:
 
 def zeros_and_total(masks: dict[str, torch.Tensor]) -> tuple[int, int]:
     return sum(int((~m).sum()) for m in masks.values()), sum(m.numel() for m in masks.values())
+
+
+FAULTS = Path(__file__).parent / "faults"
+
+
+def faulty(spec: str) -> dict[str, str]:
+    """Extra environment for :func:`cli` that makes every Python process of the run inject ``spec``
+    (``tests/faults/sitecustomize.py``)."""
+    path = os.pathsep.join(filter(None, [str(FAULTS), os.environ.get("PYTHONPATH", "")]))
+    return {"PYTHONPATH": path, "PRUNELAB_FAULTS": spec}
+
+
+def wandb_exe() -> str:
+    exe = Path(sys.executable).with_name("wandb")
+    return str(exe) if exe.exists() else "wandb"
+
+
+def wandb_records(log_dir: Path) -> list[dict[str, Any]]:
+    """Every record of one offline W&B run directory, as W&B's own reader prints them."""
+    out = subprocess.run([wandb_exe(), "leet", "inspect", "--json", str(log_dir)], capture_output=True, text=True,
+                         check=True, timeout=120).stdout
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def wandb_history(run_dir: Path) -> tuple[set[str], list[dict[str, Any]]]:
+    """The run ids and the history rows of every offline W&B run under ``run_dir/wandb``, in the order W&B holds
+    them (offline directories by name, i.e. by start time). Left out: W&B's wall-clock keys and the random ids it
+    gives a table's artifact (``*artifact_path``), which differ between any two runs."""
+    ids, rows = set(), []
+    for log_dir in sorted((run_dir / "wandb").glob("offline-run-*")):
+        for rec in wandb_records(log_dir):
+            if rec["type"] == "run":
+                ids.add(rec["run"]["run_id"])
+            elif rec["type"] == "history":
+                item = rec["history"]["item"]
+                rows.append({k: v for k, v in item.items() if k not in ("_runtime", "_timestamp")
+                             and not k.startswith("_wandb") and not k.endswith("artifact_path")})
+    return ids, rows
+
+
+def parallel(calls: list[tuple[list[str], Path, dict[str, str]]], workers: int = 3) -> list[subprocess.CompletedProcess]:
+    """Several :func:`cli` calls at once: ``(args, cwd, extra_env)`` each."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(lambda c: cli(c[0], cwd=c[1], **c[2]), calls))

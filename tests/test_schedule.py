@@ -191,3 +191,23 @@ def test_error_messages_say_what_is_allowed():
         Schedule(end_step=3, pruning_frequency=0)
     with pytest.raises(ConfigError, match="exp, cos, linear, cube, agp"):
         Schedule(sparsity_decay_type="quadratic")
+
+
+def test_fractions_of_training_become_steps_and_steps_win():
+    # floor(fraction * total), the product rounded to 1e-6 first: 0.29 * 100 is 29 (not 28.999...)
+    sch = Schedule.from_config({"start": 0.1, "end": 0.6, "pruning_frequency": 50}, total_steps=1000)
+    assert (sch.start_step, sch.end_step) == (100, 600)
+    assert Schedule.from_config({"start": 0.29, "end": 0.5}, total_steps=100).start_step == 29
+    assert Schedule.from_config({"start": 0.1, "end": 0.6}, total_steps=37).end_step == 22  # floor(22.2)
+    # an explicit step wins over the fraction of the same bound, not over the other one
+    sch = Schedule.from_config({"start": 0.1, "end": 0.6, "start_step": 7}, total_steps=1000)
+    assert (sch.start_step, sch.end_step) == (7, 600)
+    # the default iterative schedule stays valid whatever the training length
+    iterative = {"start": 0.1, "end": 0.6, "start_step": None, "end_step": None, "pruning_frequency": 50}
+    for total in (20, 100, 1000, 5000):
+        sch = Schedule.from_config(iterative, total_steps=total)
+        assert 0 <= sch.start_step <= sch.end_step < total
+    with pytest.raises(ConfigError, match=r"^schedule.end=1.5: a fraction of training in \[0, 1\)$"):
+        Schedule.from_config({"end": 1.5}, total_steps=100)
+    with pytest.raises(ConfigError, match=r"^schedule.end=0.5: a step \(schedule.end_step=N\)"):
+        Schedule.from_config({"end": 0.5})  # no training length to take a fraction of

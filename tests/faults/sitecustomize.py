@@ -1,0 +1,103 @@
+"""Fault injection for the reliability tests: with ``PYTHONPATH=tests/faults`` every Python process of a test (the
+CLI, sweep jobs forked by the joblib launcher, torchrun's ranks) reads ``PRUNELAB_FAULTS`` and breaks itself as it
+says. Comma-separated faults:
+
+* ``kill@N`` / ``term@N``: SIGKILL / SIGTERM this process at the start of step N (``kill@N@snip``: only in a run of
+  criterion snip; ``kill@N@rank1``: only on torchrun's rank 1);
+* ``killwrite@N``: SIGKILL halfway through writing the first checkpoint of a step >= N;
+* ``noise``: the digits training batches get noise drawn from torch's, numpy's and Python's global RNGs (so a
+  resume that did not restore every RNG state goes astray);
+* ``oserror@ERRNO@NAME``: every write to a file named NAME fails with that errno (ENOSPC, EROFS, ...);
+* ``sigint@build``: Ctrl-C (KeyboardInterrupt) while the run builds its data, after its directory was claimed.
+"""
+import os
+
+SPEC = os.environ.get("PRUNELAB_FAULTS", "")
+
+
+def _install(spec: str) -> None:
+    import builtins
+    import errno
+    import io
+    import random
+    import signal
+
+    for fault in filter(None, spec.split(",")):
+        kind, *args = fault.split("@")
+        if kind in ("kill", "term"):
+            _at_step(int(args[0]), signal.SIGKILL if kind == "kill" else signal.SIGTERM, args[1] if args[1:] else "")
+        elif kind == "killwrite":
+            import torch
+
+            save, at = torch.save, int(args[0])
+
+            def dying_save(obj, f, *a, **k):
+                if isinstance(obj, dict) and obj.get("step", -1) >= at and hasattr(f, "write"):
+                    buf = io.BytesIO()
+                    save(obj, buf)
+                    f.write(buf.getvalue()[: len(buf.getvalue()) // 2])
+                    f.flush()
+                    os.kill(os.getpid(), signal.SIGKILL)
+                return save(obj, f, *a, **k)
+
+            torch.save = dying_save
+        elif kind == "noise":
+            import numpy as np
+            import torch
+
+            from prunelab.data import digits
+
+            build = digits.DATASETS._items["digits"]
+
+            def noisy(cfg):
+                splits = build(cfg)
+                splits.train_transform = lambda x, gen: (x + 0.05 * torch.randn_like(x) * float(np.random.rand())
+                                                         + 0.01 * random.random())
+                return splits
+
+            digits.DATASETS._items["digits"] = noisy
+        elif kind == "oserror":
+            code, name = getattr(errno, args[0]), args[1]
+            real_open, real_os_open = builtins.open, os.open
+
+            def guard(path):
+                if os.path.basename(str(path)) in (name, name + ".tmp"):
+                    raise OSError(code, os.strerror(code), str(path))
+
+            def fake_open(file, mode="r", *a, **k):
+                if any(c in mode for c in "wax+"):
+                    guard(file)
+                return real_open(file, mode, *a, **k)
+
+            def fake_os_open(path, flags, *a, **k):
+                if flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+                    guard(path)
+                return real_os_open(path, flags, *a, **k)
+
+            builtins.open, io.open, os.open = fake_open, fake_open, fake_os_open
+        elif kind == "sigint":
+            import prunelab.data
+
+            def interrupted(cfg):
+                raise KeyboardInterrupt
+
+            prunelab.data.build = interrupted
+        else:
+            raise ValueError(f"unknown fault {fault!r}")
+
+
+def _at_step(step: int, sig: int, only: str) -> None:
+    from prunelab import pruner
+
+    begin = pruner.Pruner.on_step_begin
+
+    def on_step_begin(self, at=None):
+        if at == step and (not only or only == self.criterion.name or only == f"rank{os.environ.get('RANK')}"):
+            os.kill(os.getpid(), sig)
+        return begin(self, at)
+
+    pruner.Pruner.on_step_begin = on_step_begin
+
+
+if SPEC:
+    _install(SPEC)

@@ -1,0 +1,150 @@
+"""The run-directory contract: unique default names, one process per directory, reuse only for the same config,
+a restart that never appends to an earlier attempt, atomic writes. The rules on their own, then through the CLI."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from appkit import FAST, cli, faulty, metrics, parallel, summary
+from prunelab import rundir
+from prunelab.errors import ConfigError
+
+FP = "f" * 16
+
+
+def _state(tmp_path: Path, **files: str | bytes) -> rundir.RunState:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir(exist_ok=True)
+    for name, content in files.items():
+        path = run_dir / name.replace("__", ".")
+        path.write_bytes(content.encode() if isinstance(content, str) else content)
+    return rundir.inspect(run_dir)
+
+
+def _summary(status: str, fingerprint: str = FP, world_size: int = 1) -> str:
+    return json.dumps({"status": status, "fingerprint": fingerprint, "world_size": world_size})
+
+
+def test_decide_reuses_only_what_this_config_computed(tmp_path):
+    # nothing there, or only what a start left: a fresh run (resume=true needs something to continue)
+    for files in ({}, {"summary__json": _summary("running")}, {"summary__json": _summary("failed"), "metrics__jsonl": ""}):
+        state = _state(tmp_path, **files)
+        assert not state.has_run
+        assert rundir.decide(state, FP, False).kind == rundir.decide(state, FP, "auto").kind == "fresh"
+        with pytest.raises(ConfigError, match="trainer.resume=True: a run directory holding a run to continue"):
+            rundir.decide(state, FP, True)
+        for f in state.path.iterdir():
+            f.unlink()
+    # a finished run of this config: returned for true and auto, refused without resume
+    state = _state(tmp_path, summary__json=_summary("finished"))
+    assert rundir.decide(state, FP, True).kind == rundir.decide(state, FP, "auto").kind == "finished"
+    with pytest.raises(ConfigError, match=r"hydra.run.dir=.*: a directory without an earlier run \(it holds a "
+                                          r"finished run\): trainer.resume=true"):
+        rundir.decide(state, FP, False)
+    # ... of another config: never handed out, whatever trainer.resume says; the message names both fingerprints
+    for mode in (True, "auto"):
+        with pytest.raises(ConfigError, match=f"of another config: fingerprint {FP}, this config's is {'e' * 16}"):
+            rundir.decide(state, "e" * 16, mode)
+    # killed with a checkpoint: resumed from it; killed before its first checkpoint: restarted from step 0
+    state = _state(tmp_path, summary__json=_summary("running"), checkpoint__pt=b"x", metrics__jsonl='{"step": 1}\n')
+    d = rundir.decide(state, FP, "auto")
+    assert d.kind == "resume" and d.checkpoint == state.path / "checkpoint.pt"
+    (state.path / "checkpoint.pt").unlink()
+    assert rundir.decide(rundir.inspect(state.path), FP, "auto").kind == "restart"
+    # a run of 2 data-parallel processes resumes only with 2
+    state = _state(tmp_path, summary__json=_summary("interrupted", world_size=2), checkpoint__pt=b"x")
+    with pytest.raises(ConfigError, match=r"a run of 1 process \(.* holds a interrupted run of 2 data-parallel"):
+        rundir.decide(state, FP, True, world_size=1)
+    assert rundir.decide(state, FP, True, world_size=2).kind == "resume"
+
+
+def test_a_held_directory_is_refused(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    lock = rundir.RunLock(run_dir)
+    lock.acquire()
+    try:
+        # another process sees the holder (a second lock in this process would too: flock is per open file)
+        probe = os.popen(f"{os.sys.executable} -c \"from prunelab import rundir; print(rundir.lock_holder('{run_dir}'))\"")
+        assert probe.read().strip() == f"process {os.getpid()} on {os.uname().nodename}"
+        with pytest.raises(ConfigError, match="a directory no other run is using"):
+            rundir.decide(rundir.inspect(run_dir), FP, False)
+    finally:
+        lock.release()
+    assert rundir.lock_holder(run_dir) is None  # released (the kernel also drops it when a process dies)
+
+
+def test_fingerprint_leaves_out_execution_knobs_and_counts_processes():
+    cfg = {"seed": 0, "group": "a", "trainer": {"max_steps": 10, "num_threads": 1, "device": "auto",
+                                                "progress": "none", "checkpoint_every": None, "resume": False},
+           "logger": {"backend": "none"}, "tracking": {"histogram_bins": 64}}
+    base = rundir.config_fingerprint(cfg)
+    knobs = json.loads(json.dumps(cfg))
+    knobs["trainer"].update(num_threads=4, device="cpu", progress="bar", checkpoint_every=7, resume="auto")
+    knobs.update(group="b", logger={"backend": "wandb"}, tracking={"histogram_bins": 8})
+    assert rundir.config_fingerprint(knobs) == base
+    assert rundir.config_fingerprint({**cfg, "seed": 1}) != base
+    assert rundir.config_fingerprint({**cfg, "trainer": {**cfg["trainer"], "max_steps": 11}}) != base
+    assert rundir.config_fingerprint(cfg, world_size=2) != base
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
+    path = tmp_path / "summary.json"
+    rundir.write_json_atomic(path, {"status": "finished"})
+    with pytest.raises(RuntimeError):
+        with rundir.atomic_write(path) as f:
+            f.write('{"status": "runn')
+            raise RuntimeError("killed mid-write")
+    assert json.loads(path.read_text()) == {"status": "finished"} and not path.with_name("summary.json.tmp").exists()
+
+
+# --- through the CLI ------------------------------------------------------------------------------------------
+SHORT = ["logger=none", "trainer.progress=none", "trainer.max_steps=40"]
+
+
+@pytest.mark.slow
+def test_runs_started_together_never_share_a_directory(tmp_path):
+    """Three identical commands with the default output directory, started at once, and two commands given the
+    same hydra.run.dir at once: three directories of one run each; in the shared one, one run and one refusal."""
+    shared = tmp_path / "shared"
+    calls = [(SHORT, tmp_path, {})] * 3 + [([*SHORT, "trainer.max_steps=400", f"hydra.run.dir={shared}"],
+                                            tmp_path, {})] * 2
+    procs = parallel(calls, workers=5)
+    assert all(p.returncode == 0 for p in procs[:3]), [p.stderr[-1000:] for p in procs[:3]]
+    dirs = sorted((tmp_path / "outputs" / "default").iterdir())
+    assert len(dirs) == 3  # the same second, the same config: still three names (time + 6 random hex digits)
+    for d in dirs:
+        assert summary(d)["status"] == "finished"
+        assert [r["step"] for r in metrics(d)] == sorted({r["step"] for r in metrics(d)})  # one run's records
+    codes = sorted(p.returncode for p in procs[3:])
+    assert codes == [0, 2], [p.stderr[-1000:] for p in procs[3:]]
+    refused = next(p for p in procs[3:] if p.returncode == 2)
+    lines = refused.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"prunelab: error: hydra.run.dir='{shared}'"), lines
+    assert "no other run is using" in lines[0] or "it holds a finished run" in lines[0]
+    steps = [r["step"] for r in metrics(shared)]
+    assert len(steps) == len(set(steps)) and steps[-1] == 399 and summary(shared)["status"] == "finished"
+
+
+@pytest.mark.slow
+def test_a_restart_from_step_zero_never_appends_to_the_earlier_attempt(tmp_path):
+    """Killed before its first checkpoint (every 50 steps), the run restarts from step 0 with resume=auto; the
+    earlier attempt's records move to .attempts/1/ and the new ones hold every step once."""
+    run_dir = tmp_path / "run"
+    args = [*SHORT, "trainer.max_steps=60", "trainer.eval_every=50", "trainer.log_every=5", f"hydra.run.dir={run_dir}"]
+    killed = cli(args, cwd=tmp_path, **faulty("kill@33"))
+    assert killed.returncode == -9 and not (run_dir / "checkpoint.pt").exists()
+    old = (run_dir / "metrics.jsonl").read_bytes()
+    before = [r["step"] for r in metrics(run_dir)]
+    assert before and max(before) < 33
+    again = cli([*args, "trainer.resume=auto"], cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "restarting from step 0" in again.stdout
+    assert (run_dir / ".attempts" / "1" / "metrics.jsonl").read_bytes() == old
+    steps = [r["step"] for r in metrics(run_dir)]
+    assert steps == sorted(set(steps)) and steps[: len(before)] == before and steps[-1] == 59
+    s = summary(run_dir)
+    assert s["status"] == "finished" and s["attempt"] == 2
