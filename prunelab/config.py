@@ -378,7 +378,7 @@ def training_steps(cfg: Mapping[str, Any]) -> int | None:
 
 def validate(cfg: DictConfig | Mapping[str, Any]) -> None:
     """Every check the config alone allows, before any data, model or file (each error: one line)."""
-    plain = config_to_dict(cfg) if not isinstance(cfg, dict) else cfg
+    plain = task_config(cfg) if isinstance(cfg, DictConfig) else config_to_dict(cfg)
     check_keys(plain)
     check_rules(plain)  # the checks up to here import no torch: a typo is answered at once
     from .criteria import CRITERIA

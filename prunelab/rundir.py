@@ -263,14 +263,14 @@ class RunState:
     @property
     def observed(self) -> str:
         """The status as it stands: ``running`` only while a live process holds the lock; a run that says
-        ``running`` without one (or has records but no summary) was killed."""
+        ``running`` without one was killed; records without a summary: ``unfinished``; nothing: ``empty``."""
         if self.holder is not None:
             return "running"
         if self.status in ("finished", "failed", "interrupted"):
             return str(self.status)
-        if self.status == "running" or self.has_run:
+        if self.status == "running":
             return "killed"
-        return "empty"
+        return "unfinished" if self.has_run else "empty"
 
 
 def inspect(run_dir: str | os.PathLike, locked_here: bool = False) -> RunState:
@@ -346,7 +346,8 @@ def decide(state: RunState, fingerprint: str, resume: Any, world_size: int = 1,
             raise ConfigError("trainer.resume", True, f"a run directory holding a run to continue ({where} holds "
                               "none): trainer.resume=auto starts one when there is none")
         return Decision("resume", checkpoint=explicit) if explicit is not None else Decision("fresh")
-    status = state.status if state.status in STATUSES else "unfinished"
+    status = {"running": "killed"}.get(str(state.status), str(state.status)) if state.status in STATUSES \
+        else "unfinished"  # no live process holds it (checked above): a run that says running was killed
     if mode == RESUME_OFF:
         raise ConfigError(key, where, f"a directory without an earlier run (it holds a {status} run): "
                           "trainer.resume=true continues it (or returns its result), or choose a new hydra.run.dir")
