@@ -22,6 +22,22 @@ CONF_DIR = Path(conf.__file__).parent  # the config groups (conf/ in the reposit
 EXIT_CONFIG, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
 
 
+def register_sweeper() -> None:
+    """Register prunelab's sweeper with Hydra explicitly: Hydra finds plugins by listing the ``hydra_plugins``
+    namespace, which an editable (PEP 660) install hides from it (hydra issue #3252); a regular install is
+    found either way, and registering twice is a no-op. Hydra's scan runs first: it re-executes the modules it
+    scans, and a class imported before it would subclass a stale ``BasicSweeper``."""
+    from hydra.core.plugins import Plugins
+
+    plugins = Plugins.instance()
+    from hydra_plugins.prunelab_sweeper.dense_once import DenseOnceSweeper
+
+    plugins.register(DenseOnceSweeper)
+
+
+register_sweeper()
+
+
 @hydra.main(version_base=None, config_path="pkg://prunelab.conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig

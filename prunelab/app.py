@@ -18,9 +18,10 @@ from . import models as models_mod
 from .criteria import CRITERIA
 from .errors import ConfigError
 from .pruner import Pruner, build_pattern, check_compatible
-from .rundir import config_fingerprint, write_json_atomic
+from .rundir import config_fingerprint, sparsity_text, write_json_atomic
 from .schedule import Schedule
 from .sparsity.distribution import resolve_distribution
+from .sweeper import is_dense
 from .tracking.build import build_tracker, check_logger_config
 from .training import distributed
 from .training.callbacks import PruningCallback, TrackingCallback
@@ -31,8 +32,11 @@ log = logging.getLogger("prunelab")
 
 
 def run_name(cfg: DictConfig) -> str:
-    """``<criterion>-s<target>-seed<seed>``, e.g. ``snip_momentum-s0.90-seed0``."""
-    return f"{cfg.criterion.criterion_type}-s{float(cfg.schedule.target_sparsity):.2f}-seed{cfg.seed}"
+    """``<criterion>-s<target>-seed<seed>``, e.g. ``snip_momentum-s0.90-seed0`` or ``magnitude-s0.9375-seed1``;
+    a dense run (target 0, whatever its criterion) is ``dense-seed<seed>``."""
+    if is_dense(cfg):
+        return f"dense-seed{cfg.seed}"
+    return f"{cfg.criterion.criterion_type}-s{sparsity_text(cfg.schedule.target_sparsity)}-seed{cfg.seed}"
 
 
 def validate(cfg: DictConfig) -> None:
@@ -150,7 +154,7 @@ def _run(cfg: DictConfig, run_dir: Path, tc: TrainerConfig, dist: distributed.Di
         raise
     summary = {"name": run_name(cfg), "criterion": cfg.criterion.criterion_type, "pattern": pruner.pattern.pattern,
                "distribution": pruner.distribution.name, "model": cfg.model.name, "dataset": cfg.dataset.name,
-               "seed": int(cfg.seed), **summary}
+               "seed": int(cfg.seed), "dense": is_dense(cfg), **summary}
     tracker.log_final(pruner.masks, summary)
     tracker.finish("finished")
     print(format_summary(summary), flush=True)

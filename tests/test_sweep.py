@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from hydra import compose, initialize_config_module
 
 from appkit import FAST, cli
 
@@ -42,3 +43,59 @@ def test_experiment_preset_sets_the_sweep(tmp_path):
     assert "JoblibLauncher" in proc.stdout
     job = cli(["+experiment=criteria_digits", "--cfg", "job"], cwd=tmp_path)
     assert "group: criteria_digits" in job.stdout
+
+
+# ------------------------------------------------------------------------------------ the dense baseline once
+
+
+def test_dense_jobs_run_once_per_seed_whatever_the_criteria():
+    """3 criteria x {0, 0.5} x 2 seeds: Hydra's product is 12 jobs, of which the 6 dense ones are 2 distinct runs
+    (one per seed); the composed config decides what is dense (here `0` and a criterion option)."""
+    from prunelab.sweeper import canonical_jobs
+
+    jobs = [[f"criterion={c}", f"schedule.target_sparsity={t}", f"seed={s}", "criterion.alpha=0.5"]
+            for c in ("snip", "gradient", "random") for t in ("0", "0.5") for s in (0, 1)]
+    composed = []
+    with initialize_config_module("prunelab.conf", version_base=None):
+        kept = canonical_jobs(jobs, lambda o: composed.append(o) or compose("config", overrides=o[:3]))
+    assert len(composed) == 12
+    dense = [j for j in kept if "schedule.target_sparsity=0" in j]
+    assert dense == [["schedule.target_sparsity=0", f"seed={s}", "criterion=magnitude",
+                      "hydra.sweep.subdir=${hydra.job.num}_dense-seed${seed}"] for s in (0, 1)]
+    pruned = [j for j in kept if j not in dense]
+    assert pruned == [j for j in jobs if "schedule.target_sparsity=0.5" in j]  # untouched, in Hydra's order
+    assert kept.index(dense[0]) == 0 and kept.index(dense[1]) == 1  # where their first occurrences were
+
+
+def test_a_target_set_by_a_group_option_counts_too():
+    from prunelab.sweeper import canonical_jobs, dense_job
+
+    jobs = [["criterion=snip", "schedule=oneshot"], ["criterion=random", "schedule=oneshot"]]
+    with initialize_config_module("prunelab.conf", version_base=None):
+        assert canonical_jobs(jobs, lambda o: compose("config", overrides=o)) == jobs  # oneshot: 0.9, not dense
+    zero = {"schedule": {"target_sparsity": 0.0}}
+    assert canonical_jobs(jobs, lambda o: zero) == [dense_job(jobs[0])]
+    own_dir = ["criterion=snip", "hydra.sweep.subdir=x"]
+    assert dense_job(own_dir) == ["hydra.sweep.subdir=x", "criterion=magnitude"]  # the user's folder name stays
+
+
+@pytest.mark.slow
+def test_hydra_instantiates_the_sweeper(tmp_path):
+    """A real multirun (Hydra's in-process launcher): 2 criteria x {0, 0.5} x 1 seed are 3 jobs, the dense one
+    named as such, in the run directory, the summary and the run name."""
+    sweep = tmp_path / "sweep"
+    proc = cli(["-m", "logger=none", *FAST, "trainer.max_steps=30", "schedule.end_step=20",
+                "criterion=snip,random", "schedule.target_sparsity=0.0,0.5", f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "[prunelab] sweep: 3 jobs (1 dense, once per seed; 1 duplicate dense jobs dropped)" in proc.stderr
+    jobs = sorted(p.name for p in sweep.iterdir() if p.is_dir())
+    assert jobs == ["0_dense-seed0", "1_snip-s0.5-seed0", "2_random-s0.5-seed0"]
+    dense = json.loads((sweep / "0_dense-seed0" / "summary.json").read_text())
+    assert dense["dense"] is True and dense["name"] == "dense-seed0" and dense["sparsity/actual"] == 0.0
+    assert json.loads((sweep / "1_snip-s0.5-seed0" / "summary.json").read_text())["dense"] is False
+
+
+def test_the_default_sweeper_is_dense_once(tmp_path):
+    proc = cli(["--cfg", "hydra"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "_target_: hydra_plugins.prunelab_sweeper.dense_once.DenseOnceSweeper" in proc.stdout
