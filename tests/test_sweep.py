@@ -1,12 +1,15 @@
-"""Sweeps: a failing job never costs the others; the cluster launcher config composes."""
+"""Sweeps: a failing job never costs the others; the dense baseline runs once per seed (prunelab's sweeper, and
+Hydra really uses it); the cluster launcher and the experiment presets compose; a tiny criteria_fmnist runs."""
 from __future__ import annotations
 
 import json
 
 import pytest
 from hydra import compose, initialize_config_module
+from omegaconf import OmegaConf
 
 from appkit import FAST, cli
+from realdata import FMNIST_FAST, require_fashion_mnist
 
 
 @pytest.mark.slow
@@ -99,3 +102,51 @@ def test_the_default_sweeper_is_dense_once(tmp_path):
     proc = cli(["--cfg", "hydra"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "_target_: hydra_plugins.prunelab_sweeper.dense_once.DenseOnceSweeper" in proc.stdout
+
+
+# ------------------------------------------------------------------------------- the committed comparison preset
+
+
+def test_criteria_fmnist_preset_composes(tmp_path):
+    proc = cli(["+experiment=criteria_fmnist", "--cfg", "hydra"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for line in ("criterion: glob(*)", "schedule.target_sparsity: 0.0,0.5,0.75,0.875,0.9375,0.96875,0.984375",
+                 "seed: 0,1,2,3,4", "JoblibLauncher", "n_jobs: 2", "DenseOnceSweeper"):
+        assert line in proc.stdout, line
+    job = cli(["+experiment=criteria_fmnist", "--cfg", "job"], cwd=tmp_path)
+    cfg = OmegaConf.create(job.stdout)
+    assert cfg.group == "criteria_fmnist" and cfg.dataset.name == "fashion_mnist" and cfg.dataset.root is None
+    assert cfg.model.name == "mlp" and list(cfg.model.hidden_sizes) == [300, 100]  # LeNet-300-100
+    assert cfg.pattern.max_sparsity_ratio_per_op == 0.999  # 64x overall needs layers above 0.98
+
+
+def test_glob_sweeps_every_registered_criterion():
+    """`criterion: glob(*)` in the preset expands to every criterion YAML, and those are the registered criteria."""
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra._internal.utils import create_config_search_path
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from prunelab.criteria import CRITERIA
+
+    loader = ConfigLoaderImpl(config_search_path=create_config_search_path("pkg://prunelab.conf"))
+    (override,) = OverridesParser.create(config_loader=loader).parse_overrides(["criterion=glob(*)"])
+    assert sorted(override.sweep_string_iterator()) == sorted(CRITERIA.names())
+
+
+@pytest.mark.slow
+def test_a_tiny_criteria_fmnist_runs_end_to_end(tmp_path):
+    """The preset on the real data, shrunk by command-line sweeps (which replace the preset's) and a short
+    training: 2 criteria x {0, 64x} x 1 seed are 3 jobs (joblib runs one job at a time in-process)."""
+    require_fashion_mnist()
+    sweep = tmp_path / "sweep"
+    proc = cli(["+experiment=criteria_fmnist", "hydra.launcher.n_jobs=1", "criterion=magnitude,random",
+                "schedule.target_sparsity=0.0,0.984375", "seed=0", *FMNIST_FAST, f"hydra.sweep.dir={sweep}"],
+               cwd=tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = {p.name: json.loads((p / "summary.json").read_text()) for p in sweep.iterdir() if p.is_dir()}
+    assert sorted(jobs) == ["0_dense-seed0", "1_magnitude-s0.984375-seed0", "2_random-s0.984375-seed0"]
+    for name, s in jobs.items():
+        assert s["status"] == "finished" and s["dataset"] == "fashion_mnist" and s["model"] == "mlp", name
+    pruned = jobs["1_magnitude-s0.984375-seed0"]
+    assert pruned["sparsity/actual"] == pytest.approx(0.984375, abs=1e-5)
+    assert max(pruned["sparsity/layers"].values()) <= 0.999 + 1e-9
