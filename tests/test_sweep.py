@@ -82,28 +82,6 @@ def test_a_target_set_by_a_group_option_counts_too():
     assert dense_job(own_dir) == ["hydra.sweep.subdir=x", "criterion=magnitude"]  # the user's folder name stays
 
 
-@pytest.mark.slow
-def test_hydra_instantiates_the_sweeper(tmp_path):
-    """A real multirun (Hydra's in-process launcher): 2 criteria x {0, 0.5} x 1 seed are 3 jobs, the dense one
-    named as such, in the run directory, the summary and the run name."""
-    sweep = tmp_path / "sweep"
-    proc = cli(["-m", "logger=none", *FAST, "trainer.max_steps=30", "schedule.end_step=20",
-                "criterion=snip,random", "schedule.target_sparsity=0.0,0.5", f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "[prunelab] sweep: 3 jobs (1 dense, once per seed; 1 duplicate dense jobs dropped)" in proc.stderr
-    jobs = sorted(p.name for p in sweep.iterdir() if p.is_dir())
-    assert jobs == ["0_dense-seed0", "1_snip-s0.5-seed0", "2_random-s0.5-seed0"]
-    dense = json.loads((sweep / "0_dense-seed0" / "summary.json").read_text())
-    assert dense["dense"] is True and dense["name"] == "dense-seed0" and dense["sparsity/actual"] == 0.0
-    assert json.loads((sweep / "1_snip-s0.5-seed0" / "summary.json").read_text())["dense"] is False
-
-
-def test_the_default_sweeper_is_dense_once(tmp_path):
-    proc = cli(["--cfg", "hydra"], cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "_target_: hydra_plugins.prunelab_sweeper.dense_once.DenseOnceSweeper" in proc.stdout
-
-
 # ------------------------------------------------------------------------------- the committed comparison preset
 
 
@@ -111,7 +89,8 @@ def test_criteria_fmnist_preset_composes(tmp_path):
     proc = cli(["+experiment=criteria_fmnist", "--cfg", "hydra"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     for line in ("criterion: glob(*)", "schedule.target_sparsity: 0.0,0.5,0.75,0.875,0.9375,0.96875,0.984375",
-                 "seed: 0,1,2,3,4", "JoblibLauncher", "n_jobs: 2", "DenseOnceSweeper"):
+                 "seed: 0,1,2,3,4", "JoblibLauncher", "n_jobs: 2",
+                 "_target_: hydra_plugins.prunelab_sweeper.dense_once.DenseOnceSweeper"):  # conf/config.yaml's default
         assert line in proc.stdout, line
     job = cli(["+experiment=criteria_fmnist", "--cfg", "job"], cwd=tmp_path)
     cfg = OmegaConf.create(job.stdout)
@@ -143,10 +122,15 @@ def test_a_tiny_criteria_fmnist_runs_end_to_end(tmp_path):
                 "schedule.target_sparsity=0.0,0.984375", "seed=0", *FMNIST_FAST, f"hydra.sweep.dir={sweep}"],
                cwd=tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # Hydra really ran prunelab's sweeper (its line, and one dense job where the basic sweeper would run two)
+    assert "[prunelab] sweep: 3 jobs (1 dense, once per seed; 1 duplicate dense jobs dropped)" in proc.stderr
     jobs = {p.name: json.loads((p / "summary.json").read_text()) for p in sweep.iterdir() if p.is_dir()}
     assert sorted(jobs) == ["0_dense-seed0", "1_magnitude-s0.984375-seed0", "2_random-s0.984375-seed0"]
     for name, s in jobs.items():
         assert s["status"] == "finished" and s["dataset"] == "fashion_mnist" and s["model"] == "mlp", name
+    dense = jobs["0_dense-seed0"]
+    assert dense["dense"] is True and dense["name"] == "dense-seed0" and dense["sparsity/actual"] == 0.0
     pruned = jobs["1_magnitude-s0.984375-seed0"]
+    assert pruned["dense"] is False and pruned["name"] == "magnitude-s0.984375-seed0"
     assert pruned["sparsity/actual"] == pytest.approx(0.984375, abs=1e-5)
     assert max(pruned["sparsity/layers"].values()) <= 0.999 + 1e-9

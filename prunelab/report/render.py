@@ -17,7 +17,6 @@ import argparse
 import base64
 import csv
 import html
-import math
 import os
 import re
 import sys
