@@ -128,7 +128,7 @@ def sparsity_curves(groups: dict[str, dict[float, list[Run]]], colour: dict[str,
         ax.set_ylabel("sparsity")
         ax.set_ylim(-0.02, 1.02)
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize="x-small", loc="upper left", title="target", title_fontsize="x-small")
+        ax.legend(fontsize="x-small", loc="lower right", title="target", title_fontsize="x-small")
     fig.suptitle("Sparsity over training: target (steps), actual = zeros in the weights (dots), "
                  "masked where it differs (×); mean over seeds")
     return fig

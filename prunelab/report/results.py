@@ -161,7 +161,8 @@ def statistics_section(ctx: Context) -> Section:
                                                                                            and c == "random")]
         if found:
             blocks.append("Seeds a two-sided paired t-test (level 0.05) needs to detect the observed difference with "
-                          "power 0.8, at the observed spread of the differences:")
+                          "power 0.8, at the observed spread of the differences (itself estimated from these few "
+                          "seeds: a guide for sizing the next sweep, not a guarantee):")
             blocks.append(seeds_table(found, targets, where))
             blocks.append(sizing_table(found, targets, where))
     if not comparisons:
