@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from typing import Any
 
 import pytest
@@ -78,7 +79,8 @@ def sweep(tmp_path_factory) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def spec(sweep) -> dict[str, Any]:
     out = sweep["base"] / "out" / "dashboard.json"
-    proc = run_app(["dashboard", str(sweep["dir"]), "--json", str(out)], cwd=sweep["base"], env=sweep["env"])
+    proc = run_app(["dashboard", str(sweep["dir"]), "--json", str(out), "--preview", str(out.parent / "preview")],
+                   cwd=sweep["base"], env=sweep["env"])
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(out.read_text())
 
@@ -102,7 +104,7 @@ def panel_refs(panel: dict[str, Any]) -> list[tuple[str, str]]:
                 section, key = cfg[axis].split(":", 1)
                 refs.append((section, config_path(key) if section == "config" else key))
         return refs
-    assert kind == "Run Comparer", f"a panel type this test does not check: {kind}"
+    assert kind in ("Run Comparer", "Markdown Panel"), f"a panel type this test does not check: {kind}"
     return []
 
 
@@ -126,8 +128,10 @@ def runset_refs(rs: dict[str, Any], run_ids: set[str]) -> list[tuple[str, str]]:
     return refs
 
 
-def workspace_sections(spec: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    return {s["name"]: s["panels"] for s in spec["workspace"]["spec"]["section"]["panelBankConfig"]["sections"]}
+def workspace_sections(spec: dict[str, Any], text: bool = False) -> dict[str, list[dict[str, Any]]]:
+    """Section name -> its panels (without the text panel that opens each section, unless ``text``)."""
+    return {s["name"]: [p for p in s["panels"] if text or p["viewType"] != "Markdown Panel"]
+            for s in spec["workspace"]["spec"]["section"]["panelBankConfig"]["sections"]}
 
 
 def report_grids(spec: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -157,7 +161,7 @@ def selected(rs: dict[str, Any], runs: list[dict[str, Any]]) -> list[dict[str, A
 @pytest.mark.slow
 def test_every_panel_key_is_logged_by_the_runs(sweep, spec):
     run_ids = {r["run"]["run_id"] for r in sweep["runs"]}
-    refs = [ref for panels in workspace_sections(spec).values() for p in panels for ref in panel_refs(p)]
+    refs = [ref for panels in workspace_sections(spec, text=True).values() for p in panels for ref in panel_refs(p)]
     refs += runset_refs(spec["workspace"]["spec"]["section"]["runSets"][0], run_ids)
     for _, grid in report_grids(spec):
         refs += [ref for p in grid["panelBankSectionConfig"]["panels"] for ref in panel_refs(p)]
@@ -175,6 +179,8 @@ def test_every_panel_key_is_logged_by_the_runs(sweep, spec):
 def test_sections_grouping_and_report(sweep, spec):
     sections = workspace_sections(spec)
     assert list(sections) == SECTIONS
+    assert all(ps[0]["viewType"] == "Markdown Panel" and ps[0]["config"]["value"]
+               for ps in workspace_sections(spec, text=True).values())  # each section opens with its text
     ws_runset = spec["workspace"]["spec"]["section"]["runSets"][0]
     assert ws_runset["grouping"] == [CRITERION_GROUP]
     # W&B's nested-config address works because the run config is nested, not flat
@@ -224,6 +230,22 @@ def test_specs_load_back_into_wandbs_classes(spec):
     assert [s.name for s in w.sections] == SECTIONS and w.settings.x_axis == "trainer/step"
     r = wr.Report._from_model(report_internal.ReportViewspec.model_validate(spec["report"]))
     assert sum(isinstance(b, wr.PanelGrid) for b in r.blocks) == len(report_grids(spec))
+
+
+@pytest.mark.slow
+def test_offline_preview_draws_every_report_panel(sweep, spec):
+    page = (sweep["base"] / "out" / "preview" / "index.html").read_text()
+    panels = [p for _, g in report_grids(spec) for p in g["panelBankSectionConfig"]["panels"]]
+    drawn = [p for p in panels if p["viewType"] != "Run Comparer"]
+    assert page.count("<img src=") == len(drawn) and len(drawn) > 10
+    assert all((sweep["base"] / "out" / "preview" / f"panel-{i:03d}.png").stat().st_size > 1000
+               for i in range(1, len(panels) + 1) if panels[i - 1]["viewType"] != "Run Comparer")
+    assert page.count("<table>") == 1  # the run comparer
+    assert all(f"<h2>{name}</h2>" in page for name in SECTIONS)
+    # the grids' run sets select what the report says: all 8 runs, 4 per pruning target, 1 per score grid
+    counts = [int(n) for n in re.findall(r"<p class='runs'>(\d+) runs</p>", page)]
+    assert counts == [len(selected(g["runSets"][0], sweep["runs"])) for _, g in report_grids(spec)]
+    assert sorted(set(counts)) == [1, 4, 8]
 
 
 @pytest.mark.slow

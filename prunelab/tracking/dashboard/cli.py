@@ -1,6 +1,7 @@
 """``prunelab dashboard``: the W&B workspace and report of a comparison, as code.
 
     prunelab dashboard SWEEP_DIR --json dashboard.json     # the specs, from the runs' W&B files; no server
+    prunelab dashboard SWEEP_DIR --preview DIR             # the report's offline twin (DIR/index.html); no server
     prunelab dashboard SWEEP_DIR                           # saves both to W&B (after `wandb sync`)
     prunelab dashboard --group NAME [--project P]          # the runs of a W&B group, read from the server
 
@@ -31,6 +32,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--project", help="the W&B project (default: the runs' own; prunelab for --group)")
     p.add_argument("--entity", help="the W&B entity (default: the runs' logger.entity, else your default entity)")
     p.add_argument("--json", type=Path, metavar="PATH", help="write the workspace and report specs here; no server")
+    p.add_argument("--preview", type=Path, metavar="DIR",
+                   help="write the report's offline twin (DIR/index.html, panels drawn from the runs' local records; "
+                        "a sweep directory only); no server")
     return p
 
 
@@ -44,7 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if (args.sweep is None) == (args.group is None):
         return fail(ConfigError("sweep", None, "a sweep directory, or --group NAME (exactly one of them)"))
-    if (args.json is None or args.group is not None) and not wandb_credentials_available():
+    if args.preview is not None and args.group is not None:
+        return fail(ConfigError("--preview", str(args.preview), "with a sweep directory (its runs' local records)"))
+    offline = args.json is not None or args.preview is not None
+    if (not offline or args.group is not None) and not wandb_credentials_available():
         what = "reading a W&B group" if args.group is not None else "saving to W&B"
         return fail(ConfigError("WANDB_API_KEY", None, f"W&B credentials for {what} (`wandb login` or "
                                 "WANDB_API_KEY); --json PATH with a sweep directory needs none"))
@@ -54,10 +61,18 @@ def main(argv: list[str] | None = None) -> int:
         return fail(ConfigError("wandb-workspaces", "not installed", 'pip install "prunelab[dashboards]"'))
     try:
         comp = load(args)
-        if args.json is not None:
-            write_specs(comp, args.json)
-        else:
+        if not offline:
             save(comp)
+            return 0
+        from .spec import specs
+
+        doc = specs(comp)
+        if args.json is not None:
+            write_specs(doc, args.json)
+        if args.preview is not None:
+            from .preview import render
+
+            print(f"[prunelab] offline preview -> {render(doc, comp, args.preview)}", flush=True)
     except ConfigError as exc:
         return fail(exc)
     return 0
@@ -78,16 +93,15 @@ def load(args: argparse.Namespace) -> Any:
                                 source=str(args.sweep))
 
 
-def write_specs(comp: Any, path: Path) -> None:
-    from .spec import specs
-
-    doc = specs(comp)
+def write_specs(doc: dict[str, Any], path: Path) -> None:
+    """The specs as JSON, written through a temporary file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(doc, indent=1) + "\n")
     tmp.replace(path)
-    print(f"[prunelab] dashboard of {comp.group} ({len(comp.runs)} runs; sections: "
-          f"{', '.join(doc['prunelab']['sections'])}) -> {path}", flush=True)
+    info = doc["prunelab"]
+    print(f"[prunelab] dashboard of {info['group']} ({len(info['runs'])} runs; sections: "
+          f"{', '.join(info['sections'])}) -> {path}", flush=True)
 
 
 def save(comp: Any) -> None:

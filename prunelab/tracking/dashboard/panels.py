@@ -39,6 +39,12 @@ class Part:
     text: str
     panels: list[Panel]
     grids: list[Grid]
+    note: str = ""  # what the workspace's panels show that the report's grids split (in the section's text panel)
+
+
+#: the note of the sections that the report splits per target
+PER_TARGET_NOTE = (" Here the panels take every run the runs table shows: filter it by schedule.target_sparsity "
+                   "to compare the criteria at one target (the report has one grid per target).")
 
 
 def line(y: str | list[str], title: str, x: str = STEP, groupby: str | None = CRITERION, **kw: Any) -> Panel:
@@ -49,9 +55,10 @@ def line(y: str | list[str], title: str, x: str = STEP, groupby: str | None = CR
 
 
 def per_target(comp: Comparison, panels: Callable[[], list[Panel]]) -> list[Grid]:
-    """One grid per pruning target (each grouped by criterion); one grid if the sweep has a single target."""
+    """One grid per pruning target, grouped by criterion (dense baselines left out); one grid of every run if the
+    sweep prunes nothing."""
     targets = comp.targets()
-    if len(targets) <= 1:
+    if not targets:
         return [Grid(None, [], panels())]
     return [Grid(f"target sparsity {t:g}", [expr.Config(TARGET) == t], panels()) for t in targets]
 
@@ -97,7 +104,7 @@ def training_curves(comp: Comparison) -> Part | None:
 
     return Part("Training curves", "Validation (eval/*) and training (train/*) accuracy and loss against the "
                 "trainer's step, one line per criterion (mean ± std over seeds) at each target sparsity.",
-                panels(), per_target(comp, panels))
+                panels(), per_target(comp, panels), PER_TARGET_NOTE)
 
 
 def sparsity(comp: Comparison) -> Part | None:
@@ -111,7 +118,7 @@ def sparsity(comp: Comparison) -> Part | None:
 
     return Part("Sparsity", "The schedule's target, the actual sparsity (zeros in the pruned weights), the masked "
                 "fraction (weights the masks remove) and each layer's sparsity: where a criterion prunes.",
-                panels(), per_target(comp, panels))
+                panels(), per_target(comp, panels), PER_TARGET_NOTE)
 
 
 def score_distributions(comp: Comparison) -> Part | None:
@@ -123,17 +130,12 @@ def score_distributions(comp: Comparison) -> Part | None:
         zeros = [line(k, f"{k} by criterion") for k in ("scores_zeros/all",) if comp.logs(k)]
         return [line(k, f"{k} (histogram over training)", groupby=None) for k in keys] + zeros
 
-    target = max(comp.targets(), default=None)
-    seed = min(comp.seeds(), default=None, key=str)
-    grids = []
-    for c in comp.criteria():
-        filters = [expr.Config(CRITERION) == c]
-        if target is not None:
-            filters.append(expr.Config(TARGET) == target)
-        if seed is not None:
-            filters.append(expr.Config(SEED) == seed)
-        grids.append(Grid(f"{c} (target sparsity {target:g}, seed {seed})" if target is not None else c,
-                          filters, panels()))
+    # one run per criterion: the highest target, the first seed and the first value of any varied axis
+    picks = {TARGET: comp.targets()[-1:], SEED: comp.seeds()[:1], **{a: comp.values[a][:1] for a in comp.axes()}}
+    fixed = {k: v[0] for k, v in picks.items() if v}
+    where = ", ".join(f"{'target sparsity' if k == TARGET else k} {v}" for k, v in fixed.items())
+    grids = [Grid(f"{c} ({where})" if where else c, [expr.Config(CRITERION) == c] +
+                  [expr.Config(k) == v for k, v in fixed.items()], panels()) for c in comp.criteria()]
     text = ("The criterion's scores at every pruning step (and every tracking.log_scores_every steps): one "
             "histogram panel per pruned layer and for all layers together (bins over log10(score) by default, "
             "zeros counted apart in scores_zeros/*). W&B draws one run's histograms per panel: the workspace "
@@ -149,7 +151,8 @@ def mask_churn(comp: Comparison) -> Part | None:
         return [line("masks/changed", "masks/changed by criterion")]
 
     return Part("Mask churn", "Weights whose mask flipped at each mask update: new pruning, and regrowth where a "
-                "criterion or updater brings weights back.", panels(), per_target(comp, panels))
+                "criterion or updater brings weights back.", panels(), per_target(comp, panels),
+                PER_TARGET_NOTE)
 
 
 def run_comparer(comp: Comparison) -> Part:

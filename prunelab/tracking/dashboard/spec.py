@@ -44,13 +44,14 @@ def describe(comp: Comparison) -> str:
 
 
 def workspace(comp: Comparison, sections: list[Part] | None = None) -> ws.Workspace:
-    """The workspace: one section per :class:`~.panels.Part`, runs grouped by criterion (and any varied axis)."""
+    """The workspace: one section per :class:`~.panels.Part` (its text in a markdown panel first), runs grouped by
+    criterion (and any varied axis)."""
     sections = parts(comp) if sections is None else sections
     columns = [c for c in COLUMNS if _column_logged(comp, c)]
     return ws.Workspace(
         entity=comp.entity, project=comp.project, name=f"prunelab: {comp.group}",
-        sections=[ws.Section(name=p.name, panels=p.panels, is_open=True,
-                             panel_settings=ws.SectionPanelSettings(x_axis=STEP)) for p in sections],
+        sections=[ws.Section(name=p.name, panels=[wr.MarkdownPanel(markdown=p.text + p.note), *p.panels],
+                             is_open=True, panel_settings=ws.SectionPanelSettings(x_axis=STEP)) for p in sections],
         settings=ws.WorkspaceSettings(x_axis=STEP, max_runs=max(10, len(comp.runs)), group_by_prefix="first"),
         runset_settings=ws.RunsetSettings(filters=run_filters(comp), pinned_columns=columns,
                                           groupby=[expr.Config(k) for k in [CRITERION, *comp.axes()]]),
