@@ -188,9 +188,12 @@ class Pruner:
         )
 
     def bind(self, *, model: nn.Module | None = None, optimizer: torch.optim.Optimizer | None = None,
-             calibration: CalibrationSource | None = None) -> "Pruner":
-        """Give the pruner what a training loop owns: the model (for model-level criteria), the optimizer (for the
-        state of grown weights) and the calibration batches. Returns the pruner."""
+             calibration: CalibrationSource | None = None, updater: MaskUpdater | None = None) -> "Pruner":
+        """Give the pruner what a training run owns: the model (for model-level criteria), the optimizer (for the
+        state of grown weights), the calibration batches, and a mask updater (whose steps may depend on the
+        training length). Returns the pruner."""
+        if updater is not None:
+            self.updater = updater
         if model is not None:
             self.model = model
         if optimizer is not None:
