@@ -20,6 +20,8 @@ from .errors import ConfigError
 CONF_DIR = Path(conf.__file__).parent  # the config groups (conf/ in the repository, prunelab/conf in the wheel)
 
 EXIT_CONFIG, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
+#: ``prunelab <name> ...`` runs ``<module>.main(argv)``; anything else is the Hydra app
+SUBCOMMANDS = {"report": ".report", "list": ".listing", "dashboard": ".tracking.dashboard"}
 
 
 def register_sweeper() -> None:
@@ -90,12 +92,14 @@ def unknown_group_option(argv: list[str]) -> str | None:
 
 
 def cli() -> None:
-    """Console-script entry point: ``prunelab report DIR...`` writes the comparison report, anything else is the
-    Hydra app."""
-    if len(sys.argv) > 1 and sys.argv[1] == "report":
-        from .report import main as report_main
+    """Console-script entry point: ``prunelab report DIR...`` writes the comparison report, ``prunelab list``
+    lists what is registered, ``prunelab dashboard`` builds a comparison's W&B workspace and report, anything else
+    is the Hydra app."""
+    if len(sys.argv) > 1 and sys.argv[1] in SUBCOMMANDS:
+        import importlib
 
-        sys.exit(report_main(sys.argv[2:]))
+        module = importlib.import_module(SUBCOMMANDS[sys.argv[1]], __package__)
+        sys.exit(module.main(sys.argv[2:]))
     try:
         main()
     except SystemExit as exc:

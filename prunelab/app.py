@@ -18,6 +18,7 @@ from . import models as models_mod
 from .criteria import CRITERIA
 from .errors import ConfigError
 from .pruner import Pruner, build_pattern, check_compatible
+from .regrowth import build_updater, check_regrowth
 from .rundir import config_fingerprint, sparsity_text, write_json_atomic
 from .schedule import Schedule
 from .sparsity.distribution import resolve_distribution
@@ -48,6 +49,7 @@ def validate(cfg: DictConfig) -> None:
     pattern = build_pattern(cfg.pattern)
     distribution = resolve_distribution(cfg.get("distribution"), pattern.scope)
     check_compatible(CRITERIA.get(str(cfg.criterion.criterion_type)), pattern, schedule, distribution)
+    check_regrowth(cfg.get("regrowth"), pattern, schedule, cfg.trainer.get("max_steps"))
     tc = TrainerConfig.from_config(cfg.trainer)
     for key in ("batch_size", "eval_batch_size"):
         _positive_int(f"trainer.{key}", getattr(tc, key))
@@ -123,8 +125,9 @@ def _run(cfg: DictConfig, run_dir: Path, tc: TrainerConfig, dist: distributed.Di
     data = data_mod.build(cfg.dataset)
     trainer = Trainer(tc, _optimizer_factory(cfg.optimizer), seed=int(cfg.seed), run_dir=run_dir,
                       fingerprint=fingerprint, dist=dist)
+    total = trainer.check_length(len(data.train), pruner.schedule.end_step)
+    pruner.bind(updater=build_updater(cfg.get("regrowth"), total, pruner.schedule.end_step, int(cfg.seed)))
     end_step = pruner.last_mask_step
-    total = trainer.check_length(len(data.train), end_step)
     resume_path = trainer.resume_path()
     resume_state = trainer.load_checkpoint(resume_path) if resume_path is not None else None
     pruning = PruningCallback(pruner, check_masks=tc.check_masks)

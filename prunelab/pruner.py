@@ -188,9 +188,12 @@ class Pruner:
         )
 
     def bind(self, *, model: nn.Module | None = None, optimizer: torch.optim.Optimizer | None = None,
-             calibration: CalibrationSource | None = None) -> "Pruner":
-        """Give the pruner what a training loop owns: the model (for model-level criteria), the optimizer (for the
-        state of grown weights) and the calibration batches. Returns the pruner."""
+             calibration: CalibrationSource | None = None, updater: MaskUpdater | None = None) -> "Pruner":
+        """Give the pruner what a training run owns: the model (for model-level criteria), the optimizer (for the
+        state of grown weights), the calibration batches, and a mask updater (whose steps may depend on the
+        training length). Returns the pruner."""
+        if updater is not None:
+            self.updater = updater
         if model is not None:
             self.model = model
         if optimizer is not None:
@@ -426,7 +429,9 @@ def sandboxed(model: nn.Module) -> Iterator[None]:
     """Run a criterion's own passes without side effects on training: the model's buffers (BatchNorm running
     statistics), its parameters' ``.grad``, its train/eval mode and the global RNG states are restored after."""
     buffers = [(b, b.detach().clone()) for b in model.buffers()]
-    grads = [(p, p.grad) for p in model.parameters()]
+    grads = [(p, p.grad) for p in model.parameters()]  # stashed: passes accumulate into fresh .grad tensors
+    for p in model.parameters():
+        p.grad = None
     modes = [(m, m.training) for m in model.modules()]
     devices = [torch.cuda.current_device()] if torch.cuda.is_available() and torch.cuda.is_initialized() else []
     with torch.random.fork_rng(devices=devices):

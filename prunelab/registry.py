@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import inspect
+import re
 from typing import Callable, Generic, Iterator, TypeVar
 
 from .errors import ConfigError
@@ -48,8 +49,8 @@ class Registry(Generic[T]):
     def describe(self, name: str) -> tuple[str, str]:
         """``(summary, paper)`` of a registered entry: its docstring's first sentence and its source."""
         obj = self.get(name)
-        doc = " ".join((inspect.getdoc(obj) or "").split("\n\n")[0].split())
-        summary = doc.split(". ")[0].rstrip(".")
+        doc = " ".join((inspect.getdoc(obj) or "").split("\n\n")[0].split()).replace("``", "")
+        summary = re.split(r"(?<!e\.g)(?<!i\.e)(?<!et al)\. ", doc)[0].rstrip(".")
         return summary, self._papers.get(name) or str(getattr(obj, "paper", "") or "")
 
     def names(self) -> list[str]:

@@ -93,6 +93,30 @@ def check_declaration(name: str, cls: type) -> None:
         raise TypeError(f"criterion {name!r}: rounds={cls.rounds!r} is not an integer >= 1")
 
 
+#: config keys every criterion takes besides its own ``Options`` (handled by the pruner, not the criterion)
+COMMON_KEYS = ("criterion_type",)
+
+
+def parse_options(cls: type["PruningCriterion"], config: Mapping[str, Any]) -> Any:
+    """``config`` (without :data:`COMMON_KEYS`) checked against ``cls.Options``: an instance of it, or a one-line
+    :class:`ConfigError` for an unknown key or a value of the wrong type."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    params = {k: v for k, v in config.items() if k not in COMMON_KEYS}
+    fields = {f.name: f.type for f in dataclasses.fields(cls.Options)}
+    for key, value in params.items():
+        if key not in fields:
+            known = ", ".join(fields) or "none"
+            raise ConfigError(f"criterion.{key}", value, f"a key of criterion {cls.name} (its options: {known})")
+        try:
+            OmegaConf.merge(OmegaConf.structured(cls.Options), {key: value})
+        except OmegaConfBaseException:
+            kind = getattr(fields[key], "__name__", str(fields[key]))
+            raise ConfigError(f"criterion.{key}", value, f"a value of type {kind}") from None
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls.Options), params))
+
+
 def get_criterion(config: Any, modules: Mapping[str, nn.Module | Tensor]) -> "PruningCriterion":
     """Build the criterion named by ``config['criterion_type']`` over ``modules``."""
     cfg = config_to_dict(config)
@@ -138,8 +162,14 @@ class PruningCriterion:
     #: Model-level criteria: the calibration batches :meth:`score_model` is given.
     calibration: Calibration = Calibration()
 
+    @dataclasses.dataclass
+    class Options:
+        """The criterion's own config keys (typed, with defaults). A subclass with parameters defines its own
+        ``Options`` dataclass; any other key is an error (one line naming it)."""
+
     def __init__(self, modules: Mapping[str, nn.Module | Tensor], config: Any = None) -> None:
         self.config = config_to_dict(config)
+        self.options = parse_options(type(self), self.config)
         self.modules = dict(modules)
         self.names: list[str] = list(self.modules)
         self._weights: list[Tensor] = [_weight_of(n, m) for n, m in self.modules.items()]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -22,9 +23,13 @@ class RandomCriterion(PruningCriterion):
     paper = "Blalock et al. 2020, What is the State of Neural Network Pruning? (random baseline)"
     score_hook = ScoreHook.FIXED
 
+    @dataclass
+    class Options:
+        seed: int = 0  #: the scores' seed (the app passes the run's seed)
+
     def __init__(self, modules: Mapping[str, nn.Module | Tensor], config: Any = None) -> None:
         super().__init__(modules, config)
-        self.seed = int(self.config.get("seed", 0))
+        self.seed = int(self.options.seed)
         gen = torch.Generator().manual_seed(self.seed)
         with torch.no_grad():
             for score in self._score_list:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -49,10 +50,14 @@ class SnipMomentumCriterion(PruningCriterion):
     stateful = True
     score_hook = ScoreHook.BEFORE_OPTIMIZER_STEP
 
+    @dataclass
+    class Options:
+        alpha: float = 0.9  #: weight of the history
+        beta: float = 1.0  #: weight of the current |W * g|
+
     def __init__(self, modules: Mapping[str, nn.Module | Tensor], config: Any = None) -> None:
         super().__init__(modules, config)
-        self.alpha = float(self.config.get("alpha", 0.9))
-        self.beta = float(self.config.get("beta", 1.0))
+        self.alpha, self.beta = float(self.options.alpha), float(self.options.beta)
         for key, val in (("alpha", self.alpha), ("beta", self.beta)):
             if not val >= 0.0:
                 raise ConfigError(f"criterion.{key}", val, "a number >= 0")

@@ -36,7 +36,7 @@ def _cifar10_reader() -> type:
 CIFAR10_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch", "batches.meta")
 
 
-@DATASETS.register("cifar10")
+@DATASETS.register("cifar10", paper="Krizhevsky 2009, Learning multiple layers of features from tiny images")
 def build_cifar10(cfg: Any) -> DataSplits:
     """CIFAR-10 (Krizhevsky 2009): 50k train / 10k test 32x32 colour images, 10 classes, read from the
     ``cifar-10-batches-py`` pickles through torchvision. ``augment`` (default true) sets the train transform

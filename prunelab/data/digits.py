@@ -10,7 +10,7 @@ from ..errors import ConfigError
 from .base import DATASETS, DataSplits, fraction_option, normalise, option
 
 
-@DATASETS.register("digits")
+@DATASETS.register("digits", paper="Alpaydin & Kaynak 1998, UCI optical recognition of handwritten digits")
 def build_digits(cfg: Any) -> DataSplits:
     """scikit-learn's 8x8 handwritten digits (UCI optdigits test set; 1,797 images, 10 classes), embedded in
     scikit-learn, so no download. Pixels are scaled by 1/16 to [0, 1], then normalised with the mean and std

@@ -165,13 +165,13 @@ def _legacy_processed(root: str, cls_name: str) -> bool:
     return all((processed / f).is_file() for f in ("training.pt", "test.pt"))
 
 
-@DATASETS.register("mnist")
+@DATASETS.register("mnist", paper="LeCun et al. 1998")
 def build_mnist(cfg: Any) -> DataSplits:
     """MNIST (LeCun et al. 1998): 60k train / 10k test 28x28 grey digits, via ``torchvision.datasets.MNIST``."""
     return _mnist_like(cfg, "MNIST", "mnist", MNIST_MEAN, MNIST_STD)
 
 
-@DATASETS.register("fashion_mnist")
+@DATASETS.register("fashion_mnist", paper="Xiao, Rasul & Vollgraf 2017, Fashion-MNIST")
 def build_fashion_mnist(cfg: Any) -> DataSplits:
     """Fashion-MNIST (Xiao et al. 2017): 60k/10k 28x28 grey clothing images, via ``FashionMNIST``; with
     ``dataset.root`` null, Debian's ``dataset-fashion-mnist`` files are used when installed."""

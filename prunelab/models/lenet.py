@@ -57,9 +57,9 @@ class LeNet5(nn.Module):
         return self.fc3(x)
 
 
-@MODELS.register("lenet5")
+@MODELS.register("lenet5", paper="LeCun et al. 1998, Gradient-based learning applied to document recognition")
 def build_lenet5(cfg: Any) -> nn.Module:
-    """``lenet5``: keys ``activation`` (relu|tanh, default relu), ``pool`` (max|avg, default max); head ``fc3``."""
+    """LeNet-5 conv net (2 conv + 3 fc layers). ``lenet5``: keys ``activation`` (relu|tanh, default relu), ``pool`` (max|avg, default max); head ``fc3``."""
     activation = option(cfg, "activation", "relu")
     if activation not in ("relu", "tanh"):
         raise ConfigError("model.activation", activation, "relu or tanh")

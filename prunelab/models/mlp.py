@@ -30,9 +30,9 @@ class MLP(nn.Sequential):
         super().__init__(layers)
 
 
-@MODELS.register("mlp")
+@MODELS.register("mlp", paper="LeCun et al. 1998; Han et al. 2015 (LeNet-300-100)")
 def build_mlp(cfg: Any) -> nn.Module:
-    """``mlp``: keys ``hidden_sizes`` (list of positive ints, may be empty; default [256, 128]); head ``head``."""
+    """Multi-layer perceptron (hidden_sizes [300, 100]: LeNet-300-100). ``mlp``: keys ``hidden_sizes`` (list of positive ints, may be empty; default [256, 128]); head ``head``."""
     sizes = option(cfg, "hidden_sizes", [256, 128])
     try:
         sizes = [int(s) for s in sizes]

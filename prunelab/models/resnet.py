@@ -82,9 +82,9 @@ class CifarResNet(nn.Module):
         return self.fc(x)
 
 
-@MODELS.register("resnet20")
+@MODELS.register("resnet20", paper="He et al. 2016, Deep residual learning for image recognition")
 def build_resnet20(cfg: Any) -> nn.Module:
-    """``resnet20``: keys ``depth`` (6n+2, default 20), ``shortcut`` (A|B, default A); head ``fc``."""
+    """CIFAR ResNet of depth 6n+2 (ResNet-20 by default). ``resnet20``: keys ``depth`` (6n+2, default 20), ``shortcut`` (A|B, default A); head ``fc``."""
     depth = option(cfg, "depth", 20)
     if isinstance(depth, bool) or not isinstance(depth, int) or depth < 8 or (depth - 2) % 6 != 0:
         raise ConfigError("model.depth", depth, "6n+2 with n >= 1: 8, 14, 20, 32, 44, 56, 110, ...")

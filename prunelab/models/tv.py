@@ -36,9 +36,9 @@ def _adapt_first_conv(model: nn.Module, in_channels: int, arch: str) -> None:
     raise ConfigError("model.arch", arch, f"a model whose first layer is a plain Conv2d, for {in_channels}-channel input")
 
 
-@MODELS.register("torchvision")
+@MODELS.register("torchvision", paper="torchvision.models")
 def build_torchvision(cfg: Any) -> nn.Module:
-    """``torchvision``: any classification model of ``torchvision.models`` by ``arch`` (e.g. resnet18), randomly
+    """Any torchvision classifier by ``arch``, randomly initialised. ``torchvision``: any classification model of ``torchvision.models`` by ``arch`` (e.g. resnet18), randomly
     initialised (``weights=None``), with ``num_classes`` outputs; ``kwargs`` (mapping, default {}) go to the
     model's builder. For inputs with other than 3 channels the stem conv is replaced to take them. googlenet
     and inception_v3 are built with ``aux_logits=False`` unless ``kwargs`` says otherwise (the auxiliary

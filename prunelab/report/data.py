@@ -1,7 +1,7 @@
 """The data side of the offline report: find run directories, load them, aggregate over seeds, compare masks.
 
 Nothing here draws or writes HTML; :mod:`prunelab.report.figures` draws and :mod:`prunelab.report.render` writes.
-A run directory is what :class:`prunelab.tracking.LocalTracker` and the app leave: ``summary.json``,
+A run directory is what :class:`prunelab.tracking.local.LocalTracker` and the app leave: ``summary.json``,
 ``metrics.jsonl``, ``scores.jsonl``, ``masks.pt``, ``config.yaml`` (resolved) and ``.hydra/``.
 """
 from __future__ import annotations

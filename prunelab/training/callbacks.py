@@ -119,6 +119,8 @@ class PruningCallback(Callback):
         if self.pruner.pruned_at_step:
             metrics.update(sparsity_metrics(self.pruner))
             metrics["masks/changed"] = sum(self.pruner.changed.values())
+            if self.pruner.updater is not None:  # regrowth churn, per layer
+                metrics.update({f"masks/changed/{n}": c for n, c in self.pruner.changed.items()})
             if self.check_masks:
                 distributed.check_masks_equal(self.pruner.masks, step)
 

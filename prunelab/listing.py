@@ -1,0 +1,61 @@
+"""``prunelab list [criteria|patterns|distributions|schedules|models|datasets]``: what is registered, from the
+registries themselves (name, one line, paper), and the config options (``conf/<group>/*.yaml``) that select them."""
+from __future__ import annotations
+
+import argparse
+import sys
+import textwrap
+from collections.abc import Sequence
+from pathlib import Path
+
+from .registry import Registry
+
+
+def registries() -> dict[str, tuple[Registry, str]]:
+    """Listing name -> (registry, config group). Importing the packages registers everything."""
+    from . import data, models
+    from .criteria import CRITERIA
+    from .regrowth import UPDATERS
+    from .schedule import DECAYS
+    from .sparsity import DISTRIBUTIONS, PATTERNS
+
+    return {
+        "criteria": (CRITERIA, "criterion"), "patterns": (PATTERNS, "pattern"),
+        "distributions": (DISTRIBUTIONS, "distribution"), "schedules": (DECAYS, "schedule"),
+        "regrowth": (UPDATERS, "regrowth"), "models": (models.MODELS, "model"), "datasets": (data.DATASETS, "dataset"),
+    }
+
+
+def conf_dir() -> Path:
+    from . import conf
+
+    return Path(conf.__file__).parent
+
+
+def render(kind: str, registry: Registry, group: str, width: int = 110) -> str:
+    """One section: a line per registered name (summary, then its paper), then the group's config options."""
+    lines = [f"{kind} ({registry.kind}):"]
+    names = registry.names()
+    pad = max((len(n) for n in names), default=0) + 2
+    for name in names:
+        summary, paper = registry.describe(name)
+        text = summary + (f" [{paper}]" if paper else "")
+        wrapped = textwrap.wrap(text, width - pad - 2) or [""]
+        lines.append(f"  {name:<{pad}}{wrapped[0]}")
+        lines += [f"  {'':<{pad}}{w}" for w in wrapped[1:]]
+    if not names:
+        lines.append("  (none registered yet)")
+    options = sorted(p.stem for p in (conf_dir() / group).glob("*.yaml"))
+    if options:
+        lines.append(f"  config options: {group}={'|'.join(options)}  (conf/{group}/)")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    regs = registries()
+    parser = argparse.ArgumentParser(prog="prunelab list", description=__doc__.split("\n")[0])
+    parser.add_argument("kind", nargs="?", choices=sorted(regs), help="what to list (default: everything)")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    kinds = [args.kind] if args.kind else list(regs)
+    print("\n\n".join(render(k, *regs[k]) for k in kinds))
+    return 0
