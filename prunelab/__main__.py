@@ -37,9 +37,6 @@ def register_sweeper() -> None:
     plugins.register(DenseOnceSweeper)
 
 
-register_sweeper()
-
-
 @hydra.main(version_base=None, config_path="pkg://prunelab.conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
@@ -100,6 +97,7 @@ def cli() -> None:
 
         module = importlib.import_module(SUBCOMMANDS[sys.argv[1]], __package__)
         sys.exit(module.main(sys.argv[2:]))
+    register_sweeper()
     try:
         main()
     except SystemExit as exc:
