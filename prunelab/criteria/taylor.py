@@ -69,11 +69,13 @@ class TaylorCriterion(PruningCriterion):
             return
         s = [self._score_list[i] for i in have]
         fresh = torch._foreach_mul([self._weights[i] for i in have], [self._weights[i].grad for i in have])
-        if self.pattern is not None and not self.pattern.elementwise:
-            fresh = [self.pattern.unit_sums(f) for f in fresh]
         if fresh[0].dtype != torch.float32:
             fresh = [f.float() for f in fresh]
-        torch._foreach_mul_(fresh, fresh)  # squared per batch, before any averaging
+        if self.pattern is not None and not self.pattern.elementwise:  # one sum per unit (broadcast views)
+            units = [self.pattern.unit_sums(f) for f in fresh]
+            fresh = torch._foreach_mul(units, units)  # squared per batch, before any averaging
+        else:
+            torch._foreach_mul_(fresh, fresh)
         if self.previous is not None:  # keeps the mean equal to momentum * previous + (1 - momentum) * mean(x)
             torch._foreach_mul_(fresh, 1.0 - self.momentum)
             torch._foreach_add_(fresh, [self.previous[i] for i in have], alpha=self.momentum)
