@@ -224,6 +224,8 @@ class Pruner:
         hook = self.criterion.score_hook
         if hook is ScoreHook.STEP_BEGIN and self._scores_due(self.step):
             self.criterion.on_step_begin()
+        if self.score_step(self.step):
+            self.criterion.prepare_scores()  # this step reads the scores (prune, update or log)
         if self.schedule.is_pruning_step(self.step):
             self._prune(self.schedule.target(self.step))
             self.criterion.on_pruning_step()
@@ -344,6 +346,7 @@ class Pruner:
     def block_scores(self) -> dict[str, Tensor]:
         """The scores the masks rank, per pruned layer, after the pattern's reduction to blocks, in the block grid's
         shape (see :meth:`Pattern.block_scores`): exactly what the last (or next) mask update compares."""
+        self.criterion.prepare_scores()
         return self.pattern.block_scores(self.criterion.scores)
 
     # --- reporting ---

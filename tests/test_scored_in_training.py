@@ -25,23 +25,28 @@ def param(w):
 
 
 def step_with(crit, weights, grads):
-    """One on_before_optimizer_step with the given W and g (set in place)."""
+    """One on_before_optimizer_step with the given W and g (set in place), then the scores as the pruner reads
+    them (``prepare_scores``, as at a pruning or logging step)."""
     for p, w, g in zip(crit.weights, weights, grads):
         with torch.no_grad():
             p.copy_(t(w))
         p.grad = t(g)
     crit.on_before_optimizer_step()
+    crit.prepare_scores()
 
 
 # --- taylor --------------------------------------------------------------------------------------------------
 def test_taylor_elementwise_squares_per_batch_then_averages():
     """1x1: each weight is its unit, score = mean over batches of (w g)^2. Batches W = [1, 2]: g = [1, -1] then
-    [-1, 0.5], so w g = [1, -2] then [-1, 1]: mean of squares [1, 2.5]. Average-then-square gives [0, 0.25]."""
+    [-1, 0.5], so w g = [1, -2] then [-1, 1]: mean of squares [1, 2.5]. Average-then-square gives [0, 0.25].
+    A third batch g = [2, 1] (w g = [2, 2]): means [(1 + 1 + 4) / 3, (4 + 1 + 4) / 3] = [2, 3]."""
     crit = get_criterion("taylor", {"l": param([[1.0, 2.0]])})
     crit.use_pattern(Pattern("1x1"))
     step_with(crit, [[[1.0, 2.0]]], [[[1.0, -1.0]]])
     step_with(crit, [[[1.0, 2.0]]], [[[-1.0, 0.5]]])
     assert torch.equal(crit.scores["l"], t([[1.0, 2.5]]))
+    step_with(crit, [[[1.0, 2.0]]], [[[2.0, 1.0]]])  # (read after every batch, as a logging step would)
+    assert torch.equal(crit.scores["l"], t([[2.0, 3.0]]))
 
 
 def test_taylor_unit_is_the_output_channel_for_the_channel_pattern():
@@ -84,6 +89,7 @@ def test_taylor_average_restarts_after_each_pruning_step():
     model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3))
     pruner = Pruner(model, "taylor", "1x1", Schedule(0.5, start_step=3, end_step=6, pruning_frequency=3),
                     head="2", distribution="uniform")
+    pruner.request_scores(5)  # a score-logging step mid-window (step 5): it reads the mean so far too
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     g = torch.Generator().manual_seed(1)
     data = [(torch.randn(5, 6, generator=g), torch.randint(0, 3, (5,), generator=g)) for _ in range(7)]
@@ -92,6 +98,9 @@ def test_taylor_average_restarts_after_each_pruning_step():
     pruner.on_train_begin()
     for step, (x, y) in enumerate(data):
         pruner.on_step_begin(step)
+        if step == 5:
+            torch.testing.assert_close(pruner.criterion.scores["0"], torch.stack(window).square().mean(0),
+                                       rtol=1e-6, atol=1e-9)
         if step in (3, 6):
             used[step] = pruner.criterion.scores["0"].clone()
             expected = torch.stack(window).square().mean(0)
@@ -103,7 +112,7 @@ def test_taylor_average_restarts_after_each_pruning_step():
         pruner.on_before_optimizer_step()
         opt.step()
         pruner.on_after_optimizer_step()
-    assert pruner.criterion.count == 0  # reset by step 6, and not updated once the masks are final
+    assert pruner.criterion.count == 1  # reset by step 6, then step 6 its own (scores are still logged)
 
 
 def test_taylor_momentum_across_pruning_steps():

@@ -15,11 +15,12 @@ What wave 2 adds is declared on the class and checked when it is registered:
   ``default_distribution`` (the one it is used with when none is named), ``rounds`` (iterative model-level
   scoring), ``calibration`` (the batches ``score_model`` wants) and ``paper``.
 
-Two calls from the pruner let a criterion follow what the masks do, without knowing the pruner:
+Three calls from the pruner let a criterion follow what the masks do, without knowing the pruner:
 :meth:`PruningCriterion.use_pattern` (before the first step: the :class:`~prunelab.sparsity.patterns.Pattern` the
 masks are cut with, for criteria whose score depends on which weights are removed together, e.g. taylor's
-unit-level score) and :meth:`PruningCriterion.on_pruning_step` (right after a pruning step or a mask update used
-the scores, for criteria that average over the steps between pruning steps).
+unit-level score), :meth:`PruningCriterion.prepare_scores` (at a step whose scores are read, before they are: a
+criterion may keep a cheaper form in between) and :meth:`PruningCriterion.on_pruning_step` (right after a pruning
+step or a mask update used the scores, for criteria that average over the steps between pruning steps).
 
 All score work runs under ``torch.no_grad()`` in place into preallocated tensors, batched over layers with
 ``torch._foreach_*``, on the weights' device. Criteria know nothing of masks, schedules or logging.
@@ -198,6 +199,11 @@ class PruningCriterion:
         """The pruner names the pattern its masks are cut with, before the first step. Criteria whose score depends
         on which weights are removed together (taylor: one score per unit) read it; the others ignore it."""
         self.pattern = pattern
+
+    def prepare_scores(self) -> None:
+        """Called by the pruner at a step whose scores are read (a pruning step, a mask update, a score-logging
+        step), before they are read. A criterion that keeps a cheaper form between such steps (taylor: a running
+        sum rather than the mean) finishes its scores here; the default does nothing. Idempotent."""
 
     def on_pruning_step(self) -> None:
         """Called by the pruner right after a pruning step (or a mask update) has used the scores. A criterion that

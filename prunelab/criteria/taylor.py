@@ -28,14 +28,15 @@ class TaylorCriterion(PruningCriterion):
       single batch). Every weight carries its unit's score, so the pattern's ``block_reduce=mean`` (the default)
       or ``max`` ranks the units by exactly that score (``sum`` multiplies it by the unit's size).
     * **Order**: square per batch, then average (not the reverse): ``S = (1 / T) sum_t (sum_s w_s g_s)_t ** 2``
-      over the T steps since the last pruning step (since step 0 before the first one). The running mean is
-      updated in place, ``S <- S + (x_t - S) / t``; a pruning step (or a mask update) starts a new average
-      (:meth:`on_pruning_step`).
+      over the T steps since the last pruning step (since step 0 before the first one); a pruning step (or a mask
+      update) starts a new average (:meth:`on_pruning_step`). Between the steps that read the scores they hold the
+      running sum (one fused pass per step, ``S += x_t``); :meth:`prepare_scores` divides by T when the pruner is
+      about to read them (pruning, mask-update and score-logging steps), so whatever reads them sees the mean.
     * **Momentum** (``momentum``, default 0): the reference's ``pruning_momentum``: from the second pruning step on,
       the score used is ``momentum * previous + (1 - momentum) * average``. The paper's authors found it unhelpful
       ("momentum turned to be useless", the reference's comment); off by default, as the issue asks.
-    * **State**: the running mean, the number of steps in it and (with momentum) the last score used: saved with the
-      checkpoint. Updated at every step until the masks are final.
+    * **State**: the running sum (or mean), the number of steps in it and (with momentum) the last score used:
+      saved with the checkpoint. Updated at every step until the masks are final.
 
     Deviations from the reference: the reference's ``Taylor_weight`` method (0) sums the *squared* per-weight
     terms of a unit, ``sum_s (w_s g_s) ** 2``; its best method (22) puts a gate after each BatchNorm and scores the
@@ -59,7 +60,8 @@ class TaylorCriterion(PruningCriterion):
         self.momentum = float(self.options.momentum)
         if not 0.0 <= self.momentum < 1.0:
             raise ConfigError("criterion.momentum", self.momentum, "a number in [0, 1) (0: no momentum)")
-        self.count = 0  # batches in the running mean
+        self.count = 0  # batches in the current average
+        self.is_mean = True  # False while the scores hold the running sum (between the steps that read them)
         self.previous: list[Tensor] | None = None  # momentum: the score the last pruning step used
 
     @torch.no_grad()
@@ -68,29 +70,40 @@ class TaylorCriterion(PruningCriterion):
         if not have:
             return
         s = [self._score_list[i] for i in have]
-        fresh = torch._foreach_mul([self._weights[i] for i in have], [self._weights[i].grad for i in have])
-        if fresh[0].dtype != torch.float32:
-            fresh = [f.float() for f in fresh]
-        if self.pattern is not None and not self.pattern.elementwise:  # one sum per unit (broadcast views)
-            units = [self.pattern.unit_sums(f) for f in fresh]
-            fresh = torch._foreach_mul(units, units)  # squared per batch, before any averaging
-        else:
-            torch._foreach_mul_(fresh, fresh)
-        if self.previous is not None:  # keeps the mean equal to momentum * previous + (1 - momentum) * mean(x)
-            torch._foreach_mul_(fresh, 1.0 - self.momentum)
-            torch._foreach_add_(fresh, [self.previous[i] for i in have], alpha=self.momentum)
+        wg = torch._foreach_mul([self._weights[i] for i in have], [self._weights[i].grad for i in have])
+        if wg[0].dtype != torch.float32:
+            wg = [x.float() for x in wg]
+        if self.pattern is not None and not self.pattern.elementwise:
+            wg = [self.pattern.unit_sums(x) for x in wg]  # one sum per unit (broadcast over the unit)
+        if self.count == 0:  # a new average: the last one's scores were used
+            torch._foreach_zero_(s)
+        elif self.is_mean:  # read (e.g. logged) mid-window: back to the running sum
+            torch._foreach_mul_(s, float(self.count))
+        self.is_mean = False
+        if self.previous is None:
+            torch._foreach_addcmul_(s, wg, wg)  # + (w g)^2: squared per batch, then summed
+        else:  # momentum: the mean becomes momentum * previous + (1 - momentum) * mean
+            torch._foreach_addcmul_(s, wg, wg, value=1.0 - self.momentum)
+            torch._foreach_add_(s, [self.previous[i] for i in have], alpha=self.momentum)
         self.count += 1
-        torch._foreach_lerp_(s, fresh, 1.0 / self.count)  # S <- S + (x - S) / n: the running mean of n batches
+
+    @torch.no_grad()
+    def prepare_scores(self) -> None:
+        """The running sum becomes the mean (the scores the paper defines) before anything reads it."""
+        if not self.is_mean and self.count > 0:
+            torch._foreach_div_(self._score_list, float(self.count))
+        self.is_mean = True
 
     def on_pruning_step(self) -> None:
-        """The scores were used: the next batch starts a new average (it overwrites the tensors: weight 1/1)."""
+        """The scores were used: the next batch starts a new average."""
+        self.prepare_scores()
         self.count = 0
         if self.momentum > 0.0:
             self.previous = [x.clone() for x in self._score_list]
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
-        state["count"] = self.count
+        state.update(count=self.count, is_mean=self.is_mean)
         if self.previous is not None:
             state["previous"] = {n: p.clone() for n, p in zip(self.names, self.previous)}
         return state
@@ -98,5 +111,6 @@ class TaylorCriterion(PruningCriterion):
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         super().load_state_dict(state)
         self.count = int(state.get("count", 0))
+        self.is_mean = bool(state.get("is_mean", True))
         previous = state.get("previous")
         self.previous = [previous[n].clone() for n in self.names] if previous else None
