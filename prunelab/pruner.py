@@ -77,7 +77,8 @@ def check_compatible(criterion: type[PruningCriterion], pattern: Pattern, schedu
         raise ConfigError("distribution", distribution.name,
                           f"{' or '.join(allowed)} for criterion {name}{why}")
     if distribution is not None and (reason := distribution.check_pattern(pattern)) is not None:
-        raise ConfigError("distribution", distribution.name, f"{reason} (pattern.type={pattern.pattern})")
+        raise ConfigError("distribution", distribution.name,
+                          f"{reason} (pattern.type={pattern.pattern})")
 
 
 def build_pattern(cfg: str | Mapping[str, Any] | Any) -> Pattern:
