@@ -225,6 +225,18 @@ def test_lamp_ties_and_zeros():
     assert torch.equal(crit.scores["c"], t([[0.0, 1.0]]))
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_lamp_numpy_and_torch_paths_agree(seed):
+    """The CPU path (one numpy sort of packed keys) and the torch path (a stable torch.sort, used on GPUs) give the
+    same scores, ties and zeros included."""
+    from prunelab.criteria.lamp import _lamp_np, _lamp_torch
+
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randint(-6, 7, (40, 50), generator=g).float() * torch.rand(1, 50, generator=g)  # many ties, zeros
+    sq = w.reshape(-1).square()
+    assert torch.equal(torch.from_numpy(_lamp_np(sq.numpy())), _lamp_torch(sq))
+
+
 def test_lamp_global_threshold_gives_layer_adaptive_sparsity():
     """Layer a has large weights, b small ones: global magnitude empties b; global LAMP keeps every layer's largest
     weight (score 1) and prunes by the rescaled scores. a = [4, 5, 6, 7], b = [0.1, 0.2, 0.3, 0.4]; 6 of 8 go.

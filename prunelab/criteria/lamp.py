@@ -16,18 +16,23 @@ def lamp_scores(weight: Tensor) -> Tensor:
     (its tail includes the later one), as the exact-count rule breaks ties; zeros (pruned weights) score 0.
 
     On the CPU, one numpy sort of 64-bit keys (the square's float32 bits, which order like the values for
-    non-negative floats, above the position) sorts and breaks ties at once, ~5x faster than ``torch.sort``; zeros
-    are left out of the sort (they add nothing to any tail), so later pruning steps sort only the kept weights.
+    non-negative floats, above the position) sorts and breaks ties at once, ~10x faster than ``torch.sort``;
+    zeros are left out of the sort (they add nothing to any tail), so later pruning steps sort only the kept
+    weights.
     Elsewhere a stable ``torch.sort``. The tail sums run in float64.
     """
     sq = weight.detach().reshape(-1).float().square()
-    if sq.device.type == "cpu":
-        return torch.from_numpy(_lamp_np(sq.numpy())).reshape(weight.shape)
+    out = torch.from_numpy(_lamp_np(sq.numpy())) if sq.device.type == "cpu" else _lamp_torch(sq)
+    return out.reshape(weight.shape)
+
+
+def _lamp_torch(sq: Tensor) -> Tensor:
+    """:func:`lamp_scores` of squares ``sq`` (1-D) with a stable ``torch.sort``, on their device."""
     nz = torch.nonzero(sq).flatten()
     vals, order = torch.sort(sq[nz].double(), stable=True)
     out = torch.zeros_like(sq)
     out[nz[order]] = (vals / vals.flip(0).cumsum(0).flip(0)).float()
-    return out.reshape(weight.shape)
+    return out
 
 
 def _lamp_np(a: np.ndarray) -> np.ndarray:
@@ -42,7 +47,10 @@ def _lamp_np(a: np.ndarray) -> np.ndarray:
     low, high = (0, 1) if sys.byteorder == "little" else (1, 0)
     words[:, low] = np.arange(nz.size, dtype=np.uint32)
     words[:, high] = (a if nz.size == a.size else a[nz]).view(np.uint32)
-    key.sort()
+    # sorted as float64: a key's high word is a non-negative float32's bits (< 0x7FF00000 even for inf or NaN), so
+    # read as a double it is a finite positive number ordered like the integer, and numpy's SIMD sort of doubles
+    # is ~2x faster than its sort of 64-bit integers
+    key.view(np.float64).sort()
     vals = words[:, high].view(np.float32)
     tail = np.cumsum(vals[::-1], dtype=np.float64)[::-1]
     order = words[:, low].astype(np.intp)
