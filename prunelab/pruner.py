@@ -34,7 +34,7 @@ from typing import Any, Union
 import torch
 from torch import Tensor, nn
 
-from .criteria.base import Calibration, PruningCriterion, ScoreHook, get_criterion
+from .criteria.base import CRITERIA, Calibration, PruningCriterion, ScoreHook, get_criterion
 from .errors import ConfigError
 from .layers import DEFAULT_OP_TYPES, LayerInfo, select_layers
 from .options import config_to_dict
@@ -76,6 +76,9 @@ def check_compatible(criterion: type[PruningCriterion], pattern: Pattern, schedu
         why = f" ({criterion.distributions_reason})" if criterion.distributions_reason else ""
         raise ConfigError("distribution", distribution.name,
                           f"{' or '.join(allowed)} for criterion {name}{why}")
+    if distribution is not None and (reason := distribution.check_pattern(pattern)) is not None:
+        raise ConfigError("distribution", distribution.name,
+                          f"{reason} (pattern.type={pattern.pattern})")
 
 
 def build_pattern(cfg: str | Mapping[str, Any] | Any) -> Pattern:
@@ -103,8 +106,9 @@ class Pruner:
             or a :class:`Pattern`.
         schedule: a :class:`Schedule` or its config.
         distribution: how the target is split over layers: ``"global"`` (one ranking), ``"uniform"`` (every layer
-            at the target), another registered name, its config or a built one. ``pattern.scope`` is its wave-1
-            alias (``local`` = ``uniform``).
+            at the target), another registered name (``erk``, ``er``, ``per_row``), its config or a built one.
+            ``pattern.scope`` is its wave-1 alias (``local`` = ``uniform``). None: the criterion's
+            ``default_distribution`` (wanda: ``per_row``), else ``global``.
         optimizer: the training optimizer (needed to reset the state of weights a mask updater grows).
         updater: a :class:`~prunelab.regrowth.MaskUpdater` that may change masks at its own steps.
         calibration: the batches model-level criteria score on: an iterable of ``(x, y)`` or a callable that takes
@@ -128,12 +132,15 @@ class Pruner:
         calibration: CalibrationSource | None = None,
     ) -> None:
         self.pattern = build_pattern(pattern)
+        if distribution is None and self.pattern.scope is None:
+            distribution = default_distribution(criterion)
         self.distribution = resolve_distribution(distribution, self.pattern.scope)
         self.schedule = schedule if isinstance(schedule, Schedule) else Schedule.from_config(schedule or {})
         self.model: nn.Module | None = model if isinstance(model, nn.Module) else None
         modules, self.table = self._select(model, op_types, include, exclude, head)
         self.criterion = criterion if isinstance(criterion, PruningCriterion) else get_criterion(criterion, modules)
         check_compatible(type(self.criterion), self.pattern, self.schedule, self.distribution)
+        self.criterion.use_pattern(self.pattern)
         self.updater = updater
         self.optimizer = optimizer
         self.calibration = calibration
@@ -221,10 +228,14 @@ class Pruner:
         hook = self.criterion.score_hook
         if hook is ScoreHook.STEP_BEGIN and self._scores_due(self.step):
             self.criterion.on_step_begin()
+        if self.score_step(self.step):
+            self.criterion.prepare_scores()  # this step reads the scores (prune, update or log)
         if self.schedule.is_pruning_step(self.step):
             self._prune(self.schedule.target(self.step))
+            self.criterion.on_pruning_step()
         elif self.updater is not None and self.updater.is_update_step(self.step):
             self._apply_update(self.updater.update(self, self.step), self.updater.resets_grown_state)
+            self.criterion.on_pruning_step()
         elif hook is ScoreHook.MODEL and self._requested(self.step):
             self._score_model()  # scores for logging only
 
@@ -339,6 +350,7 @@ class Pruner:
     def block_scores(self) -> dict[str, Tensor]:
         """The scores the masks rank, per pruned layer, after the pattern's reduction to blocks, in the block grid's
         shape (see :meth:`Pattern.block_scores`): exactly what the last (or next) mask update compares."""
+        self.criterion.prepare_scores()
         return self.pattern.block_scores(self.criterion.scores)
 
     # --- reporting ---
@@ -407,12 +419,29 @@ class Pruner:
         self._refresh_active()
         self.apply_masks()
 
+    def layer_targets(self, target: float | None = None) -> dict[str, float] | None:
+        """The sparsity every pruned layer is given at ``target`` (default: the schedule's final target), as the
+        distribution splits it before any score exists (within the per-op bounds); None for a split the scores
+        decide (``global``)."""
+        target = self.schedule.target_sparsity if target is None else float(target)
+        shapes = [tuple(w.shape) for w in self._weights]
+        sizes = [self.pattern.num_blocks(s) for s in shapes]
+        bounds = [self.pattern.block_bounds(b) for b in sizes]
+        counts = self.distribution.layer_targets(sizes, shapes, target, self.pattern, bounds)
+        if counts is None:
+            return None
+        return {n: self.pattern.block_sparsity(min(max(k, lo), hi), b)
+                for n, k, b, (lo, hi) in zip(self.names, counts, sizes, bounds)}
+
     def describe(self) -> str:
-        """A table of every candidate layer: shape, parameters, pruned or skipped (why)."""
-        rows = [f"{'layer':<28} {'type':<8} {'shape':<20} {'params':>9}  status"]
+        """A table of every candidate layer: shape, parameters, its target sparsity at the final target (where the
+        distribution fixes it before any score; ``global`` where one ranking decides), pruned or skipped (why)."""
+        targets = self.layer_targets()
+        rows = [f"{'layer':<28} {'type':<8} {'shape':<20} {'params':>9} {'target':>7}  status"]
         for li in self.table:
             status = "pruned" if li.pruned else f"skipped: {li.reason}"
-            rows.append(f"{li.name:<28} {li.op_type:<8} {str(list(li.shape)):<20} {li.numel:>9}  {status}")
+            tgt = "-" if not li.pruned else self.distribution.name if targets is None else f"{targets[li.name]:.4f}"
+            rows.append(f"{li.name:<28} {li.op_type:<8} {str(list(li.shape)):<20} {li.numel:>9} {tgt:>7}  {status}")
         return "\n".join(rows)
 
     def __repr__(self) -> str:
@@ -422,6 +451,14 @@ class Pruner:
             f"Pruner(criterion={self.criterion.name}, {self.pattern!r}, distribution={self.distribution.name}, "
             f"{self.schedule!r},\n  pruned={pruned},\n  skipped={skipped})"
         )
+
+
+def default_distribution(criterion: str | Mapping[str, Any] | PruningCriterion | Any) -> str | None:
+    """The distribution a criterion declares for when none is named (its class's ``default_distribution``)."""
+    if isinstance(criterion, PruningCriterion):
+        return type(criterion).default_distribution
+    name = config_to_dict(criterion).get("criterion_type")
+    return CRITERIA.get(str(name)).default_distribution if name is not None else None
 
 
 @contextlib.contextmanager

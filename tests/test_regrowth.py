@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from appkit import cli, env, metrics, summary
+from appkit import cli, compose, env, metrics, summary
 from prunelab.errors import ConfigError
 from prunelab.pruner import Pruner
 from prunelab.regrowth import RigLUpdater, SETUpdater, build_updater, drop_and_grow
@@ -164,6 +164,14 @@ def test_set_growth_is_seeded_by_seed_and_step():
 
 
 # --- through the app ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("option", ["rigl", "set"])
+def test_rigl_and_set_options_choose_at_init_erk_and_their_regrowth_unless_overridden(option):
+    cfg = compose([f"criterion={option}"])
+    assert (cfg.schedule.end_step, cfg.distribution.name, cfg.regrowth.name) == (0, "erk", option)  # at_init
+    cfg = compose([f"criterion={option}", "distribution=uniform", "schedule=iterative"])
+    assert cfg.schedule.end_step > 0 and (cfg.distribution.name, cfg.regrowth.name) == ("uniform", option)
+
+
 RUN = ["logger=none", "trainer.progress=none", "trainer.max_steps=120", "trainer.eval_every=40",
        "regrowth.delta_t=20", "trainer.log_every=5", "trainer.checkpoint_every=25", "trainer.deterministic=true"]
 
@@ -181,6 +189,8 @@ def test_rigl_and_set_end_to_end(tmp_path, option):
     assert len({round(r["sparsity/masked"], 12) for r in updates}) == 1  # constant sparsity
     s = summary(run_dir)
     assert s["sparsity/masked"] == pytest.approx(0.9, abs=1e-3)
+    targets = s["sparsity/layer_targets"]  # ERK: fc2 (256x128) sparser than fc1 (64x256); as many weights kept
+    assert targets["fc2"] > 0.9 > targets["fc1"]
 
 
 KILL = textwrap.dedent("""

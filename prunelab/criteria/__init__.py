@@ -12,12 +12,16 @@ from .base import (
     register_criterion,
 )
 from .gradient import GradientCriterion
+from .lamp import LampCriterion
 from .magnitude import MagnitudeCriterion
+from .movement import MovementCriterion
 from .random import RandomCriterion
 from .snip import SnipCriterion, SnipMomentumCriterion
+from .taylor import TaylorCriterion
+from .wanda import WandaCriterion
 
 __all__ = [
-    "CRITERIA", "Calibration", "GradientCriterion", "MagnitudeCriterion", "PruningCriterion", "RandomCriterion",
-    "ScoreHook", "SnipCriterion", "SnipMomentumCriterion", "check_declaration", "config_to_dict", "get_criterion",
-    "register_criterion",
+    "CRITERIA", "Calibration", "GradientCriterion", "LampCriterion", "MagnitudeCriterion", "MovementCriterion",
+    "PruningCriterion", "RandomCriterion", "ScoreHook", "SnipCriterion", "SnipMomentumCriterion", "TaylorCriterion",
+    "WandaCriterion", "check_declaration", "config_to_dict", "get_criterion", "register_criterion",
 ]

@@ -83,6 +83,11 @@ def layers_section(ctx: Context) -> Section:
     keys = sorted({(s, t) for s, t, _ in cells}, key=lambda k: (k[1], k[0]))
     rows = [[s, sparsity_text(t)] + [f"{cells[(s, t, n)].mean:.4f}" if (s, t, n) in cells else "-" for n in layers]
             for s, t in keys]
+    # the per-layer targets a distribution set before any score (erk, uniform, ...; not global): one row each
+    planned = {(r.series, r.target): r.summary["sparsity/layer_targets"] for r in ctx.finished
+               if r.target and isinstance(r.summary.get("sparsity/layer_targets"), dict)}
+    rows += [[f"{s} (target per layer)", sparsity_text(t)] + [f"{v[n]:.4f}" if n in v else "-" for n in layers]
+             for (s, t), v in sorted(planned.items(), key=lambda kv: (kv[0][1], kv[0][0]))]
     blocks.append(Table(["criterion", "target"] + layers, rows))
     return Section("Per-layer sparsity", blocks)
 

@@ -143,6 +143,9 @@ class PruningCallback(Callback):
             "compression": 1.0 / max(1.0 - sp["overall"], 1e-12),
             "pruned_params": sp["total"], "pruned_zeros": sp["zeros"],
         })
+        targets = self.pruner.layer_targets()  # what the distribution gave each layer (None: global ranking)
+        if targets is not None:
+            summary["sparsity/layer_targets"] = targets
 
     # --- what tracking asks of the pruner ---
     def request_scores(self, every: int) -> None:
