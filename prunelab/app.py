@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from . import data as data_mod
 from . import models as models_mod
 from .criteria import CRITERIA
+from .criteria.ablations import check_ablation
 from .errors import ConfigError
 from .pruner import Pruner, build_pattern, check_compatible
 from .rundir import config_fingerprint, write_json_atomic
@@ -31,8 +32,16 @@ log = logging.getLogger("prunelab")
 
 
 def run_name(cfg: DictConfig) -> str:
-    """``<criterion>-s<target>-seed<seed>``, e.g. ``snip_momentum-s0.90-seed0``."""
-    return f"{cfg.criterion.criterion_type}-s{float(cfg.schedule.target_sparsity):.2f}-seed{cfg.seed}"
+    """``<criterion>-s<target>-seed<seed>``, e.g. ``snip_momentum-s0.90-seed0``; with an ablation
+    ``<criterion>-<ablation>-s<target>-seed<seed>``, e.g. ``synflow-shuffle-s0.90-seed0``."""
+    ablation = ablation_of(cfg)
+    criterion = cfg.criterion.criterion_type if ablation == "none" else f"{cfg.criterion.criterion_type}-{ablation}"
+    return f"{criterion}-s{float(cfg.schedule.target_sparsity):.2f}-seed{cfg.seed}"
+
+
+def ablation_of(cfg: DictConfig) -> str:
+    """``criterion.ablation`` (``none`` when unset)."""
+    return str(cfg.criterion.get("ablation") or "none")
 
 
 def validate(cfg: DictConfig) -> None:
@@ -44,6 +53,7 @@ def validate(cfg: DictConfig) -> None:
     pattern = build_pattern(cfg.pattern)
     distribution = resolve_distribution(cfg.get("distribution"), pattern.scope)
     check_compatible(CRITERIA.get(str(cfg.criterion.criterion_type)), pattern, schedule, distribution)
+    check_ablation(ablation_of(cfg), len(schedule.steps))
     tc = TrainerConfig.from_config(cfg.trainer)
     for key in ("batch_size", "eval_batch_size"):
         _positive_int(f"trainer.{key}", getattr(tc, key))
@@ -115,7 +125,7 @@ def _run(cfg: DictConfig, run_dir: Path, tc: TrainerConfig, dist: distributed.Di
     seed_everything(int(cfg.seed))
     model = models_mod.build(cfg.model)
     head = models_mod.head_name(model, cfg.model)
-    pruner = Pruner.from_config(model, cfg, head=head)
+    pruner = Pruner.from_config(model, cfg, head=head, initializer=lambda: models_mod.build(cfg.model))
     data = data_mod.build(cfg.dataset)
     trainer = Trainer(tc, _optimizer_factory(cfg.optimizer), seed=int(cfg.seed), run_dir=run_dir,
                       fingerprint=fingerprint, dist=dist)
@@ -148,9 +158,9 @@ def _run(cfg: DictConfig, run_dir: Path, tc: TrainerConfig, dist: distributed.Di
                                          "name": run_name(cfg)})
         tracker.finish(status)
         raise
-    summary = {"name": run_name(cfg), "criterion": cfg.criterion.criterion_type, "pattern": pruner.pattern.pattern,
-               "distribution": pruner.distribution.name, "model": cfg.model.name, "dataset": cfg.dataset.name,
-               "seed": int(cfg.seed), **summary}
+    summary = {"name": run_name(cfg), "criterion": cfg.criterion.criterion_type, "ablation": ablation_of(cfg),
+               "pattern": pruner.pattern.pattern, "distribution": pruner.distribution.name, "model": cfg.model.name,
+               "dataset": cfg.dataset.name, "seed": int(cfg.seed), **summary}
     tracker.log_final(pruner.masks, summary)
     tracker.finish("finished")
     print(format_summary(summary), flush=True)

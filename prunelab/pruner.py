@@ -23,6 +23,10 @@ statistics), gradients, train/eval mode and the RNG, so scoring never changes th
 
 A mask updater (:mod:`prunelab.regrowth`) may turn weights back on at its update steps; grown weights are set to
 0 and, where the updater says so, their optimizer state is zeroed.
+
+An ablation (``criterion.ablation``, :mod:`prunelab.criteria.ablations`) changes what a pruning step ranks
+(``invert``), its final masks (``shuffle``) or the kept weights' values (``reinit``, whose optimizer state is
+zeroed); the criterion's scores themselves are left as they are.
 """
 from __future__ import annotations
 
@@ -34,6 +38,7 @@ from typing import Any, Union
 import torch
 from torch import Tensor, nn
 
+from .criteria.ablations import Ablation, check_ablation, get_ablation
 from .criteria.base import Calibration, PruningCriterion, ScoreHook, get_criterion
 from .errors import ConfigError
 from .layers import DEFAULT_OP_TYPES, LayerInfo, select_layers
@@ -109,6 +114,8 @@ class Pruner:
         updater: a :class:`~prunelab.regrowth.MaskUpdater` that may change masks at its own steps.
         calibration: the batches model-level criteria score on: an iterable of ``(x, y)`` or a callable that takes
             the criterion's :class:`~prunelab.criteria.base.Calibration` request.
+        ablation: an :class:`~prunelab.criteria.ablations.Ablation` or its name (None: the criterion config's
+            ``ablation`` key, else ``none``); a name is seeded with 0 (:meth:`from_config` uses the run's seed).
     """
 
     def __init__(
@@ -126,6 +133,7 @@ class Pruner:
         optimizer: torch.optim.Optimizer | None = None,
         updater: MaskUpdater | None = None,
         calibration: CalibrationSource | None = None,
+        ablation: str | Ablation | None = None,
     ) -> None:
         self.pattern = build_pattern(pattern)
         self.distribution = resolve_distribution(distribution, self.pattern.scope)
@@ -134,6 +142,10 @@ class Pruner:
         modules, self.table = self._select(model, op_types, include, exclude, head)
         self.criterion = criterion if isinstance(criterion, PruningCriterion) else get_criterion(criterion, modules)
         check_compatible(type(self.criterion), self.pattern, self.schedule, self.distribution)
+        if not isinstance(ablation, Ablation):
+            ablation = get_ablation(ablation or self.criterion.config.get("ablation"))
+        check_ablation(ablation.name, len(self.schedule.steps))
+        self.ablation = ablation
         self.updater = updater
         self.optimizer = optimizer
         self.calibration = calibration
@@ -171,10 +183,14 @@ class Pruner:
 
     # --- construction helpers ---
     @classmethod
-    def from_config(cls, model: nn.Module, cfg: Any, head: str | None = None) -> "Pruner":
+    def from_config(cls, model: nn.Module, cfg: Any, head: str | None = None,
+                    initializer: Callable[[], nn.Module] | None = None) -> "Pruner":
         """Build from the app's config (sections ``criterion``, ``pattern``, ``distribution``, ``schedule``,
-        ``prune``)."""
+        ``prune``; ``criterion.ablation`` seeded with ``seed``); ``initializer`` builds a freshly initialised model
+        of the same architecture (for ``criterion.ablation=reinit``)."""
         prune = config_to_dict(cfg.get("prune"))
+        ablation = get_ablation(cfg.criterion.get("ablation"), seed=int(cfg.get("seed", 0) or 0),
+                                initializer=initializer)
         return cls(
             model,
             criterion=cfg.criterion,
@@ -185,6 +201,7 @@ class Pruner:
             include=prune.get("include") or (),
             exclude=prune.get("exclude") or (),
             head=head if prune.get("exclude_head", True) else None,
+            ablation=ablation,
         )
 
     def bind(self, *, model: nn.Module | None = None, optimizer: torch.optim.Optimizer | None = None,
@@ -282,21 +299,36 @@ class Pruner:
         """A pruning step: new masks at ``target`` (model-level criteria: in rounds, re-scoring each)."""
         if self.criterion.score_hook is not ScoreHook.MODEL:
             self.update_masks(target)
-            return
-        rounds, before = self.criterion.rounds, self.target
-        changed: dict[str, int] = {}
-        for k in range(1, rounds + 1):
-            self._score_model()
-            t = target if k == rounds else 1 - (1 - before) * ((1 - target) / (1 - before)) ** (k / rounds)
-            self.update_masks(t)
-            changed = {n: changed.get(n, 0) + c for n, c in self.changed.items()}
-        self.changed = changed
+        else:
+            rounds, before = self.criterion.rounds, self.target
+            changed: dict[str, int] = {}
+            for k in range(1, rounds + 1):
+                self._score_model()
+                t = target if k == rounds else 1 - (1 - before) * ((1 - target) / (1 - before)) ** (k / rounds)
+                self.update_masks(t)
+                changed = {n: changed.get(n, 0) + c for n, c in self.changed.items()}
+            self.changed = changed
+        self._ablate()
+
+    def _ablate(self) -> None:
+        """The ablation's final masks (shuffle) and re-drawn kept weights (reinit, optimizer state zeroed)."""
+        new = self.ablation.masks(self.masks, self.pattern.tiling, self.step)
+        if new is not None:  # one-shot only: the flips of the step stay those from the masks before it
+            changed = self.changed
+            self._apply_update(new, False)
+            self.changed = changed
+        redrawn = self.ablation.weights(self.criterion.modules, dict(zip(self.names, self._weights)), self.masks,
+                                        self.step)
+        if redrawn:
+            reset_optimizer_state(self.optimizer, redrawn)
+            self.apply_masks()
 
     # --- masks ---
     @torch.no_grad()
     def update_masks(self, target: float) -> None:
         """Recompute every mask from the current scores at ``target`` sparsity and apply them."""
-        self._apply_update(self.pattern.masks(self.criterion.scores, target, self.distribution), False)
+        ranked = self.ablation.ranking(self.criterion.scores, self.masks)
+        self._apply_update(self.pattern.masks(ranked, target, self.distribution), False)
         self.target = float(target)
 
     @torch.no_grad()
