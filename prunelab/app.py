@@ -17,6 +17,7 @@ from . import data as data_mod
 from . import models as models_mod
 from .criteria import CRITERIA
 from .criteria.ablations import check_ablation
+from .criteria.base import ScoreHook
 from .errors import ConfigError
 from .pruner import Pruner, build_pattern, check_compatible
 from .rundir import config_fingerprint, write_json_atomic
@@ -24,6 +25,7 @@ from .schedule import Schedule
 from .sparsity.distribution import resolve_distribution
 from .tracking.build import build_tracker, check_logger_config
 from .training import distributed
+from .training.calibration import check_calibration
 from .training.callbacks import PruningCallback, TrackingCallback
 from .training.checkpoint import seed_everything
 from .training.trainer import Interrupted, Trainer, TrainerConfig
@@ -131,6 +133,8 @@ def _run(cfg: DictConfig, run_dir: Path, tc: TrainerConfig, dist: distributed.Di
                       fingerprint=fingerprint, dist=dist)
     end_step = pruner.last_mask_step
     total = trainer.check_length(len(data.train), end_step)
+    if pruner.criterion.score_hook is ScoreHook.MODEL:  # its calibration batches are drawn at the pruning step
+        check_calibration(data.train.tensors[1], pruner.criterion.calibration, tc.batch_size)
     resume_path = trainer.resume_path()
     resume_state = trainer.load_checkpoint(resume_path) if resume_path is not None else None
     pruning = PruningCallback(pruner, check_masks=tc.check_masks)

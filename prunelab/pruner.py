@@ -297,6 +297,7 @@ class Pruner:
 
     def _prune(self, target: float) -> None:
         """A pruning step: new masks at ``target`` (model-level criteria: in rounds, re-scoring each)."""
+        initial = [w.detach().clone() for w in self._weights] if self.ablation.moves_masks else None
         if self.criterion.score_hook is not ScoreHook.MODEL:
             self.update_masks(target)
         else:
@@ -308,13 +309,16 @@ class Pruner:
                 self.update_masks(t)
                 changed = {n: changed.get(n, 0) + c for n, c in self.changed.items()}
             self.changed = changed
-        self._ablate()
+        self._ablate(initial)
 
-    def _ablate(self) -> None:
-        """The ablation's final masks (shuffle) and re-drawn kept weights (reinit, optimizer state zeroed)."""
+    @torch.no_grad()
+    def _ablate(self, initial: list[Tensor] | None) -> None:
+        """The ablation's final masks (shuffle: the weights as they were before the step, ``initial``, under them)
+        and its re-drawn kept weights (reinit, their optimizer state zeroed)."""
         new = self.ablation.masks(self.masks, self.pattern.tiling, self.step)
-        if new is not None:  # one-shot only: the flips of the step stay those from the masks before it
+        if new is not None and initial is not None:  # one-shot: the step's flips stay those from the masks before
             changed = self.changed
+            torch._foreach_copy_(self._weights, initial)
             self._apply_update(new, False)
             self.changed = changed
         redrawn = self.ablation.weights(self.criterion.modules, dict(zip(self.names, self._weights)), self.masks,

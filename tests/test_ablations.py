@@ -80,6 +80,21 @@ def test_shuffle_keeps_every_layers_count_and_moves_the_positions():
     assert shuffled.changed == plain.changed  # masks/changed: what the step removed from the dense network
 
 
+@pytest.mark.parametrize("criterion", ["magnitude", {"criterion_type": "synflow", "rounds": 4}], ids=["magnitude",
+                                                                                                   "synflow"])
+def test_shuffled_masks_keep_the_initial_values(criterion):
+    """A weight the criterion pruned (zeroed, over SynFlow's rounds too) but the shuffled mask keeps has its
+    initial value again, not 0: the shuffled network is the initial network under another mask."""
+    model = make_net()
+    initial = {n: getattr(model, n).weight.detach().clone() for n in ("fc1", "fc2")}
+    pruner = prune(model, "shuffle", criterion=criterion, target=0.8)
+    plain = prune(make_net(), "none", criterion=criterion, target=0.8)
+    for name, m in pruner.masks.items():
+        w = getattr(model, name).weight.detach()
+        assert bool((m & ~plain.masks[name]).any())  # some kept weights were pruned by the criterion
+        assert torch.equal(w[m], initial[name][m]) and torch.all(w[~m] == 0)
+
+
 def test_shuffle_is_seeded_by_the_run_seed():
     a, b = prune(make_net(), "shuffle", seed=0), prune(make_net(), "shuffle", seed=0)
     c = prune(make_net(), "shuffle", seed=1)

@@ -46,6 +46,9 @@ class Ablation:
     paper: str = "Frankle, Dziugaite, Roy & Carbin 2021, Pruning Neural Networks at Initialization"
     #: True: meaningful for one pruning step only (a one-shot schedule)
     one_shot: bool = False
+    #: True: :meth:`masks` may keep weights the criterion pruned (the pruner restores their values from before the
+    #: step, so they are not kept at 0)
+    moves_masks: bool = False
 
     def __init__(self, seed: int = 0, initializer: Callable[[], nn.Module] | None = None) -> None:
         self.seed = int(seed)
@@ -79,11 +82,14 @@ class Shuffle(Ablation):
     A seeded permutation per layer (a generator seeded from the run's seed and the step, drawn in layer order),
     as open_lth's ``randomly_prune`` with the ``layerwise`` strategy. It permutes the pattern's blocks, so the
     result is still the pattern: NxM blocks and channels move as wholes; with N:M, the groups made N:M are
-    permuted and the N kept weights of each such group drawn at random.
+    permuted and the N kept weights of each such group drawn at random. The weights the shuffled mask keeps have
+    the values they had before the pruning step (their initial values at init), not the 0 the criterion's mask
+    (or SynFlow's rounds) wrote into them.
     """
 
     name = "shuffle"
     one_shot = True
+    moves_masks = True
 
     def masks(self, masks: Mapping[str, Tensor], tiling: Tiling, step: int) -> dict[str, Tensor] | None:
         gen = torch.Generator().manual_seed(_seed(self.seed, _SHUFFLE_SALT, step))
