@@ -234,7 +234,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--tol", type=float, default=0.01, help="relative bracket of the bisection (default 0.01)")
     parser.add_argument("--out", default="collapse", help="output folder (default ./collapse)")
     parser.add_argument("overrides", nargs="*")
-    return parser.parse_args(list(argv))
+    return parser.parse_intermixed_args(list(argv))
 
 
 def run(criteria: Sequence[str], seeds: Sequence[int] | None, overrides: Sequence[str], tol: float,
