@@ -11,7 +11,6 @@ Common to all four: the scores are written as float32 (higher = kept, our conven
 """
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -218,8 +217,9 @@ class SynFlowCriterion(_AtInitCriterion):
     synaptic flow" (https://arxiv.org/abs/2006.05467; reference: ganguli-lab/Synaptic-Flow
     ``Pruners/pruners.py``, ``prune.py``). Computed in ``score_model`` on the currently masked network:
 
-    * a copy of the model in eval mode with every floating parameter and buffer replaced by its absolute value
-      (the reference takes ``abs`` of the whole ``state_dict``: BatchNorm statistics too), in float64 by default
+    * the model in eval mode run (``torch.func.functional_call``) with every floating parameter and buffer replaced
+      by its absolute value (new tensors: the model's own are not touched; the reference takes ``abs`` of the whole
+      ``state_dict`` in place, BatchNorm statistics too, and restores the signs after), in float64 by default
       (``criterion.dtype``; the reference runs float32, where the flow of a deep network over- or underflows);
     * ``R = sum(model(1))`` for an all-ones input of one sample's shape (the calibration batch gives only the
       shape, device and dtype; its values are never read); ``score = |theta * dR/dtheta|`` for every pruned
@@ -255,9 +255,10 @@ class SynFlowCriterion(_AtInitCriterion):
 
     def score_model(self, model: nn.Module, batches: Iterable[Batch]) -> None:
         x = next(iter(batches))[0]
-        net, weights = self._linearized(model)
+        state, weights = self._linearized(model)
         ones = torch.ones((1, *x.shape[1:]), dtype=self.dtype, device=x.device)
-        flow = net(ones).sum()
+        model.eval()
+        flow = torch.func.functional_call(model, state, (ones,)).sum()
         grads = _grad(flow, weights)
         self.flow = float(flow.detach())
         if not math.isfinite(self.flow):
@@ -270,15 +271,15 @@ class SynFlowCriterion(_AtInitCriterion):
                 self._write((w * g).abs_().div_(flow) for w, g in zip(weights, grads))
 
     @torch.no_grad()
-    def _linearized(self, model: nn.Module) -> tuple[nn.Module, list[Tensor]]:
-        """An abs-valued copy of ``model`` in eval mode and ``self.dtype``, and its copies of the pruned weights."""
-        where = {id(p): i for i, p in enumerate(model.parameters())}
-        missing = [n for n, w in zip(self.names, self._weights) if id(w) not in where]
+    def _linearized(self, model: nn.Module) -> tuple[dict[str, Tensor], list[Tensor]]:
+        """``model``'s parameters and buffers as absolute values in ``self.dtype`` (new tensors: the model is not
+        touched), for ``torch.func.functional_call``, and those of the pruned weights (requiring grad)."""
+        state: dict[str, Tensor] = {}
+        for name, t in (*model.named_parameters(), *model.named_buffers()):
+            state[name] = t.detach().to(self.dtype).abs() if t.is_floating_point() else t
+        by_id = {id(p): n for n, p in model.named_parameters()}
+        missing = [n for n, w in zip(self.names, self._weights) if id(w) not in by_id]
         if missing:
             raise ConfigError("criterion.modules", missing, "layers of the model given to score_model")
-        net = copy.deepcopy(model).to(self.dtype).eval()
-        for t in (*net.parameters(), *net.buffers()):
-            if t.is_floating_point():
-                t.abs_()
-        params = list(net.parameters())
-        return net, [params[where[id(w)]] for w in self._weights]
+        weights = [state[by_id[id(w)]].requires_grad_() for w in self._weights]
+        return state, weights
