@@ -40,7 +40,7 @@ def _seed(seed: int, salt: int, step: int) -> int:
 
 
 class Ablation:
-    """The identity: the criterion's masks, as ranked. Subclasses override one of the three points."""
+    """No ablation: the criterion's masks as it ranks them. Subclasses override one of the three points."""
 
     name: str = "none"
     paper: str = "Frankle, Dziugaite, Roy & Carbin 2021, Pruning Neural Networks at Initialization"
