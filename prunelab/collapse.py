@@ -173,7 +173,7 @@ def table_rows(results: Sequence[Result], upper: float) -> list[list[str]]:
 
 
 HEADER = ["criterion", "max compression (median)", "over seeds", "sparsity", "fraction of N / L",
-          "first collapse at", "layers emptied", "seeds"]
+          "collapse seen at (lowest)", "layers emptied", "seeds"]
 
 
 def write_markdown(path: Path, results: Sequence[Result], upper: float, title: str, tol: float) -> None:
@@ -181,7 +181,8 @@ def write_markdown(path: Path, results: Sequence[Result], upper: float, title: s
     lines = [f"# Layer collapse at initialization: {title}", "",
              "Maximal critical compression (Tanaka et al. 2020): the largest compression, 1 / (1 - sparsity) of the "
              "pruned layers' weights, at which pruning at initialization leaves no pruned layer empty; bisection on "
-             f"log compression to a relative tolerance of {tol:g} (the true value lies below 'first collapse at'). "
+             f"log compression to a relative tolerance of {tol:g}, per seed; 'collapse seen at' is the lowest compression "
+             "at which a seed emptied a layer. "
              f"Keeping one weight per layer, the most any criterion can reach is N / L = {_fmt(upper)}.", "",
              "| " + " | ".join(HEADER) + " |", "| " + " | ".join("---" for _ in HEADER) + " |"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
