@@ -147,7 +147,7 @@ def at_init_criteria() -> list[str]:
     """Every registered criterion that can prune at step 0 (not those that need training gradients first)."""
     from .criteria import CRITERIA
 
-    return [n for n in CRITERIA.names() if not CRITERIA.get(n).needs_gradients and not n.startswith("test_")]
+    return [n for n in CRITERIA.names() if not CRITERIA.get(n).needs_gradients]
 
 
 # ------------------------------------------------------------------------------------------------- output
@@ -181,8 +181,8 @@ def write_markdown(path: Path, results: Sequence[Result], upper: float, title: s
     lines = [f"# Layer collapse at initialization: {title}", "",
              "Maximal critical compression (Tanaka et al. 2020): the largest compression, 1 / (1 - sparsity) of the "
              "pruned layers' weights, at which pruning at initialization leaves no pruned layer empty; bisection on "
-             f"log compression to a relative tolerance of {tol:g}, per seed; 'collapse seen at' is the lowest compression "
-             "at which a seed emptied a layer. "
+             f"log compression to a relative tolerance of {tol:g}, per seed; 'collapse seen at' is the lowest "
+             "compression at which a seed emptied a layer. "
              f"Keeping one weight per layer, the most any criterion can reach is N / L = {_fmt(upper)}.", "",
              "| " + " | ".join(HEADER) + " |", "| " + " | ".join("---" for _ in HEADER) + " |"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]

@@ -17,15 +17,7 @@ from prunelab.errors import ConfigError
 from prunelab.pruner import Pruner
 from prunelab.schedule import Schedule
 
-from test_at_init import bias_free_relu, linears, synflow_closed_form
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from test_at_init import bias_free_relu, linears, one_thread, synflow_rounds_by_hand  # noqa: F401 (fixture)
 
 
 class Net(nn.Module):
@@ -142,18 +134,11 @@ def test_invert_with_synflow_rounds_keeps_pruned_weights_pruned():
     the weights still kept until 1 - 0.25 ** (k / 3) of all are gone (one global ranking)."""
     model = bias_free_relu(sizes=(8, 12, 10, 4), seed=2)
     layers = linears(model)
-    weights = [m.weight.detach().clone() for m in layers.values()]
-    n = sum(w.numel() for w in weights)
-    keep = [torch.ones_like(w, dtype=torch.bool) for w in weights]
-    for k in (1, 2, 3):
-        scores, _ = synflow_closed_form([w * m for w, m in zip(weights, keep)])
-        flat = torch.cat([torch.where(m, -s, -math.inf).flatten() for s, m in zip(scores, keep)]).float()
-        order = torch.argsort(flat, stable=True)
-        pruned = torch.zeros(n, dtype=torch.bool)
-        pruned[order[: math.floor(round((0.75 if k == 3 else 1 - 0.25 ** (k / 3)) * n, 6))]] = True
-        new = [~p.reshape(w.shape) for p, w in zip(pruned.split([w.numel() for w in weights]), weights)]
-        assert all(not bool((new_m & ~old).any()) for old, new_m in zip(keep, new))  # nothing revives
-        keep = new
+    history = synflow_rounds_by_hand([m.weight.detach().clone() for m in layers.values()], 0.75, 3,
+                                     rank=lambda s, keep: torch.where(keep, -s, -math.inf))
+    for old, new in zip(history[:-1], history[1:]):
+        assert all(not bool((n & ~o).any()) for o, n in zip(old, new))  # nothing revives
+    keep = history[-1]
     pruner = Pruner(model, {"criterion_type": "synflow", "rounds": 3},
                     {"type": "1x1", "max_sparsity_ratio_per_op": 1.0}, Schedule(0.75, 0, 0), ablation="invert",
                     calibration=[(torch.ones(1, 8, dtype=torch.float64), torch.zeros(1, dtype=torch.long))])

@@ -111,21 +111,31 @@ def test_synflow_scores_the_masked_network():
     assert torch.all(crit.scores["2"][0] == 0) and torch.all(crit.scores["2"][:, :3] == 0)
 
 
+def synflow_rounds_by_hand(weights: list[torch.Tensor], target: float, rounds: int,
+                           rank=lambda s, keep: s) -> list[torch.Tensor]:
+    """Iterative SynFlow from the closed form: round k scores the network round k-1 left and prunes, in one global
+    ranking of ``rank(scores, keep)`` (ties by position), until 1 - (1 - target) ** (k / rounds) of all weights
+    are gone. Returns the keep-masks of every round."""
+    n = sum(w.numel() for w in weights)
+    keep = [torch.ones_like(w, dtype=torch.bool) for w in weights]
+    history = []
+    for k in range(1, rounds + 1):
+        scores, _ = synflow_closed_form([w * m for w, m in zip(weights, keep)])
+        t = target if k == rounds else 1 - (1 - target) ** (k / rounds)
+        flat = torch.cat([rank(s, m).flatten() for s, m in zip(scores, keep)]).float()
+        pruned = torch.zeros(n, dtype=torch.bool)
+        pruned[torch.argsort(flat, stable=True)[: math.floor(round(t * n, 6))]] = True
+        keep = [~p.reshape(w.shape) for p, w in zip(pruned.split([w.numel() for w in weights]), weights)]
+        history.append(keep)
+    return history
+
+
 def test_synflow_rounds_rescore_the_masked_network_by_hand():
     """criterion.rounds=3 at 80%: round k re-scores the network round k-1 left and keeps 0.2 ** (k / 3) of the
     weights, one global ranking, ties broken by position; computed here from the closed form."""
     model = bias_free_relu(sizes=(8, 12, 10, 4), seed=2)
     layers = linears(model)
-    weights = [m.weight.detach().clone() for m in layers.values()]
-    n = sum(w.numel() for w in weights)
-    keep = [torch.ones_like(w, dtype=torch.bool) for w in weights]
-    for k in (1, 2, 3):
-        scores, _ = synflow_closed_form([w * m for w, m in zip(weights, keep)])
-        target = 0.8 if k == 3 else 1 - 0.2 ** (k / 3)
-        order = torch.argsort(torch.cat([s.flatten() for s in scores]).float(), stable=True)
-        pruned = torch.zeros(n, dtype=torch.bool)
-        pruned[order[: math.floor(round(target * n, 6))]] = True
-        keep = [~p.reshape(w.shape) for p, w in zip(pruned.split([w.numel() for w in weights]), weights)]
+    keep = synflow_rounds_by_hand([m.weight.detach().clone() for m in layers.values()], 0.8, 3)[-1]
     pruner = Pruner(model, {"criterion_type": "synflow", "rounds": 3},
                     {"type": "1x1", "max_sparsity_ratio_per_op": 1.0}, AT_INIT, calibration=[batch(d=8)])
     pruner.on_step_begin(0)

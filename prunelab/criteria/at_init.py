@@ -80,7 +80,8 @@ class SnipInitCriterion(_AtInitCriterion):
     * The paper's normalisation ``s_j / sum_k s_k`` is left out: one positive factor, the same ranking.
     * The model is scored in train mode (BatchNorm on batch statistics, as the first training step sees it; the
       sandbox restores the running statistics). Synaptic-Flow's port scores in eval mode by default.
-    * No state: the scores are recomputed at every pruning step (with ``at_init``: once).
+    * No history: the scores are recomputed at every pruning step (with ``at_init``: once); the last ones go into
+      checkpoints, as for every criterion that cannot recompute them from the weights alone.
     """
 
     paper = "Lee, Ajanthan & Torr 2019, SNIP: Single-shot Network Pruning based on Connection Sensitivity"
@@ -130,7 +131,7 @@ class GraspCriterion(_AtInitCriterion):
     BatchNorm statistics). A weight that is already 0 (pruned at an earlier pruning step or round) scores
     ``-inf``: its ``W * Hg`` is 0, which is not the lowest of signed scores, so without this a gradual or
     iterative GraSP would bring pruned weights back. Ties at exact-count pruning are broken by position; the
-    reference keeps every tie at the threshold. No state.
+    reference keeps every tie at the threshold. No history: the scores are recomputed at every pruning step.
     """
 
     paper = "Wang, Zhang & Grosse 2020, Picking Winning Tickets Before Training by Preserving Gradient Flow"
@@ -233,7 +234,7 @@ class SynFlowCriterion(_AtInitCriterion):
     Deviations from the reference: its "sparsity" means the kept fraction (we keep ``1 - s``); its
     ``score <= threshold`` prunes every tie at the threshold (it overshoots); we prune exactly
     ``floor(s * n)``, ties broken by position. Its ``shuffle`` option is a no-op bug; our ablations are
-    ``criterion.ablation``. No state.
+    ``criterion.ablation``. No history: the scores are recomputed in every round.
     """
 
     paper = ("Tanaka, Kunin, Yamins & Ganguli 2020, Pruning neural networks without any data by iteratively "
