@@ -212,7 +212,7 @@ def plot(path: Path, results: Sequence[Result], upper: float, title: str) -> Non
         med = statistics.median(los)
         ax.barh(i, med, color="tab:blue", alpha=0.75)
         ax.errorbar(med, i, xerr=[[med - min(los)], [max(los) - med]], color="black", capsize=3, fmt="none")
-        ax.text(med * 1.05, i, _fmt(med), va="center", fontsize=8)
+        ax.text(max(los) * 1.1, i, _fmt(med), va="center", fontsize=8)
     ax.axvline(upper, color="tab:red", linestyle="--", label=f"one weight per layer (N / L = {_fmt(upper)})")
     ax.set_xscale("log")
     ax.set_xlim(1, upper * 3)
