@@ -371,7 +371,8 @@ class Pruner:
     @torch.no_grad()
     def block_scores(self) -> dict[str, Tensor]:
         """The scores the masks rank, per pruned layer, after the pattern's reduction to blocks, in the block grid's
-        shape (see :meth:`Pattern.block_scores`): exactly what the last (or next) mask update compares."""
+        shape (see :meth:`Pattern.block_scores`): exactly what the last (or next) mask update compares (with
+        ``criterion.ablation=invert``, it ranks their negation)."""
         return self.pattern.block_scores(self.criterion.scores)
 
     # --- reporting ---

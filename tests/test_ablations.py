@@ -257,3 +257,12 @@ def test_the_criterion_configs_ablation_key_is_read():
                     head="head")
     assert pruner.ablation.name == "invert"
     assert Pruner(make_net(), "magnitude", "1x1", Schedule(0.5, 0, 0), head="head").ablation.name == "none"
+
+
+def test_prunelab_list_shows_the_ablations(capsys):
+    from prunelab.listing import main
+
+    assert main(["ablations"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("ablations (criterion.ablation):")
+    assert all(f"  {name} " in out for name in ("none", "shuffle", "invert", "reinit"))
