@@ -228,13 +228,18 @@ def plot(path: Path, results: Sequence[Result], upper: float, title: str) -> Non
 
 # --------------------------------------------------------------------------------------------------- main
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="prunelab collapse", description=__doc__.split("\n\n")[0],
-                                     epilog="OVERRIDES: the app's Hydra overrides, e.g. model=resnet20 dataset=cifar10")
+    parser = argparse.ArgumentParser(
+        prog="prunelab collapse",
+        description="Layer collapse at initialization, without training: for every criterion that prunes at init, "
+                    "the largest compression at which no pruned layer is emptied (Tanaka et al. 2020's maximal "
+                    "critical compression), by bisection; writes collapse.md, collapse.csv and collapse.png.",
+        epilog="OVERRIDES: the app's Hydra overrides, e.g. model=resnet20 dataset=cifar10; criterion.KEY=V applies "
+               "to the criteria that have KEY (criterion.rounds=20: synflow).")
     parser.add_argument("--criteria", help="comma-separated (default: every criterion that prunes at init)")
     parser.add_argument("--seeds", default=None, help="comma-separated seeds (default: the config's seed)")
     parser.add_argument("--tol", type=float, default=0.01, help="relative bracket of the bisection (default 0.01)")
     parser.add_argument("--out", default="collapse", help="output folder (default ./collapse)")
-    parser.add_argument("overrides", nargs="*")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides of the app's config")
     return parser.parse_intermixed_args(list(argv))
 
 
