@@ -21,7 +21,7 @@ CONF_DIR = Path(conf.__file__).parent  # the config groups (conf/ in the reposit
 
 EXIT_CONFIG, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
 #: ``prunelab <name> ...`` runs ``<module>.main(argv)``; anything else is the Hydra app
-SUBCOMMANDS = {"report": ".report", "list": ".listing", "dashboard": ".tracking.dashboard"}
+SUBCOMMANDS = {"report": ".report", "list": ".listing", "dashboard": ".tracking.dashboard", "collapse": ".collapse"}
 
 
 def register_sweeper() -> None:
@@ -90,8 +90,8 @@ def unknown_group_option(argv: list[str]) -> str | None:
 
 def cli() -> None:
     """Console-script entry point: ``prunelab report DIR...`` writes the comparison report, ``prunelab list``
-    lists what is registered, ``prunelab dashboard`` builds a comparison's W&B workspace and report, anything else
-    is the Hydra app."""
+    lists what is registered, ``prunelab dashboard`` builds a comparison's W&B workspace and report, ``prunelab
+    collapse`` finds each criterion's layer collapse at initialization, anything else is the Hydra app."""
     if len(sys.argv) > 1 and sys.argv[1] in SUBCOMMANDS:
         import importlib
 

@@ -23,6 +23,10 @@ statistics), gradients, train/eval mode and the RNG, so scoring never changes th
 
 A mask updater (:mod:`prunelab.regrowth`) may turn weights back on at its update steps; grown weights are set to
 0 and, where the updater says so, their optimizer state is zeroed.
+
+An ablation (``criterion.ablation``, :mod:`prunelab.criteria.ablations`) changes what a pruning step ranks
+(``invert``), its final masks (``shuffle``) or the kept weights' values (``reinit``, whose optimizer state is
+zeroed); the criterion's scores themselves are left as they are.
 """
 from __future__ import annotations
 
@@ -34,6 +38,7 @@ from typing import Any, Union
 import torch
 from torch import Tensor, nn
 
+from .criteria.ablations import Ablation, check_ablation, get_ablation
 from .criteria.base import CRITERIA, Calibration, PruningCriterion, ScoreHook, get_criterion
 from .errors import ConfigError
 from .layers import DEFAULT_OP_TYPES, LayerInfo, select_layers
@@ -113,6 +118,8 @@ class Pruner:
         updater: a :class:`~prunelab.regrowth.MaskUpdater` that may change masks at its own steps.
         calibration: the batches model-level criteria score on: an iterable of ``(x, y)`` or a callable that takes
             the criterion's :class:`~prunelab.criteria.base.Calibration` request.
+        ablation: an :class:`~prunelab.criteria.ablations.Ablation` or its name (None: the criterion config's
+            ``ablation`` key, else ``none``); a name is seeded with 0 (:meth:`from_config` uses the run's seed).
     """
 
     def __init__(
@@ -130,6 +137,7 @@ class Pruner:
         optimizer: torch.optim.Optimizer | None = None,
         updater: MaskUpdater | None = None,
         calibration: CalibrationSource | None = None,
+        ablation: str | Ablation | None = None,
     ) -> None:
         self.pattern = build_pattern(pattern)
         if distribution is None and self.pattern.scope is None:
@@ -141,6 +149,10 @@ class Pruner:
         self.criterion = criterion if isinstance(criterion, PruningCriterion) else get_criterion(criterion, modules)
         check_compatible(type(self.criterion), self.pattern, self.schedule, self.distribution)
         self.criterion.use_pattern(self.pattern)
+        if not isinstance(ablation, Ablation):
+            ablation = get_ablation(ablation or self.criterion.config.get("ablation"))
+        check_ablation(ablation.name, len(self.schedule.steps))
+        self.ablation = ablation
         self.updater = updater
         self.optimizer = optimizer
         self.calibration = calibration
@@ -178,10 +190,14 @@ class Pruner:
 
     # --- construction helpers ---
     @classmethod
-    def from_config(cls, model: nn.Module, cfg: Any, head: str | None = None) -> "Pruner":
+    def from_config(cls, model: nn.Module, cfg: Any, head: str | None = None,
+                    initializer: Callable[[], nn.Module] | None = None) -> "Pruner":
         """Build from the app's config (sections ``criterion``, ``pattern``, ``distribution``, ``schedule``,
-        ``prune``)."""
+        ``prune``; ``criterion.ablation`` seeded with ``seed``); ``initializer`` builds a freshly initialised model
+        of the same architecture (for ``criterion.ablation=reinit``)."""
         prune = config_to_dict(cfg.get("prune"))
+        ablation = get_ablation(cfg.criterion.get("ablation"), seed=int(cfg.get("seed", 0) or 0),
+                                initializer=initializer)
         return cls(
             model,
             criterion=cfg.criterion,
@@ -192,6 +208,7 @@ class Pruner:
             include=prune.get("include") or (),
             exclude=prune.get("exclude") or (),
             head=head if prune.get("exclude_head", True) else None,
+            ablation=ablation,
         )
 
     def bind(self, *, model: nn.Module | None = None, optimizer: torch.optim.Optimizer | None = None,
@@ -294,23 +311,42 @@ class Pruner:
 
     def _prune(self, target: float) -> None:
         """A pruning step: new masks at ``target`` (model-level criteria: in rounds, re-scoring each)."""
+        initial = [w.detach().clone() for w in self._weights] if self.ablation.moves_masks else None
         if self.criterion.score_hook is not ScoreHook.MODEL:
             self.update_masks(target)
-            return
-        rounds, before = self.criterion.rounds, self.target
-        changed: dict[str, int] = {}
-        for k in range(1, rounds + 1):
-            self._score_model()
-            t = target if k == rounds else 1 - (1 - before) * ((1 - target) / (1 - before)) ** (k / rounds)
-            self.update_masks(t)
-            changed = {n: changed.get(n, 0) + c for n, c in self.changed.items()}
-        self.changed = changed
+        else:
+            rounds, before = self.criterion.rounds, self.target
+            changed: dict[str, int] = {}
+            for k in range(1, rounds + 1):
+                self._score_model()
+                t = target if k == rounds else 1 - (1 - before) * ((1 - target) / (1 - before)) ** (k / rounds)
+                self.update_masks(t)
+                changed = {n: changed.get(n, 0) + c for n, c in self.changed.items()}
+            self.changed = changed
+        self._ablate(initial)
+
+    @torch.no_grad()
+    def _ablate(self, initial: list[Tensor] | None) -> None:
+        """The ablation's final masks (shuffle: the weights as they were before the step, ``initial``, under them)
+        and its re-drawn kept weights (reinit, their optimizer state zeroed)."""
+        new = self.ablation.masks(self.masks, self.pattern.tiling, self.step)
+        if new is not None and initial is not None:  # one-shot: the step's flips stay those from the masks before
+            changed = self.changed
+            torch._foreach_copy_(self._weights, initial)
+            self._apply_update(new, False)
+            self.changed = changed
+        redrawn = self.ablation.weights(self.criterion.modules, dict(zip(self.names, self._weights)), self.masks,
+                                        self.step)
+        if redrawn:
+            reset_optimizer_state(self.optimizer, redrawn)
+            self.apply_masks()
 
     # --- masks ---
     @torch.no_grad()
     def update_masks(self, target: float) -> None:
         """Recompute every mask from the current scores at ``target`` sparsity and apply them."""
-        self._apply_update(self.pattern.masks(self.criterion.scores, target, self.distribution), False)
+        ranked = self.ablation.ranking(self.criterion.scores, self.masks)
+        self._apply_update(self.pattern.masks(ranked, target, self.distribution), False)
         self.target = float(target)
 
     @torch.no_grad()
@@ -349,7 +385,8 @@ class Pruner:
     @torch.no_grad()
     def block_scores(self) -> dict[str, Tensor]:
         """The scores the masks rank, per pruned layer, after the pattern's reduction to blocks, in the block grid's
-        shape (see :meth:`Pattern.block_scores`): exactly what the last (or next) mask update compares."""
+        shape (see :meth:`Pattern.block_scores`): exactly what the last (or next) mask update compares (with
+        ``criterion.ablation=invert``, it ranks their negation)."""
         self.criterion.prepare_scores()
         return self.pattern.block_scores(self.criterion.scores)
 

@@ -96,3 +96,17 @@ def test_mask_update_quick(tmp_path):
         assert positive(m["bytes"]) and positive(m["bytes_per_param"]), (crit, m)
         assert m["bytes_per_param"] >= 1.0  # at least the bool masks
     check_targets(doc["targets"])
+
+
+def test_init_cost_quick(tmp_path):
+    doc, stdout = run_quick("init_cost", tmp_path)
+    assert doc["benchmark"] == "init_cost" and doc["config"]["quick"] is True
+    assert set(doc["models"]) == {"mlp", "resnet20"}
+    for name, res in doc["models"].items():
+        assert positive(res["dense_step_s"]) and positive(res["params"]), name
+        assert set(res["criteria"]) == {"magnitude", "snip_init", "grasp", "synflow"}
+        for crit, r in res["criteria"].items():
+            assert positive(r["pruning_step_s"]) and positive(r["pruning_step_dense_steps"]), (name, crit)
+        assert r["rounds"] == 3 and positive(r["per_round_dense_steps"])  # synflow, last
+        assert positive(res["criteria"]["grasp"]["score_model_dense_steps"])
+    assert "dense steps" in stdout and "torch.set_num_threads(" in stdout

@@ -104,8 +104,9 @@ def check_declaration(name: str, cls: type) -> None:
         raise TypeError(f"criterion {name!r}: rounds={cls.rounds!r} is not an integer >= 1")
 
 
-#: config keys every criterion takes besides its own ``Options`` (handled by the pruner, not the criterion)
-COMMON_KEYS = ("criterion_type",)
+#: config keys every criterion takes besides its own ``Options`` (handled by the pruner, not the criterion):
+#: ``ablation`` is one of :data:`prunelab.criteria.ablations.ABLATIONS` (none, shuffle, invert, reinit)
+COMMON_KEYS = ("criterion_type", "ablation")
 
 
 def parse_options(cls: type["PruningCriterion"], config: Mapping[str, Any]) -> Any:

@@ -49,7 +49,10 @@ class Run:
 
     @property
     def criterion(self) -> str:
-        return str(self.summary.get("criterion") or self.config.get("criterion.criterion_type") or "unknown")
+        """The criterion, with its ablation if any: ``synflow``, ``synflow [shuffle]``."""
+        name = str(self.summary.get("criterion") or self.config.get("criterion.criterion_type") or "unknown")
+        ablation = self.summary.get("ablation") or self.config.get("criterion.ablation") or "none"
+        return name if ablation == "none" else f"{name} [{ablation}]"
 
     @property
     def dense(self) -> bool:

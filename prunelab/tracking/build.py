@@ -50,12 +50,14 @@ def _get(cfg: Any, path: str) -> Any:
 
 
 def run_tags(cfg: Any) -> list[str]:
-    """``criterion:<c>``, ``pattern:<p>``, ``distribution:<d>`` (the ``pattern.scope`` alias applied),
-    ``model:<m>``, ``dataset:<d>``, then ``logger.tags``."""
+    """``criterion:<c>``, ``ablation:<a>`` (unless none), ``pattern:<p>``, ``distribution:<d>`` (the
+    ``pattern.scope`` alias applied), ``model:<m>``, ``dataset:<d>``, then ``logger.tags``."""
     get = partial(_get, cfg)
     distribution = resolve_distribution(get("distribution"), get("pattern.scope")).name
+    ablation = get("criterion.ablation")
     tags = [f"{key}:{val}" for key, val in (
-        ("criterion", get("criterion.criterion_type")), ("pattern", get("pattern.type")),
+        ("criterion", get("criterion.criterion_type")), ("ablation", None if ablation in (None, "none") else ablation),
+        ("pattern", get("pattern.type")),
         ("distribution", distribution), ("model", get("model.name")), ("dataset", get("dataset.name")),
     ) if val is not None]
     extra = get("logger.tags") or []
