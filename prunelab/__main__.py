@@ -23,27 +23,26 @@ from .errors import Abort, ConfigError, report_error
 
 CONF_DIR = Path(conf.__file__).parent  # the config groups (conf/ in the repository, prunelab/conf in the wheel)
 
+EXIT_CONFIG, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
+#: ``prunelab <name> ...`` runs ``<module>.main(argv)``; anything else is the Hydra app
+SUBCOMMANDS = {"report": ".report", "list": ".listing", "dashboard": ".tracking.dashboard", "collapse": ".collapse"}
+#: write errors that end a run with one line (the run is marked failed where that can still be written)
+DISK_ERRORS = (errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES, errno.EIO)
 
-def register_launchers() -> None:
-    """Register prunelab's launchers with Hydra explicitly: Hydra finds plugins by listing the ``hydra_plugins``
-    namespace, which an editable install hides from it; registering a class twice is harmless. Hydra's own
-    scan runs first (``Plugins.instance()``): it re-imports the modules it finds."""
+
+def register_plugins() -> None:
+    """Register prunelab's launchers and sweeper with Hydra explicitly: Hydra finds plugins by listing the
+    ``hydra_plugins`` namespace, which an editable (PEP 660) install hides from it (hydra issue #3252); a regular
+    install is found either way, and registering twice is a no-op. Hydra's scan runs first: it re-executes the
+    modules it scans, and a class imported before it would subclass a stale ``BasicSweeper``/``Launcher``."""
     from hydra.core.plugins import Plugins
 
     plugins = Plugins.instance()
     from hydra_plugins.prunelab_launchers.launchers import LAUNCHERS
+    from hydra_plugins.prunelab_sweeper.dense_once import DenseOnceSweeper
 
-    for cls in LAUNCHERS:
+    for cls in (*LAUNCHERS, DenseOnceSweeper):
         plugins.register(cls)
-
-
-register_launchers()
-
-EXIT_CONFIG, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
-#: ``prunelab <name> ...`` runs ``<module>.main(argv)``; anything else is the Hydra app
-SUBCOMMANDS = {"report": ".report", "list": ".listing"}
-#: write errors that end a run with one line (the run is marked failed where that can still be written)
-DISK_ERRORS = (errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES, errno.EIO)
 
 
 @hydra.main(version_base=None, config_path="pkg://prunelab.conf", config_name="config")
@@ -99,7 +98,9 @@ def exit_code(exc: BaseException) -> int:
 
 def cli() -> None:
     """Console-script entry point: ``prunelab report DIR...`` writes the comparison report, ``prunelab list``
-    lists what is registered, anything else is the Hydra app (errors: one line, see the module's docstring)."""
+    lists what is registered, ``prunelab dashboard`` builds a comparison's W&B workspace and report, ``prunelab
+    collapse`` finds each criterion's layer collapse at initialization, anything else is the Hydra app (errors:
+    one line, see the module's docstring)."""
     if len(sys.argv) > 1 and sys.argv[1] in SUBCOMMANDS:
         import importlib
 
@@ -112,6 +113,7 @@ def cli() -> None:
     os.environ[RUN_ID_ENV] = new_run_id()  # this invocation's name part, shared by the processes of a sweep
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and int(os.environ.get("RANK", "0")) > 0:
         sys.argv.append("hydra.run.dir=.")  # torchrun: rank 0 owns the run directory (broadcast to the others)
+    register_plugins()
     try:
         main()
     except SystemExit:

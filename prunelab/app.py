@@ -29,11 +29,16 @@ from . import data as data_mod
 from . import models as models_mod
 from . import rundir
 from .checks import fingerprint_of
+from .criteria.base import ScoreHook
 from .errors import ConfigError
 from .pruner import Pruner
+from .regrowth import build_updater
+from .rundir import sparsity_text
 from .schedule import Schedule
+from .sweeper import is_dense
 from .tracking.build import build_tracker
 from .training import distributed
+from .training.calibration import check_calibration
 from .training.callbacks import PruningCallback, TrackingCallback
 from .training.checkpoint import seed_everything
 from .training.trainer import Interrupted, Trainer, TrainerConfig
@@ -42,8 +47,19 @@ log = logging.getLogger("prunelab")
 
 
 def run_name(cfg: DictConfig) -> str:
-    """``<criterion>-s<target>-seed<seed>``, e.g. ``snip_momentum-s0.90-seed0``."""
-    return f"{cfg.criterion.criterion_type}-s{float(cfg.schedule.target_sparsity):.2f}-seed{cfg.seed}"
+    """``<criterion>-s<target>-seed<seed>``, e.g. ``snip_momentum-s0.90-seed0`` or ``magnitude-s0.9375-seed1``;
+    with an ablation ``<criterion>-<ablation>-s<target>-seed<seed>``, e.g. ``synflow-shuffle-s0.90-seed0``; a
+    dense run (target 0, whatever its criterion) is ``dense-seed<seed>``."""
+    if is_dense(cfg):
+        return f"dense-seed{cfg.seed}"
+    ablation = ablation_of(cfg)
+    criterion = cfg.criterion.criterion_type if ablation == "none" else f"{cfg.criterion.criterion_type}-{ablation}"
+    return f"{criterion}-s{sparsity_text(cfg.schedule.target_sparsity)}-seed{cfg.seed}"
+
+
+def ablation_of(cfg: DictConfig) -> str:
+    """``criterion.ablation`` (``none`` when unset)."""
+    return str(cfg.criterion.get("ablation") or "none")
 
 
 def validate(cfg: DictConfig) -> None:
@@ -182,9 +198,13 @@ def _build(cfg: DictConfig, run_dir: Path, tc: TrainerConfig, dist: distributed.
         seed_everything(int(cfg.seed))
         model = models_mod.build(cfg.model)
         head = models_mod.head_name(model, cfg.model)
-        pruner = Pruner.from_config(model, cfg, head=head, schedule=schedule)
+        pruner = Pruner.from_config(model, cfg, head=head, schedule=schedule,
+                                    initializer=lambda: models_mod.build(cfg.model))
+        total = trainer.check_length(len(data.train), pruner.schedule.end_step)
+        pruner.bind(updater=build_updater(cfg.get("regrowth"), total, pruner.schedule.end_step, int(cfg.seed)))
         end_step = pruner.last_mask_step
-        total = trainer.check_length(len(data.train), end_step)
+        if pruner.criterion.score_hook is ScoreHook.MODEL:  # its calibration batches are drawn at the pruning step
+            check_calibration(data.train.tensors[1], pruner.criterion.calibration, tc.batch_size)
         resume_state = trainer.load_checkpoint(decision.checkpoint) if decision.kind == "resume" else None
         pruning = PruningCallback(pruner, check_masks=tc.check_masks)
     except BaseException as exc:  # noqa: BLE001 - re-raised below, after every rank knows
@@ -226,9 +246,10 @@ def _train(cfg: DictConfig, run_dir: Path, tc: TrainerConfig, dist: distributed.
         claim.end(status, error=f"{type(exc).__name__}: {exc}", name=run_name(cfg))
         tracker.finish(status)
         raise
-    summary = {"name": run_name(cfg), "criterion": cfg.criterion.criterion_type, "pattern": pruner.pattern.pattern,
-               "distribution": pruner.distribution.name, "model": cfg.model.name, "dataset": cfg.dataset.name,
-               "seed": int(cfg.seed), "fingerprint": claim.fingerprint, "attempt": claim.attempt, **summary}
+    summary = {"name": run_name(cfg), "criterion": cfg.criterion.criterion_type, "ablation": ablation_of(cfg),
+               "pattern": pruner.pattern.pattern, "distribution": pruner.distribution.name, "model": cfg.model.name,
+               "dataset": cfg.dataset.name, "seed": int(cfg.seed), "dense": is_dense(cfg),
+               "fingerprint": claim.fingerprint, "attempt": claim.attempt, **summary}
     tracker.log_final(pruner.masks, summary)
     tracker.finish("finished")
     print(format_summary(summary), flush=True)

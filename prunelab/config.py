@@ -4,7 +4,7 @@ The fixed groups (``trainer``, ``logger``, ``tracking``, ``prune``, ``schedule``
 are dataclasses stored in Hydra's ConfigStore as ``prunelab_schema``, the first entry of ``conf/config.yaml``'s
 defaults list: Hydra checks every YAML file and every override against them while it composes (``seed=abc`` or
 ``trainer.deterministic=maybe`` fail there). The pluggable groups (``model``, ``dataset``, ``criterion``,
-``distribution``, ``optimizer``) take their keys from what is registered: each entry declares an options
+``distribution``, ``regrowth``, ``optimizer``) take their keys from what is registered: each entry declares an options
 dataclass (``criteria/base.py: Options``; ``options=`` at ``MODELS.register`` / ``DATASETS.register``), and an
 optimizer's keys are the parameters of its ``torch.optim`` class.
 
@@ -104,6 +104,7 @@ class PrunelabSchema:
     model: Any = None
     criterion: Any = None
     distribution: Any = None
+    regrowth: Any = None
     optimizer: Any = None
     schedule: ScheduleSchema = field(default_factory=ScheduleSchema)
     pattern: PatternSchema = field(default_factory=PatternSchema)
@@ -382,7 +383,9 @@ def validate(cfg: DictConfig | Mapping[str, Any]) -> None:
     check_keys(plain)
     check_rules(plain)  # the checks up to here import no torch: a typo is answered at once
     from .criteria import CRITERIA
+    from .criteria.ablations import check_ablation
     from .pruner import build_pattern, check_compatible
+    from .regrowth import check_regrowth
     from .schedule import Schedule
     from .sparsity.distribution import resolve_distribution
     from .tracking.build import check_logger_config
@@ -405,6 +408,8 @@ def validate(cfg: DictConfig | Mapping[str, Any]) -> None:
     pattern = build_pattern(plain["pattern"])
     distribution = resolve_distribution(plain.get("distribution"), pattern.scope)
     check_compatible(CRITERIA.get(str(plain["criterion"]["criterion_type"])), pattern, schedule, distribution)
+    check_regrowth(plain.get("regrowth"), pattern, schedule, total)
+    check_ablation(str(plain["criterion"].get("ablation") or "none"), len(schedule.steps))
     if total is not None and schedule.end_step >= total:
         raise ConfigError("schedule.end_step", schedule.end_step, f"a step below the training length of {total} "
                           "(trainer.max_steps); or the end as a fraction of training, e.g. schedule.end=0.6")

@@ -68,6 +68,13 @@ EXECUTION_KEYS = (
 LOCK_PATIENCE_S = 0.5
 
 
+def sparsity_text(target: float) -> str:
+    """A sparsity as run names and reports print it: two decimals where they are exact (``0.90``), else every
+    digit it has (``0.9375``, ``0.96875``), so two targets never print alike."""
+    t = float(target)
+    return f"{t:.2f}" if float(f"{t:.2f}") == t else repr(t)
+
+
 # ----------------------------------------------------------------------------------------------- writing
 def jsonable(v: Any) -> Any:
     """A value JSON can hold: tensors as numbers or lists, NaN as null, infinities as +-1e308."""

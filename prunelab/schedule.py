@@ -70,10 +70,10 @@ def step_of(d: dict[str, Any], key: str, total_steps: int | None) -> int | None:
         return step
     if isinstance(frac, bool) or not isinstance(frac, (int, float)) or not 0.0 <= frac < 1.0:
         raise ConfigError(f"schedule.{key}", frac, "a fraction of training in [0, 1)")
-    if total_steps is None:
+    if total_steps is None and frac != 0:  # 0 is step 0 of any length (schedule=at_init)
         raise ConfigError(f"schedule.{key}", frac, f"a step (schedule.{key}_step=N) where the training length is "
                           "not known in advance (with trainer.finetune_steps it follows from the schedule's end)")
-    return int(math.floor(round(frac * total_steps, 6)))
+    return int(math.floor(round(frac * (total_steps or 0), 6)))
 
 
 @dataclass(frozen=True)
