@@ -25,7 +25,9 @@ from .tracking.build import build_tracker, check_logger_config
 from .training import distributed
 from .training.callbacks import PruningCallback, TrackingCallback
 from .training.checkpoint import seed_everything
-from .training.trainer import Interrupted, Trainer, TrainerConfig
+from .training.accel import check_levers
+from .training.batches import check_loader
+from .training.trainer import Interrupted, Trainer, TrainerConfig, resolve_device
 
 log = logging.getLogger("prunelab")
 
@@ -39,6 +41,9 @@ def validate(cfg: DictConfig) -> None:
     """Check the whole composed config before any data or model is built (each error: one line)."""
     CRITERIA.get(str(cfg.criterion.criterion_type))
     data_mod.DATASETS.get(str(cfg.dataset.name))
+    for key in ("input_shape", "num_classes"):  # models are built from them, before the data
+        if OmegaConf.is_missing(cfg.dataset, key):
+            raise ConfigError(f"dataset.{key}", "???", f"a value for dataset {cfg.dataset.name} (set dataset.{key}=...)")
     models_mod.MODELS.get(str(cfg.model.name))
     schedule = Schedule.from_config(cfg.schedule)
     pattern = build_pattern(cfg.pattern)
@@ -65,6 +70,8 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError("optimizer.lr", lr, "a number > 0")
     if not str(cfg.optimizer.get("_target_", "")).startswith("torch.optim."):
         raise ConfigError("optimizer._target_", cfg.optimizer.get("_target_"), "a torch.optim optimizer class")
+    check_levers(tc, resolve_device(tc.device))
+    check_loader(tc)
     if tc.progress not in ("auto", "bar", "lines", "none"):
         raise ConfigError("trainer.progress", tc.progress, "auto, bar, lines or none")
     check_logger_config(cfg)
