@@ -138,6 +138,8 @@ def test_per_sample_transforms_are_seeded_by_step_and_index(cifar_root):
     plain = (img.float() / 255 - torch.tensor(data.CIFAR100_MEAN).view(3, 1, 1)) / torch.tensor(
         data.CIFAR100_STD).view(3, 1, 1)
     assert not torch.allclose(base[step][pos], plain, atol=1e-3)  # the transform did something
+    # the same image at another step (here: every image, one epoch later) is cropped differently
+    assert not torch.equal(ds[(step_seed(5, 0), 0)][0], ds[(step_seed(5, 5), 0)][0])
     rng_before = torch.get_rng_state()
     ds[(123, 0)]  # in the main process the global generators are left as they were
     assert torch.equal(torch.get_rng_state(), rng_before)
