@@ -30,9 +30,9 @@ def compile_unavailable(device: torch.device | str) -> Optional[str]:
     """Why ``torch.compile`` (inductor) cannot compile for ``device`` here, or None when it can."""
     kind = torch.device(device).type
     try:
-        import torch._dynamo
+        import torch._dynamo as dynamo
 
-        if not torch._dynamo.is_dynamo_supported():
+        if not dynamo.is_dynamo_supported():
             return "torch.compile does not support this Python version"
     except Exception as exc:  # a broken install
         return f"torch.compile is unavailable ({type(exc).__name__})"
