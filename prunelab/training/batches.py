@@ -17,6 +17,7 @@ exactly the batches of an uninterrupted run.
 from __future__ import annotations
 
 import math
+import os
 import signal
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Callable, Optional
@@ -155,9 +156,13 @@ class _Keyed(Dataset):
 
 
 def _quiet_worker(worker_id: int) -> None:
-    """Workers ignore SIGINT/SIGTERM: the main process finishes the step, writes its checkpoint and stops them."""
+    """Signals in a worker: SIGINT (a terminal's Ctrl-C reaches the whole process group) is ignored, since the
+    main process stops the run at the end of the step and then stops the workers; SIGTERM (a cluster's to every
+    process of a job, or multiprocessing's ``terminate()`` at exit) ends the worker with status 0 at once, so that
+    the main process is not interrupted by a "worker killed by signal" error while it finishes its step and
+    writes its checkpoint. (Ignoring SIGTERM too would leave ``terminate()`` unable to stop a worker.)"""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda signum, frame: os._exit(0))
 
 
 class StreamBatches(BatchSource):
