@@ -91,6 +91,11 @@ def test_imagefolder_bad_trees_are_one_line(tmp_path):
         data.build(_cfg("imagefolder", root=str(tmp_path), num_classes=2, test_dir="test"))
     with pytest.raises(ConfigError, match=r"^dataset.eval_transforms=.*input_shape \[3, 64, 64\]"):
         data.build(_cfg("imagefolder", root=str(tmp_path), num_classes=2, eval_transforms=[]))
+    write_image_folder(tmp_path / "z", classes=("z",), per_class={"val": 1})  # val/ with a class train/ lacks
+    (tmp_path / "z" / "val" / "z").rename(tmp_path / "val" / "z")
+    with pytest.raises(ConfigError, match=r"^dataset.test_dir='val': a folder with the classes of train/ "
+                                          r"\(2 there, 3 here\)$"):
+        data.build(_cfg("imagefolder", root=str(tmp_path), num_classes=2))
 
 
 def test_any_torchvision_dataset_by_name(tmp_path):
