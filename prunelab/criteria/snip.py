@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from ..errors import ConfigError
 from ..options import tristate
 from .base import PruningCriterion, ScoreHook, register_criterion
-from .fused import FusedSwitch, momentum_kernel
+from .fused import FusedSwitch, momentum_update
 
 
 @register_criterion("snip")
@@ -76,7 +76,7 @@ class SnipMomentumCriterion(PruningCriterion):
             return
         if s[0].dtype == w[0].dtype == g[0].dtype == torch.float32 and self.fused.use(s[0].device):
             try:
-                momentum_kernel()(s, w, g, self.alpha, self.beta)
+                momentum_update(s, w, g, self.alpha, self.beta)
                 return
             except Exception as exc:  # compilation failed (before anything was written): the eager path
                 self.fused.failed(s[0].device, exc)
