@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Training-step overhead of pruning with prunelab, as ratios over a dense step measured in the same run.
 
-For every criterion x pattern x scope, on (a) an MLP 784-300-100-10 (batch 128) and (b) a CIFAR ResNet-20
-(He et al. 2016, option-A shortcuts; batch 64 on 3x32x32), this script times a dense training step and a
+For every criterion x pattern x distribution that applies, on (a) an MLP 784-300-100-10 (batch 128) and (b) a
+CIFAR ResNet-20 (He et al. 2016, option-A shortcuts; batch 64 on 3x32x32), this script times a dense training step and a
 pruned one, in one process, on the same synthetic data, step by step interleaved (dense, pruned, pruned,
 dense, ...), and reports:
 
@@ -11,7 +11,15 @@ dense, ...), and reports:
 * **pruning step**: a step at which ``pruner.on_step_begin(step)`` recomputes the masks (scores + selection +
   apply), i.e. the whole training step that prunes;
 * **amortized step**: mean step over a 100-step schedule pruning every 10 steps (steps 0, 10, ..., 90);
-* **mask update**: (pruning step - ordinary step) / dense step, what one mask recomputation costs in dense steps.
+* **mask update**: (pruning step - ordinary step) / dense step, what one mask recomputation costs in dense steps
+  (for a model-level criterion, wanda, its calibration passes are timed within its pruning steps and reported
+  apart, in dense steps, each over the paired dense step; the judged mask update is the rest).
+
+Variants: the wave-1 criteria (magnitude, gradient, snip, snip_momentum, random) x every pattern x {global,
+uniform}; the wave-2 criteria scored in training (taylor, movement, lamp) and wanda x every pattern x every
+distribution (global, uniform, erk, er, per_row) that applies (lamp: global only; per_row: not with channel);
+magnitude x every pattern x {erk, er, per_row} (what a distribution's split costs, next to the same criterion under
+global and uniform). ``--criteria`` / ``--distributions`` restrict the set.
 
 Each figure is a ratio over the dense step timed in the same window: every pruned step is divided by the dense
 step timed next to it; who runs first alternates step by step and repeat by repeat, and the two orders are
@@ -28,7 +36,7 @@ the other patterns to 0.9. The schedule is ``Schedule(target, start_step=0, end_
 Windows (which steps of that schedule are timed):
 
 * MLP: all 100 steps (0..99); amortized = the mean of the 100 per-step ratios.
-* ResNet-20 (a step takes ~0.25 s on 2 cores, so 100 steps x 42 variants does not fit a benchmark run): step
+* ResNet-20 (a step takes ~0.25 s on 2 cores, so 100 steps x 111 variants does not fit a benchmark run): step
   79 untimed (the pruner's state then is that of step 79: gradient scores computed for step 80), then one
   pruning period, steps 80..89, timed: the pruning step 80 (to the schedule's target at step 80, 0.87 for 0.9)
   and 9 ordinary steps, of which step 89 scores for the next pruning step (gradient/snip). Amortized = the mean
@@ -37,7 +45,8 @@ Windows (which steps of that schedule are timed):
 
 Run::
 
-    python benchmarks/overhead.py                       # full run (~8 min on 2 idle CPU cores)
+    python benchmarks/overhead.py                       # full run (111 variants; ~25 min on 2 idle CPU cores)
+    python benchmarks/overhead.py --criteria taylor,movement,lamp,wanda   # the wave-2 criteria only
     python benchmarks/overhead.py --focus-only          # only the variants the targets judge
     python benchmarks/overhead.py --quick --json o.json # smoke run (< 30 s)
     python benchmarks/overhead.py --models mlp --focus-only --fused   # + snip_momentum with its fused update
@@ -70,9 +79,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from prunelab import Pattern, Pruner, Schedule, select_layers  # noqa: E402
 
-CRITERIA = ("magnitude", "gradient", "snip", "snip_momentum", "random")
+WAVE1 = ("magnitude", "gradient", "snip", "snip_momentum", "random")
+WAVE2 = ("taylor", "movement", "lamp", "wanda")
+CRITERIA = WAVE1 + WAVE2
 PATTERNS = ("1x1", "4x1", "2:4", "channel")
-SCOPES = ("global", "local")
+DISTRIBUTIONS = ("global", "uniform", "erk", "er", "per_row")
 TORCH_METHODS = {"torch_l1": "magnitude", "torch_custom": "snip"}  # torch.nn.utils.prune way -> our criterion
 START, END, FREQ, TOTAL = 0, 90, 10, 100  # the schedule: prune at 0, 10, ..., 90 over 100 steps
 
@@ -201,15 +212,27 @@ class DenseRunner:
 class OursRunner:
     """The five hooks, exactly as a training loop calls them."""
 
-    def __init__(self, model: nn.Module, criterion: str, pattern: str, scope: str,
-                 options: dict[str, Any] | None = None) -> None:
+    def __init__(self, model: nn.Module, criterion: str, pattern: str, distribution: str,
+                 calibration: list | None = None, options: dict[str, Any] | None = None) -> None:
         self.model, self.opt = model, sgd(model)
         self.schedule = schedule_for(pattern)
         self.pruner = Pruner(
-            model, criterion={"criterion_type": criterion, **(options or {})},
-            pattern={"type": pattern, "scope": scope}, schedule=self.schedule,
+            model, criterion={"criterion_type": criterion, **(options or {})}, pattern=pattern,
+            distribution=distribution, schedule=self.schedule,
             head=model.head,
         )
+        # model-level criteria (wanda) score on the benchmark's batches, as many as they ask for; the time of their
+        # own passes is recorded per step (reported apart from the mask update)
+        self.pruner.bind(model=model, calibration=lambda req: (calibration or [])[: req.batches])
+        self.calibration_s = 0.0
+        score_model = self.pruner._score_model
+
+        def timed_score_model() -> None:
+            t0 = time.perf_counter()
+            score_model()
+            self.calibration_s += time.perf_counter() - t0
+
+        self.pruner._score_model = timed_score_model  # type: ignore[method-assign]
         self.pruner.on_train_begin()
 
     def step(self, t: int, x: torch.Tensor, y: torch.Tensor) -> None:
@@ -284,34 +307,57 @@ class Variant:
     kind: str  # "ours" | "torch"
     criterion: str
     pattern: str = "1x1"
-    scope: str = "global"
+    distribution: str = "global"
     focus: bool = False  # a variant some target is judged on (gets the focus repeats)
     runs: list[dict[str, Any]] = field(default_factory=list)
     options: dict[str, Any] = field(default_factory=dict)  # the criterion's own config keys
 
-    def runner(self, model: nn.Module) -> Any:
+    def runner(self, model: nn.Module, batches: list | None = None) -> Any:
         if self.kind == "ours":
-            return OursRunner(model, self.criterion, self.pattern, self.scope, self.options)
+            return OursRunner(model, self.criterion, self.pattern, self.distribution, batches, self.options)
         return TorchPruneRunner(model, self.key)
 
 
 FUSED = {"fused": "true"}
 
 
-def variants_for(quick: bool, model: str, focus_only: bool = False, fused: bool = False) -> list[Variant]:
+def applies(criterion: str, pattern: str, distribution: str) -> bool:
+    """Whether the pruner accepts this combination (a criterion's own restriction, a distribution's pattern)."""
+    from prunelab.criteria import CRITERIA as REGISTERED
+    from prunelab.sparsity.distribution import build_distribution
+
+    allowed = REGISTERED.get(criterion).distributions
+    if allowed is not None and distribution not in allowed:
+        return False
+    return build_distribution(distribution).check_pattern(Pattern(pattern)) is None
+
+
+def full_combos() -> list[tuple[str, str, str]]:
+    """Every variant of a full run (see the module docstring)."""
+    combos = [(c, p, d) for c in WAVE1 for p in PATTERNS for d in ("global", "uniform")]
+    combos += [(c, p, d) for c in WAVE2 for p in PATTERNS for d in DISTRIBUTIONS]
+    combos += [("magnitude", p, d) for p in PATTERNS for d in ("erk", "er", "per_row")]
+    return [c for c in combos if applies(*c)]
+
+
+def variants_for(quick: bool, model: str, focus_only: bool = False, criteria: tuple[str, ...] = CRITERIA,
+                 distributions: tuple[str, ...] = DISTRIBUTIONS, fused: bool = False) -> list[Variant]:
     vs: list[Variant] = []
-    if quick:  # every criterion, pattern and scope at least once on the MLP; one variant on ResNet-20
+    if quick:  # every criterion, pattern and distribution at least once on the MLP; one variant on ResNet-20
         combos = [("magnitude", "1x1", "global")]
         if model == "mlp":
             combos += [("snip", "1x1", "global"), ("gradient", "channel", "global"),
-                       ("snip_momentum", "2:4", "local"), ("random", "4x1", "local")]
+                       ("snip_momentum", "2:4", "uniform"), ("random", "4x1", "uniform"),
+                       ("taylor", "channel", "erk"), ("movement", "4x1", "er"), ("lamp", "1x1", "global"),
+                       ("wanda", "2:4", "per_row"), ("wanda", "1x1", "global")]
     elif focus_only:
         combos = [(c, "1x1", "global") for c in CRITERIA]
     else:
-        combos = [(c, p, s) for c in CRITERIA for p in PATTERNS for s in SCOPES]
-    for c, p, s in combos:
-        vs.append(Variant(f"{c}/{p}/{s}", "ours", c, p, s, focus=(p == "1x1" and s == "global")))
-    if fused:
+        combos = full_combos()
+    combos = [(c, p, d) for c, p, d in combos if c in criteria and d in distributions]
+    for c, p, d in combos:
+        vs.append(Variant(f"{c}/{p}/{d}", "ours", c, p, d, focus=(p == "1x1" and d == "global")))
+    if fused and "snip_momentum" in criteria and "global" in distributions:
         vs.append(Variant("snip_momentum+fused/1x1/global", "ours", "snip_momentum", focus=True, options=FUSED))
     methods = ["torch_l1"] if (quick and model != "mlp") else list(TORCH_METHODS)
     for method in methods:
@@ -332,28 +378,31 @@ def run_window(spec: ModelSpec, base: nn.Module, batches: list, variant: Variant
     (each pruned step is paired with the dense step next to it in time; who goes first alternates from step to
     step, and ``flip`` (the repeat's parity) swaps it, so every step is timed in both orders over the repeats)."""
     dense = DenseRunner(copy.deepcopy(base))
-    runner = variant.runner(copy.deepcopy(base))
+    runner = variant.runner(copy.deepcopy(base), batches)
     nb = len(batches)
     for t in spec.warmup:
         x, y = batches[t % nb]
         dense.step(t, x, y)
         runner.step(t, x, y)
-    d_times, v_times = [], []
+    d_times, v_times, c_times = [], [], []
     gc.collect()
     gc.disable()
     try:
         for i, t in enumerate(spec.window):
             x, y = batches[t % nb]
             pair = (dense, runner) if (i + flip) % 2 == 0 else (runner, dense)
+            runner.calibration_s = 0.0
             for r in pair:
                 t0 = time.perf_counter()
                 r.step(t, x, y)
                 dt = time.perf_counter() - t0
                 (d_times if r is dense else v_times).append(dt)
+            c_times.append(getattr(runner, "calibration_s", 0.0))
     finally:
         gc.enable()
     first = [(i + flip) % 2 == 1 for i in range(len(spec.window))]  # True where the pruned step ran first
-    return {"dense": d_times, "pruned": v_times, "pruned_first": first, "sparsity": runner.sparsity()}
+    return {"dense": d_times, "pruned": v_times, "calibration": c_times, "pruned_first": first,
+            "sparsity": runner.sparsity()}
 
 
 def balanced_ratio(runs: list[dict[str, Any]], idx: list[int]) -> tuple[float, float]:
@@ -413,6 +462,10 @@ def summarize(spec: ModelSpec, runs: list[dict[str, Any]]) -> dict[str, Any]:
         "pruning_ratio": pruning,
         "amortized_ratio": statistics.fmean(balanced_ratio(runs, [i])[0] for i in range(len(w))),
         "update_dense_steps": pruning - ordinary,
+        # model-level criteria: their own passes at the pruning steps, in dense steps (each over its paired dense
+        # step), included in pruning / update above
+        "calibration_dense_steps": statistics.fmean(run["calibration"][i] / run["dense"][i]
+                                                    for run in runs for i in real_prune),
         "ordinary_se": ordinary_se,  # noise of the ordinary ratio (standard error)
         "amortized_se": amortized_se(runs),
         "sparsity": statistics.median(run["sparsity"] for run in runs),
@@ -461,8 +514,8 @@ def bench_model(spec: ModelSpec, variants: list[Variant], repeats: int, focus_re
     out_variants = []
     for v in variants:
         s = summarize(spec, v.runs)
-        s.update({"key": v.key, "kind": v.kind, "criterion": v.criterion, "pattern": v.pattern, "scope": v.scope,
-                  "target": target_for(v.pattern), "options": v.options})
+        s.update({"key": v.key, "kind": v.kind, "criterion": v.criterion, "pattern": v.pattern,
+                  "distribution": v.distribution, "target": target_for(v.pattern), "options": v.options})
         out_variants.append(s)
     agreement = {m: mask_agreement(spec, base, batches, m) for m in TORCH_METHODS if any(v.key == m for v in variants)}
     dense_all = statistics.median(d for v in variants for r in v.runs for d in r["dense"]) * 1e3
@@ -486,14 +539,16 @@ def hook_costs(spec: ModelSpec, base: nn.Module, batches: list, criterion: str, 
                options: dict[str, Any] | None = None) -> dict[str, Any]:
     """The pruner's own work per hook, timed alone (median of many calls; 1x1 global, masks active): where an
     overhead comes from, without a training step's noise around it."""
-    runner = OursRunner(copy.deepcopy(base), criterion, "1x1", "global", options)
+    runner = OursRunner(copy.deepcopy(base), criterion, "1x1", "global", batches, options)
     sch, p = runner.schedule, runner.pruner
     nb = len(batches)
     first = next(t for t in sch.steps if sch.target(t) > 0)
     for t in range(max(0, first - 1), first + 1):  # up to the first real pruning step: masks active, grads there
         runner.step(t, *batches[t % nb])
     crit = p.criterion
-    score = getattr(crit, crit.score_hook.value) if crit.score_hook.per_step else (lambda: None)
+    model_level = crit.score_hook.value == "model"  # its own passes over the calibration batches
+    score = p._score_model if model_level else getattr(crit, crit.score_hook.value) if crit.score_hook.per_step \
+        else (lambda: None)
     n = (50 if spec.name == "mlp" else 20) if len(spec.window) >= 10 else 5  # fewer calls in a quick run
 
     def med(f: Callable[[], Any], reps: int) -> float:
@@ -506,11 +561,12 @@ def hook_costs(spec: ModelSpec, base: nn.Module, batches: list, criterion: str, 
 
     us = {
         "apply_masks_us": med(p.on_after_optimizer_step, n),  # every step
-        "scores_us": med(score, n),  # every step for snip_momentum; before/at a pruning step for the others
+        # every step for the stateful criteria; before/at a pruning step for the others; wanda: the calibration passes
+        "scores_us": med(score, n if not model_level else max(5, n // 5)),
         "update_masks_us": med(lambda: p.update_masks(sch.target_sparsity), max(5, n // 5)),  # a pruning step
     }
-    out: dict[str, Any] = {"criterion": criterion, "pattern": "1x1", "scope": "global", "options": options or {},
-                           **us}
+    out: dict[str, Any] = {"criterion": criterion, "pattern": "1x1", "distribution": "global",
+                           "model_level": model_level, "options": options or {}, **us}
     out.update({k.replace("_us", "_dense_steps"): v / 1e3 / dense_ms for k, v in us.items()})
     # what an ordinary step would cost if the pruner's own work were all (no step noise): a lower bound
     per_step = us["apply_masks_us"] + (us["scores_us"] if crit.stateful else 0.0)
@@ -571,11 +627,17 @@ def judge(results: dict[str, Any]) -> list[dict[str, Any]]:
 
     for model, res in results.items():
         by_key = {v["key"]: v for v in res["variants"]}
+        model_level = {h["criterion"] for h in res.get("hook_costs", []) if h["model_level"]}
         for c in CRITERIA:
             v = by_key.get(f"{c}/1x1/global")
             if v is None:
                 continue
-            if model == "mlp":
+            if model == "mlp" and c in model_level:  # the calibration passes are reported apart (not judged)
+                add(f"mlp {c} 1x1 global: ordinary step / dense", v["ordinary_ratio"], LIMITS["mlp_ordinary"],
+                    v["ordinary_se"])
+                add(f"mlp {c} 1x1 global: mask update less calibration, dense steps",
+                    v["update_dense_steps"] - v["calibration_dense_steps"], LIMITS["mlp_update_dense_steps"])
+            elif model == "mlp":
                 add(f"mlp {c} 1x1 global: ordinary step / dense", v["ordinary_ratio"], LIMITS["mlp_ordinary"],
                     v["ordinary_se"])
                 add(f"mlp {c} 1x1 global: amortized step / dense", v["amortized_ratio"], LIMITS["mlp_amortized"],
@@ -626,7 +688,8 @@ def print_tables(results: dict[str, Any], targets: list[dict[str, Any]]) -> None
                                  ("ordinary_ratio", "pruning_ratio", "amortized_ratio"))
                       + f"  {ag.get('agree', float('nan')):.4f} (step {ag.get('step')})")
         if res.get("hook_costs"):
-            print(f"\n  pruner hooks alone ({model}, 1x1 global, masks active; median us, and in dense steps)")
+            print(f"\n  pruner hooks alone ({model}, 1x1 global, masks active; median us, and in dense steps; "
+                  f"scores of a model-level criterion = its calibration passes)")
             print(f"  {'criterion':<19} {'apply masks':>20} {'scores':>20} {'update_masks':>20}"
                   f"  {'ordinary from hooks':>19}")
             for h in res["hook_costs"]:
@@ -635,6 +698,13 @@ def print_tables(results: dict[str, Any], targets: list[dict[str, Any]]) -> None
                     f"{h[k + '_us']:>9.0f} ({h[k + '_dense_steps']:>6.3f})"
                     for k in ("apply_masks", "scores", "update_masks"))
                     + f"  {h['ordinary_ratio_from_hooks']:>18.3f}x")
+    for model, res in results.items():
+        for v in res["variants"]:
+            if v.get("calibration_dense_steps"):
+                print(f"\n  {model} {v['key']}: its calibration passes take {v['calibration_dense_steps']:.2f} dense "
+                      f"steps per pruning step (in its pruning step and mask update above; reported apart, "
+                      f"not judged)", end="")
+        print()
     print("\n== targets (ratios measured in this run)")
     for t in targets:
         se = t.get("se", float("nan"))
@@ -660,6 +730,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", metavar="PATH", help="write the results as JSON to PATH")
     ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
     ap.add_argument("--models", default="mlp,resnet20", help="comma-separated: mlp, resnet20")
+    ap.add_argument("--criteria", default=",".join(CRITERIA), help="comma-separated criteria (default: all)")
+    ap.add_argument("--distributions", default=",".join(DISTRIBUTIONS),
+                    help="comma-separated distributions (default: all that apply)")
     ap.add_argument("--focus-only", action="store_true",
                     help="only the variants a target is judged on (every criterion 1x1 global, torch.nn.utils.prune)")
     ap.add_argument("--mlp-repeats", type=int, default=None, help="repeats of every MLP variant (default 3)")
@@ -674,6 +747,12 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     logging.getLogger("prunelab").setLevel(logging.ERROR)  # layers a pattern skips (e.g. ResNet's 3-channel stem)
     specs = model_specs(args.quick)
+    criteria = tuple(c.strip() for c in args.criteria.split(",") if c.strip())
+    distributions = tuple(d.strip() for d in args.distributions.split(",") if d.strip())
+    for name, given, known in (("criterion", criteria, CRITERIA), ("distribution", distributions, DISTRIBUTIONS)):
+        for x in given:
+            if x not in known:
+                ap.error(f"unknown {name} {x!r}; choose from {', '.join(known)}")
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     for m in models:
         if m not in specs:
@@ -690,7 +769,7 @@ def main(argv: list[str] | None = None) -> int:
     monitor = CpuMonitor()
     results = {}
     for m in models:
-        variants = variants_for(args.quick, m, args.focus_only, args.fused)
+        variants = variants_for(args.quick, m, args.focus_only, criteria, distributions, args.fused)
         r, fr = reps[m]
         print(f"... {m}: {len(variants)} variants, repeats {r} (focus {fr})", flush=True)
         results[m] = bench_model(specs[m], variants, r, fr)

@@ -21,7 +21,20 @@ CONF_DIR = Path(conf.__file__).parent  # the config groups (conf/ in the reposit
 
 EXIT_CONFIG, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
 #: ``prunelab <name> ...`` runs ``<module>.main(argv)``; anything else is the Hydra app
-SUBCOMMANDS = {"report": ".report", "list": ".listing"}
+SUBCOMMANDS = {"report": ".report", "list": ".listing", "dashboard": ".tracking.dashboard", "collapse": ".collapse"}
+
+
+def register_sweeper() -> None:
+    """Register prunelab's sweeper with Hydra explicitly: Hydra finds plugins by listing the ``hydra_plugins``
+    namespace, which an editable (PEP 660) install hides from it (hydra issue #3252); a regular install is
+    found either way, and registering twice is a no-op. Hydra's scan runs first: it re-executes the modules it
+    scans, and a class imported before it would subclass a stale ``BasicSweeper``."""
+    from hydra.core.plugins import Plugins
+
+    plugins = Plugins.instance()
+    from hydra_plugins.prunelab_sweeper.dense_once import DenseOnceSweeper
+
+    plugins.register(DenseOnceSweeper)
 
 
 @hydra.main(version_base=None, config_path="pkg://prunelab.conf", config_name="config")
@@ -77,12 +90,14 @@ def unknown_group_option(argv: list[str]) -> str | None:
 
 def cli() -> None:
     """Console-script entry point: ``prunelab report DIR...`` writes the comparison report, ``prunelab list``
-    lists what is registered, anything else is the Hydra app."""
+    lists what is registered, ``prunelab dashboard`` builds a comparison's W&B workspace and report, ``prunelab
+    collapse`` finds each criterion's layer collapse at initialization, anything else is the Hydra app."""
     if len(sys.argv) > 1 and sys.argv[1] in SUBCOMMANDS:
         import importlib
 
         module = importlib.import_module(SUBCOMMANDS[sys.argv[1]], __package__)
         sys.exit(module.main(sys.argv[2:]))
+    register_sweeper()
     try:
         main()
     except SystemExit as exc:

@@ -16,13 +16,18 @@ from omegaconf import DictConfig, OmegaConf
 from . import data as data_mod
 from . import models as models_mod
 from .criteria import CRITERIA
+from .criteria.ablations import check_ablation
+from .criteria.base import ScoreHook
 from .errors import ConfigError
 from .pruner import Pruner, build_pattern, check_compatible
-from .rundir import config_fingerprint, write_json_atomic
+from .regrowth import build_updater, check_regrowth
+from .rundir import config_fingerprint, sparsity_text, write_json_atomic
 from .schedule import Schedule
 from .sparsity.distribution import resolve_distribution
+from .sweeper import is_dense
 from .tracking.build import build_tracker, check_logger_config
 from .training import distributed
+from .training.calibration import check_calibration
 from .training.callbacks import PruningCallback, TrackingCallback
 from .training.checkpoint import seed_everything
 from .training.accel import check_levers
@@ -33,8 +38,19 @@ log = logging.getLogger("prunelab")
 
 
 def run_name(cfg: DictConfig) -> str:
-    """``<criterion>-s<target>-seed<seed>``, e.g. ``snip_momentum-s0.90-seed0``."""
-    return f"{cfg.criterion.criterion_type}-s{float(cfg.schedule.target_sparsity):.2f}-seed{cfg.seed}"
+    """``<criterion>-s<target>-seed<seed>``, e.g. ``snip_momentum-s0.90-seed0`` or ``magnitude-s0.9375-seed1``;
+    with an ablation ``<criterion>-<ablation>-s<target>-seed<seed>``, e.g. ``synflow-shuffle-s0.90-seed0``; a
+    dense run (target 0, whatever its criterion) is ``dense-seed<seed>``."""
+    if is_dense(cfg):
+        return f"dense-seed{cfg.seed}"
+    ablation = ablation_of(cfg)
+    criterion = cfg.criterion.criterion_type if ablation == "none" else f"{cfg.criterion.criterion_type}-{ablation}"
+    return f"{criterion}-s{sparsity_text(cfg.schedule.target_sparsity)}-seed{cfg.seed}"
+
+
+def ablation_of(cfg: DictConfig) -> str:
+    """``criterion.ablation`` (``none`` when unset)."""
+    return str(cfg.criterion.get("ablation") or "none")
 
 
 def validate(cfg: DictConfig) -> None:
@@ -49,6 +65,8 @@ def validate(cfg: DictConfig) -> None:
     pattern = build_pattern(cfg.pattern)
     distribution = resolve_distribution(cfg.get("distribution"), pattern.scope)
     check_compatible(CRITERIA.get(str(cfg.criterion.criterion_type)), pattern, schedule, distribution)
+    check_regrowth(cfg.get("regrowth"), pattern, schedule, cfg.trainer.get("max_steps"))
+    check_ablation(ablation_of(cfg), len(schedule.steps))
     tc = TrainerConfig.from_config(cfg.trainer)
     for key in ("batch_size", "eval_batch_size"):
         _positive_int(f"trainer.{key}", getattr(tc, key))
@@ -122,12 +140,15 @@ def _run(cfg: DictConfig, run_dir: Path, tc: TrainerConfig, dist: distributed.Di
     seed_everything(int(cfg.seed))
     model = models_mod.build(cfg.model)
     head = models_mod.head_name(model, cfg.model)
-    pruner = Pruner.from_config(model, cfg, head=head)
+    pruner = Pruner.from_config(model, cfg, head=head, initializer=lambda: models_mod.build(cfg.model))
     data = data_mod.build(cfg.dataset)
     trainer = Trainer(tc, _optimizer_factory(cfg.optimizer), seed=int(cfg.seed), run_dir=run_dir,
                       fingerprint=fingerprint, dist=dist)
+    total = trainer.check_length(len(data.train), pruner.schedule.end_step)
+    pruner.bind(updater=build_updater(cfg.get("regrowth"), total, pruner.schedule.end_step, int(cfg.seed)))
     end_step = pruner.last_mask_step
-    total = trainer.check_length(len(data.train), end_step)
+    if pruner.criterion.score_hook is ScoreHook.MODEL:  # its calibration batches are drawn at the pruning step
+        check_calibration(data.train_labels(), pruner.criterion.calibration, tc.batch_size)
     resume_path = trainer.resume_path()
     resume_state = trainer.load_checkpoint(resume_path) if resume_path is not None else None
     pruning = PruningCallback(pruner, check_masks=tc.check_masks)
@@ -155,9 +176,9 @@ def _run(cfg: DictConfig, run_dir: Path, tc: TrainerConfig, dist: distributed.Di
                                          "name": run_name(cfg)})
         tracker.finish(status)
         raise
-    summary = {"name": run_name(cfg), "criterion": cfg.criterion.criterion_type, "pattern": pruner.pattern.pattern,
-               "distribution": pruner.distribution.name, "model": cfg.model.name, "dataset": cfg.dataset.name,
-               "seed": int(cfg.seed), **summary}
+    summary = {"name": run_name(cfg), "criterion": cfg.criterion.criterion_type, "ablation": ablation_of(cfg),
+               "pattern": pruner.pattern.pattern, "distribution": pruner.distribution.name, "model": cfg.model.name,
+               "dataset": cfg.dataset.name, "seed": int(cfg.seed), "dense": is_dense(cfg), **summary}
     tracker.log_final(pruner.masks, summary)
     tracker.finish("finished")
     print(format_summary(summary), flush=True)

@@ -1,5 +1,6 @@
-"""``prunelab list [criteria|patterns|distributions|schedules|models|datasets]``: what is registered, from the
-registries themselves (name, one line, paper), and the config options (``conf/<group>/*.yaml``) that select them."""
+"""``prunelab list [criteria|ablations|patterns|distributions|schedules|models|datasets]``: what is registered,
+from the registries themselves (name, one line, paper), and the config options (``conf/<group>/*.yaml``) that
+select them."""
 from __future__ import annotations
 
 import argparse
@@ -14,13 +15,13 @@ from .registry import Registry
 def registries() -> dict[str, tuple[Registry, str]]:
     """Listing name -> (registry, config group). Importing the packages registers everything."""
     from . import data, models
-    from .criteria import CRITERIA
+    from .criteria import ABLATIONS, CRITERIA
     from .regrowth import UPDATERS
     from .schedule import DECAYS
     from .sparsity import DISTRIBUTIONS, PATTERNS
 
     return {
-        "criteria": (CRITERIA, "criterion"), "patterns": (PATTERNS, "pattern"),
+        "criteria": (CRITERIA, "criterion"), "ablations": (ABLATIONS, "ablation"), "patterns": (PATTERNS, "pattern"),
         "distributions": (DISTRIBUTIONS, "distribution"), "schedules": (DECAYS, "schedule"),
         "regrowth": (UPDATERS, "regrowth"), "models": (models.MODELS, "model"), "datasets": (data.DATASETS, "dataset"),
     }

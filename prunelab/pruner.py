@@ -23,6 +23,10 @@ statistics), gradients, train/eval mode and the RNG, so scoring never changes th
 
 A mask updater (:mod:`prunelab.regrowth`) may turn weights back on at its update steps; grown weights are set to
 0 and, where the updater says so, their optimizer state is zeroed.
+
+An ablation (``criterion.ablation``, :mod:`prunelab.criteria.ablations`) changes what a pruning step ranks
+(``invert``), its final masks (``shuffle``) or the kept weights' values (``reinit``, whose optimizer state is
+zeroed); the criterion's scores themselves are left as they are.
 """
 from __future__ import annotations
 
@@ -34,7 +38,8 @@ from typing import Any, Union
 import torch
 from torch import Tensor, nn
 
-from .criteria.base import Calibration, PruningCriterion, ScoreHook, get_criterion
+from .criteria.ablations import Ablation, check_ablation, get_ablation
+from .criteria.base import CRITERIA, Calibration, PruningCriterion, ScoreHook, get_criterion
 from .errors import ConfigError
 from .layers import DEFAULT_OP_TYPES, LayerInfo, select_layers
 from .options import config_to_dict
@@ -76,6 +81,9 @@ def check_compatible(criterion: type[PruningCriterion], pattern: Pattern, schedu
         why = f" ({criterion.distributions_reason})" if criterion.distributions_reason else ""
         raise ConfigError("distribution", distribution.name,
                           f"{' or '.join(allowed)} for criterion {name}{why}")
+    if distribution is not None and (reason := distribution.check_pattern(pattern)) is not None:
+        raise ConfigError("distribution", distribution.name,
+                          f"{reason} (pattern.type={pattern.pattern})")
 
 
 def build_pattern(cfg: str | Mapping[str, Any] | Any) -> Pattern:
@@ -103,12 +111,15 @@ class Pruner:
             or a :class:`Pattern`.
         schedule: a :class:`Schedule` or its config.
         distribution: how the target is split over layers: ``"global"`` (one ranking), ``"uniform"`` (every layer
-            at the target), another registered name, its config or a built one. ``pattern.scope`` is its wave-1
-            alias (``local`` = ``uniform``).
+            at the target), another registered name (``erk``, ``er``, ``per_row``), its config or a built one.
+            ``pattern.scope`` is its wave-1 alias (``local`` = ``uniform``). None: the criterion's
+            ``default_distribution`` (wanda: ``per_row``), else ``global``.
         optimizer: the training optimizer (needed to reset the state of weights a mask updater grows).
         updater: a :class:`~prunelab.regrowth.MaskUpdater` that may change masks at its own steps.
         calibration: the batches model-level criteria score on: an iterable of ``(x, y)`` or a callable that takes
             the criterion's :class:`~prunelab.criteria.base.Calibration` request.
+        ablation: an :class:`~prunelab.criteria.ablations.Ablation` or its name (None: the criterion config's
+            ``ablation`` key, else ``none``); a name is seeded with 0 (:meth:`from_config` uses the run's seed).
     """
 
     def __init__(
@@ -126,14 +137,22 @@ class Pruner:
         optimizer: torch.optim.Optimizer | None = None,
         updater: MaskUpdater | None = None,
         calibration: CalibrationSource | None = None,
+        ablation: str | Ablation | None = None,
     ) -> None:
         self.pattern = build_pattern(pattern)
+        if distribution is None and self.pattern.scope is None:
+            distribution = default_distribution(criterion)
         self.distribution = resolve_distribution(distribution, self.pattern.scope)
         self.schedule = schedule if isinstance(schedule, Schedule) else Schedule.from_config(schedule or {})
         self.model: nn.Module | None = model if isinstance(model, nn.Module) else None
         modules, self.table = self._select(model, op_types, include, exclude, head)
         self.criterion = criterion if isinstance(criterion, PruningCriterion) else get_criterion(criterion, modules)
         check_compatible(type(self.criterion), self.pattern, self.schedule, self.distribution)
+        self.criterion.use_pattern(self.pattern)
+        if not isinstance(ablation, Ablation):
+            ablation = get_ablation(ablation or self.criterion.config.get("ablation"))
+        check_ablation(ablation.name, len(self.schedule.steps))
+        self.ablation = ablation
         self.updater = updater
         self.optimizer = optimizer
         self.calibration = calibration
@@ -171,10 +190,14 @@ class Pruner:
 
     # --- construction helpers ---
     @classmethod
-    def from_config(cls, model: nn.Module, cfg: Any, head: str | None = None) -> "Pruner":
+    def from_config(cls, model: nn.Module, cfg: Any, head: str | None = None,
+                    initializer: Callable[[], nn.Module] | None = None) -> "Pruner":
         """Build from the app's config (sections ``criterion``, ``pattern``, ``distribution``, ``schedule``,
-        ``prune``)."""
+        ``prune``; ``criterion.ablation`` seeded with ``seed``); ``initializer`` builds a freshly initialised model
+        of the same architecture (for ``criterion.ablation=reinit``)."""
         prune = config_to_dict(cfg.get("prune"))
+        ablation = get_ablation(cfg.criterion.get("ablation"), seed=int(cfg.get("seed", 0) or 0),
+                                initializer=initializer)
         return cls(
             model,
             criterion=cfg.criterion,
@@ -185,12 +208,16 @@ class Pruner:
             include=prune.get("include") or (),
             exclude=prune.get("exclude") or (),
             head=head if prune.get("exclude_head", True) else None,
+            ablation=ablation,
         )
 
     def bind(self, *, model: nn.Module | None = None, optimizer: torch.optim.Optimizer | None = None,
-             calibration: CalibrationSource | None = None) -> "Pruner":
-        """Give the pruner what a training loop owns: the model (for model-level criteria), the optimizer (for the
-        state of grown weights) and the calibration batches. Returns the pruner."""
+             calibration: CalibrationSource | None = None, updater: MaskUpdater | None = None) -> "Pruner":
+        """Give the pruner what a training run owns: the model (for model-level criteria), the optimizer (for the
+        state of grown weights), the calibration batches, and a mask updater (whose steps may depend on the
+        training length). Returns the pruner."""
+        if updater is not None:
+            self.updater = updater
         if model is not None:
             self.model = model
         if optimizer is not None:
@@ -218,10 +245,14 @@ class Pruner:
         hook = self.criterion.score_hook
         if hook is ScoreHook.STEP_BEGIN and self._scores_due(self.step):
             self.criterion.on_step_begin()
+        if self.score_step(self.step):
+            self.criterion.prepare_scores()  # this step reads the scores (prune, update or log)
         if self.schedule.is_pruning_step(self.step):
             self._prune(self.schedule.target(self.step))
+            self.criterion.on_pruning_step()
         elif self.updater is not None and self.updater.is_update_step(self.step):
             self._apply_update(self.updater.update(self, self.step), self.updater.resets_grown_state)
+            self.criterion.on_pruning_step()
         elif hook is ScoreHook.MODEL and self._requested(self.step):
             self._score_model()  # scores for logging only
 
@@ -280,23 +311,42 @@ class Pruner:
 
     def _prune(self, target: float) -> None:
         """A pruning step: new masks at ``target`` (model-level criteria: in rounds, re-scoring each)."""
+        initial = [w.detach().clone() for w in self._weights] if self.ablation.moves_masks else None
         if self.criterion.score_hook is not ScoreHook.MODEL:
             self.update_masks(target)
-            return
-        rounds, before = self.criterion.rounds, self.target
-        changed: dict[str, int] = {}
-        for k in range(1, rounds + 1):
-            self._score_model()
-            t = target if k == rounds else 1 - (1 - before) * ((1 - target) / (1 - before)) ** (k / rounds)
-            self.update_masks(t)
-            changed = {n: changed.get(n, 0) + c for n, c in self.changed.items()}
-        self.changed = changed
+        else:
+            rounds, before = self.criterion.rounds, self.target
+            changed: dict[str, int] = {}
+            for k in range(1, rounds + 1):
+                self._score_model()
+                t = target if k == rounds else 1 - (1 - before) * ((1 - target) / (1 - before)) ** (k / rounds)
+                self.update_masks(t)
+                changed = {n: changed.get(n, 0) + c for n, c in self.changed.items()}
+            self.changed = changed
+        self._ablate(initial)
+
+    @torch.no_grad()
+    def _ablate(self, initial: list[Tensor] | None) -> None:
+        """The ablation's final masks (shuffle: the weights as they were before the step, ``initial``, under them)
+        and its re-drawn kept weights (reinit, their optimizer state zeroed)."""
+        new = self.ablation.masks(self.masks, self.pattern.tiling, self.step)
+        if new is not None and initial is not None:  # one-shot: the step's flips stay those from the masks before
+            changed = self.changed
+            torch._foreach_copy_(self._weights, initial)
+            self._apply_update(new, False)
+            self.changed = changed
+        redrawn = self.ablation.weights(self.criterion.modules, dict(zip(self.names, self._weights)), self.masks,
+                                        self.step)
+        if redrawn:
+            reset_optimizer_state(self.optimizer, redrawn)
+            self.apply_masks()
 
     # --- masks ---
     @torch.no_grad()
     def update_masks(self, target: float) -> None:
         """Recompute every mask from the current scores at ``target`` sparsity and apply them."""
-        self._apply_update(self.pattern.masks(self.criterion.scores, target, self.distribution), False)
+        ranked = self.ablation.ranking(self.criterion.scores, self.masks)
+        self._apply_update(self.pattern.masks(ranked, target, self.distribution), False)
         self.target = float(target)
 
     @torch.no_grad()
@@ -335,7 +385,9 @@ class Pruner:
     @torch.no_grad()
     def block_scores(self) -> dict[str, Tensor]:
         """The scores the masks rank, per pruned layer, after the pattern's reduction to blocks, in the block grid's
-        shape (see :meth:`Pattern.block_scores`): exactly what the last (or next) mask update compares."""
+        shape (see :meth:`Pattern.block_scores`): exactly what the last (or next) mask update compares (with
+        ``criterion.ablation=invert``, it ranks their negation)."""
+        self.criterion.prepare_scores()
         return self.pattern.block_scores(self.criterion.scores)
 
     # --- reporting ---
@@ -404,12 +456,29 @@ class Pruner:
         self._refresh_active()
         self.apply_masks()
 
+    def layer_targets(self, target: float | None = None) -> dict[str, float] | None:
+        """The sparsity every pruned layer is given at ``target`` (default: the schedule's final target), as the
+        distribution splits it before any score exists (within the per-op bounds); None for a split the scores
+        decide (``global``)."""
+        target = self.schedule.target_sparsity if target is None else float(target)
+        shapes = [tuple(w.shape) for w in self._weights]
+        sizes = [self.pattern.num_blocks(s) for s in shapes]
+        bounds = [self.pattern.block_bounds(b) for b in sizes]
+        counts = self.distribution.layer_targets(sizes, shapes, target, self.pattern, bounds)
+        if counts is None:
+            return None
+        return {n: self.pattern.block_sparsity(min(max(k, lo), hi), b)
+                for n, k, b, (lo, hi) in zip(self.names, counts, sizes, bounds)}
+
     def describe(self) -> str:
-        """A table of every candidate layer: shape, parameters, pruned or skipped (why)."""
-        rows = [f"{'layer':<28} {'type':<8} {'shape':<20} {'params':>9}  status"]
+        """A table of every candidate layer: shape, parameters, its target sparsity at the final target (where the
+        distribution fixes it before any score; ``global`` where one ranking decides), pruned or skipped (why)."""
+        targets = self.layer_targets()
+        rows = [f"{'layer':<28} {'type':<8} {'shape':<20} {'params':>9} {'target':>7}  status"]
         for li in self.table:
             status = "pruned" if li.pruned else f"skipped: {li.reason}"
-            rows.append(f"{li.name:<28} {li.op_type:<8} {str(list(li.shape)):<20} {li.numel:>9}  {status}")
+            tgt = "-" if not li.pruned else self.distribution.name if targets is None else f"{targets[li.name]:.4f}"
+            rows.append(f"{li.name:<28} {li.op_type:<8} {str(list(li.shape)):<20} {li.numel:>9} {tgt:>7}  {status}")
         return "\n".join(rows)
 
     def __repr__(self) -> str:
@@ -419,6 +488,14 @@ class Pruner:
             f"Pruner(criterion={self.criterion.name}, {self.pattern!r}, distribution={self.distribution.name}, "
             f"{self.schedule!r},\n  pruned={pruned},\n  skipped={skipped})"
         )
+
+
+def default_distribution(criterion: str | Mapping[str, Any] | PruningCriterion | Any) -> str | None:
+    """The distribution a criterion declares for when none is named (its class's ``default_distribution``)."""
+    if isinstance(criterion, PruningCriterion):
+        return type(criterion).default_distribution
+    name = config_to_dict(criterion).get("criterion_type")
+    return CRITERIA.get(str(name)).default_distribution if name is not None else None
 
 
 @contextlib.contextmanager

@@ -9,6 +9,7 @@ pruner counts the weights whose mask flipped at each update (``masks/changed``).
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -65,3 +66,166 @@ def reset_optimizer_state(optimizer: torch.optim.Optimizer | None, grown: Mappin
                 value.masked_fill_(mask.to(value.device), 0)
                 touched += 1
     return touched
+
+
+class DropAndGrow(MaskUpdater):
+    """Dynamic sparse training's mask update at constant per-layer sparsity: every ``delta_t`` steps after the
+    initial pruning (``start_step``) and before ``t_end``, each pruned layer drops ``n = floor(f(t) * kept)`` of
+    its kept weights, those of smallest ``|W|``, and grows ``n`` among the positions not kept after the drop
+    (the just-dropped ones included, as in the references: a weight dropped and grown again keeps its value and
+    optimizer state), those of highest grow score (:meth:`grow_scores`). Grown weights start at 0 with their
+    optimizer state zeroed (the pruner does that). Ties: the earlier position is dropped first and, of equal grow
+    scores, the later position is grown (the exact-count rule of every ranking here: earlier = lower).
+
+    ``f(t)``: ``drop_fraction`` constant, or ``cosine``: ``drop_fraction / 2 * (1 + cos(pi * t / t_end))`` (Evci
+    et al. 2020). Unstructured (1x1) masks only.
+    """
+
+    decay: str = "cosine"
+
+    def __init__(self, delta_t: int = 100, t_end: int = 1, drop_fraction: float = 0.3, decay: str | None = None,
+                 start_step: int = 0, seed: int = 0) -> None:
+        from .errors import ConfigError
+
+        if isinstance(delta_t, bool) or not isinstance(delta_t, int) or delta_t < 1:
+            raise ConfigError("regrowth.delta_t", delta_t, "an integer >= 1 (steps between mask updates)")
+        if not 0.0 < float(drop_fraction) <= 1.0:
+            raise ConfigError("regrowth.drop_fraction", drop_fraction, "a number in (0, 1]")
+        decay = decay or self.decay
+        if decay not in ("constant", "cosine"):
+            raise ConfigError("regrowth.decay", decay, "constant or cosine")
+        if t_end <= start_step:
+            raise ConfigError("regrowth.t_end", t_end,
+                              f"a step after the initial pruning (schedule.end_step = {start_step})")
+        self.delta_t, self.t_end, self.alpha, self.decay = delta_t, int(t_end), float(drop_fraction), decay
+        self.start_step, self.seed = int(start_step), int(seed)
+
+    def is_update_step(self, step: int) -> bool:
+        return self.start_step < step < self.t_end and step % self.delta_t == 0
+
+    @property
+    def last_step(self) -> int:
+        last = (self.t_end - 1) // self.delta_t * self.delta_t
+        return last if last > self.start_step else -1
+
+    def drop_fraction(self, step: int) -> float:
+        """f(t): the fraction of each layer's kept weights replaced at update step ``t``."""
+        if self.decay == "constant":
+            return self.alpha
+        return self.alpha / 2 * (1 + math.cos(math.pi * step / self.t_end))
+
+    def grow_scores(self, pruner: "Pruner", step: int) -> dict[str, Tensor]:
+        """Per pruned layer, how much each position deserves to grow (higher = grown first)."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def update(self, pruner: "Pruner", step: int) -> dict[str, Tensor]:
+        f = self.drop_fraction(step)
+        grow = self.grow_scores(pruner, step)
+        new = {}
+        for name, w in zip(pruner.names, pruner.criterion.weights):
+            new[name] = drop_and_grow(pruner.masks[name], w.detach().abs(), grow[name], f)
+        return new
+
+
+@torch.no_grad()
+def drop_and_grow(mask: Tensor, magnitude: Tensor, grow_score: Tensor, fraction: float) -> Tensor:
+    """One layer's update: drop ``n = floor(fraction * kept)`` kept entries of smallest ``magnitude``, grow ``n``
+    of highest ``grow_score`` among the entries not kept after the drop. Returns the new keep-mask."""
+    from .sparsity.selection import lowest_k, round_count
+
+    keep = mask.reshape(-1)
+    kept = int(keep.sum())
+    n = math.floor(round_count(fraction * kept))
+    if n == 0:
+        return mask.clone()
+    inf = torch.tensor(float("inf"), device=mask.device)
+    dropped = lowest_k(torch.where(keep, magnitude.reshape(-1).float(), inf), n)
+    after = keep & ~dropped
+    candidates = grow_score.reshape(-1).float().masked_fill(after, -math.inf)
+    grown = ~lowest_k(candidates, keep.numel() - n)
+    return (after | grown).reshape(mask.shape)
+
+
+@UPDATERS.register("set")
+class SETUpdater(DropAndGrow):
+    """SET: drop the smallest-|W| fraction of kept weights, grow as many uniformly at random (Mocanu et al. 2018).
+
+    The original drops positive and negative weights separately (the smallest positive and the largest negative)
+    and restarts momentum every epoch; like most re-implementations (e.g. jaxpruner) we drop by |W| and reset only
+    the grown weights' state. Random grow scores come from a generator seeded by (seed, step): identical on every
+    data-parallel rank and after a resume, with no state to checkpoint. Drop fraction constant (zeta = 0.3).
+    """
+
+    paper = "Mocanu et al. 2018, Scalable training of artificial neural networks with adaptive sparse connectivity"
+    decay = "constant"
+
+    def grow_scores(self, pruner: "Pruner", step: int) -> dict[str, Tensor]:
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
+        return {n: torch.rand(w.shape, generator=gen).to(w.device) for n, w in zip(pruner.names, pruner.criterion.weights)}
+
+
+@UPDATERS.register("rigl")
+class RigLUpdater(DropAndGrow):
+    """RigL: drop the smallest-|W| fraction of kept weights, grow as many of largest dense gradient |dL/dW| among
+    the rest (Evci et al. 2020), the fraction decaying as alpha / 2 * (1 + cos(pi t / T_end)).
+
+    The gradient is the one the last backward left on the weights (dense: gradients are not masked), i.e. the
+    previous step's batch, already all-reduced under DDP; the reference computes the update from the current
+    batch and skips that step's weight update instead. Defaults: alpha = 0.3, delta_t = 100, T_end = 75% of
+    training, ERK initial masks (``criterion=rigl``).
+    """
+
+    paper = "Evci et al. 2020, Rigging the Lottery: Making All Tickets Winners"
+    decay = "cosine"
+
+    def grow_scores(self, pruner: "Pruner", step: int) -> dict[str, Tensor]:
+        out = {}
+        for n, w in zip(pruner.names, pruner.criterion.weights):
+            if w.grad is None:
+                from .errors import ConfigError
+
+                raise ConfigError("regrowth", "rigl", f"a gradient on {n} at step {step} (RigL grows by the last "
+                                  "backward's gradient: call the pruner's hooks after a backward)")
+            out[n] = w.grad.detach().abs()
+        return out
+
+
+def build_updater(cfg: object, total_steps: int, start_step: int, seed: int = 0) -> MaskUpdater | None:
+    """The mask updater a ``regrowth`` config names (None for ``none``); ``t_end`` may be a fraction of
+    ``total_steps`` (0.75) or a step."""
+    from .options import config_to_dict
+
+    params = config_to_dict(cfg) if cfg is not None else {}
+    name = params.pop("name", "none")
+    if name in (None, "none"):
+        return None
+    cls = UPDATERS.get(str(name))
+    t_end = params.pop("t_end", 0.75)
+    if isinstance(t_end, float) and 0.0 < t_end <= 1.0:
+        t_end = int(t_end * total_steps)
+    params.setdefault("seed", seed)
+    try:
+        return cls(t_end=int(t_end), start_step=start_step, **params)
+    except TypeError:
+        from .errors import ConfigError
+
+        known = ("delta_t", "t_end", "drop_fraction", "decay", "seed")
+        unknown = sorted(set(params) - set(known))
+        raise ConfigError(f"regrowth.{unknown[0] if unknown else 'name'}", params.get(unknown[0]) if unknown else name,
+                          f"a key of regrowth {name} (its options: {', '.join(known)})") from None
+
+
+def check_regrowth(cfg: object, pattern: object, schedule: object, max_steps: int | None) -> None:
+    """One-line errors for a ``regrowth`` config, before any work: the name, its options, the pattern (unstructured
+    only), and that its updates start after the schedule's last pruning step."""
+    from .errors import ConfigError
+    from .options import config_to_dict
+
+    params = config_to_dict(cfg) if cfg is not None else {}
+    if params.get("name", "none") in (None, "none"):
+        return
+    if getattr(pattern, "pattern", "1x1") not in ("1x1",):
+        raise ConfigError("pattern.type", getattr(pattern, "pattern", None),
+                          f"1x1 with regrowth={params['name']} (drop-and-grow works on single weights)")
+    build_updater(cfg, int(max_steps or 10**9), int(getattr(schedule, "end_step", 0)))

@@ -27,6 +27,13 @@ CHECKPOINT = "checkpoint.pt"
 EXECUTION_KEYS = ("resume", "checkpoint_every", "log_every", "progress", "num_threads", "check_masks")
 
 
+def sparsity_text(target: float) -> str:
+    """A sparsity as run names and reports print it: two decimals where they are exact (``0.90``), else every
+    digit it has (``0.9375``, ``0.96875``), so two targets never print alike."""
+    t = float(target)
+    return f"{t:.2f}" if float(f"{t:.2f}") == t else repr(t)
+
+
 def jsonable(v: Any) -> Any:
     """A value JSON can hold: tensors as numbers or lists, NaN as null, infinities as +-1e308."""
     if isinstance(v, Tensor):

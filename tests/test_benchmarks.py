@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CRITERIA = {"magnitude", "gradient", "snip", "snip_momentum", "random"}
+WAVE1 = {"magnitude", "gradient", "snip", "snip_momentum", "random"}
+CRITERIA = WAVE1 | {"taylor", "movement", "lamp", "wanda"}
 
 
 def run_quick(script: str, tmp_path: Path) -> tuple[dict, str]:
@@ -64,9 +65,18 @@ def test_overhead_quick(tmp_path):
     mlp = doc["models"]["mlp"]["variants"]
     assert {v["criterion"] for v in mlp if v["kind"] == "ours"} == CRITERIA
     assert {v["pattern"] for v in mlp if v["kind"] == "ours"} == {"1x1", "4x1", "2:4", "channel"}
-    assert {v["scope"] for v in mlp if v["kind"] == "ours"} == {"global", "local"}
+    assert {v["distribution"] for v in mlp if v["kind"] == "ours"} == {"global", "uniform", "erk", "er", "per_row"}
     assert all(v["target"] == 0.5 for v in mlp if v["pattern"] == "2:4")
     check_targets(doc["targets"])
+    names = {t["name"] for t in doc["targets"]}
+    assert "mlp lamp 1x1 global: mask update, dense steps" in names  # the new criteria are judged as the others
+    assert "mlp wanda 1x1 global: mask update less calibration, dense steps" in names
+    (hooks,) = [h for h in doc["models"]["mlp"]["hook_costs"] if h["criterion"] == "wanda"]
+    assert hooks["model_level"] and positive(hooks["scores_dense_steps"])
+    for v in mlp:  # wanda's calibration passes are timed apart; no other criterion has any
+        calibration = v["calibration_dense_steps"]
+        assert positive(calibration) if v["criterion"] == "wanda" else calibration == 0, v["key"]
+    assert "calibration passes take" in stdout
     assert "PASS" in stdout or "MISS" in stdout
     assert "torch.set_num_threads(" in stdout
 
@@ -81,11 +91,25 @@ def test_mask_update_quick(tmp_path):
                 "layers"):
         assert positive(size[key]), (key, size[key])
     assert size["sparsity"] == pytest.approx(0.9, abs=1e-6)
-    assert set(doc["memory"]) == CRITERIA
+    assert set(doc["memory"]) == WAVE1
     for crit, m in doc["memory"].items():
         assert positive(m["bytes"]) and positive(m["bytes_per_param"]), (crit, m)
         assert m["bytes_per_param"] >= 1.0  # at least the bool masks
     check_targets(doc["targets"])
+
+
+def test_init_cost_quick(tmp_path):
+    doc, stdout = run_quick("init_cost", tmp_path)
+    assert doc["benchmark"] == "init_cost" and doc["config"]["quick"] is True
+    assert set(doc["models"]) == {"mlp", "resnet20"}
+    for name, res in doc["models"].items():
+        assert positive(res["dense_step_s"]) and positive(res["params"]), name
+        assert set(res["criteria"]) == {"magnitude", "snip_init", "grasp", "synflow"}
+        for crit, r in res["criteria"].items():
+            assert positive(r["pruning_step_s"]) and positive(r["pruning_step_dense_steps"]), (name, crit)
+        assert r["rounds"] == 3 and positive(r["per_round_dense_steps"])  # synflow, last
+        assert positive(res["criteria"]["grasp"]["score_model_dense_steps"])
+    assert "dense steps" in stdout and "torch.set_num_threads(" in stdout
 
 
 def test_throughput_quick(tmp_path):

@@ -455,7 +455,7 @@ def test_prunelab_list_comes_from_the_registries(probe, capsys):
     out = capsys.readouterr().out
     for section in ("criteria", "patterns", "distributions", "schedules", "models", "datasets"):
         assert f"\n{section} (" in "\n" + out, section
-    assert "distribution=global|uniform" in out
+    assert "distribution=er|erk|global|per_row|uniform" in out
 
 
 # --- a criterion's options are typed by its Options dataclass ----------------------------------------------

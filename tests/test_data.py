@@ -46,6 +46,18 @@ def no_download(monkeypatch):
                 monkeypatch.setattr(mod, fn, boom)
 
 
+@pytest.fixture(autouse=True)
+def cache(monkeypatch, tmp_path_factory) -> Path:
+    """Decompressed files go to a fresh cache folder, not the user's ~/.cache."""
+    folder = tmp_path_factory.mktemp("cache")
+    monkeypatch.setenv("PRUNELAB_CACHE", str(folder))
+    return folder
+
+
+def _listing(folder: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(folder.rglob("*"))}
+
+
 # -------------------------------------------------------------------------------------------------- digits
 def test_digits_split_sizes_shapes_and_train_normalisation():
     s = data.build(_cfg("digits"))
@@ -117,6 +129,55 @@ def test_mnist_like_loads_idx_files(tmp_path, name, folder, gz):
     again = data.build(_cfg(name, root=str(tmp_path), val_fraction=0.2, split_seed=3, limit=7))
     assert len(again.train) == 7
     assert torch.equal(again.val.tensors[0], s.val.tensors[0])
+
+
+def test_gzipped_files_are_read_without_writing_beside_them(tmp_path, cache):
+    """A source folder is only read (a system folder may be read-only): .gz files are decompressed into the
+    cache, once; a second load reuses the cache; a changed source file is decompressed again."""
+    arrays = write_mnist(tmp_path, "FashionMNIST", gz=True)
+    before = _listing(tmp_path)
+    first = data.build(_cfg("fashion_mnist", root=str(tmp_path)))
+    assert _listing(tmp_path) == before  # nothing written next to the .gz files
+    cached = sorted(p.name for p in cache.rglob("*-ubyte"))
+    assert cached == sorted(data.mnist.IDX_FILES)
+    stamp = _listing(cache)
+    second = data.build(_cfg("fashion_mnist", root=str(tmp_path)))
+    assert _listing(cache) == stamp and torch.equal(first.test.tensors[0], second.test.tensors[0])
+    assert torch.equal(_pixels(first.test.tensors[0], first)[:, 0], torch.from_numpy(arrays["t10k-images-idx3-ubyte"]))
+
+    (tmp_path / "FashionMNIST").rename(tmp_path / "old")
+    changed = write_mnist(tmp_path, "FashionMNIST", gz=True, n_test=7)
+    third = data.build(_cfg("fashion_mnist", root=str(tmp_path)))
+    assert torch.equal(_pixels(third.test.tensors[0], third)[:, 0], torch.from_numpy(changed["t10k-images-idx3-ubyte"]))
+
+
+def test_fashion_mnist_defaults_to_the_system_folder(tmp_path, monkeypatch):
+    """root null: Debian's folder (the four .gz files directly in it) when it holds the files, else
+    $PRUNELAB_DATA; an explicit root always wins."""
+    system = tmp_path / "usr-share" / "fashion-mnist"
+    system.mkdir(parents=True)
+    from_system = write_mnist(system.parent, "x", gz=True, n_test=11)
+    for f in (system.parent / "x" / "raw").iterdir():
+        f.rename(system / f.name)
+    monkeypatch.setattr(data.mnist, "DEBIAN_FASHION_MNIST", str(system))
+    own = tmp_path / "own"
+    from_own = write_mnist(own, "FashionMNIST", gz=False, n_test=13)
+    monkeypatch.setenv("PRUNELAB_DATA", str(own))
+
+    before = _listing(system)
+    s = data.build(_cfg("fashion_mnist"))
+    assert s.test.tensors[1].tolist() == from_system["t10k-labels-idx1-ubyte"].tolist()
+    assert _listing(system) == before
+    s = data.build(_cfg("fashion_mnist", root=str(own)))
+    assert s.test.tensors[1].tolist() == from_own["t10k-labels-idx1-ubyte"].tolist()
+
+    monkeypatch.setattr(data.mnist, "DEBIAN_FASHION_MNIST", str(tmp_path / "not-installed"))
+    s = data.build(_cfg("fashion_mnist"))  # no system copy: $PRUNELAB_DATA, as for the other datasets
+    assert s.test.tensors[1].tolist() == from_own["t10k-labels-idx1-ubyte"].tolist()
+    monkeypatch.delenv("PRUNELAB_DATA")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match="not-installed has no copy either"):
+        data.build(_cfg("fashion_mnist"))
 
 
 # --------------------------------------------------------------------------------------- CIFAR-10 format

@@ -21,7 +21,7 @@ LAYERS = [
     {"layers", "regrowth", "pruner"},
     {"tracking"},
     {"training"},
-    {"app", "sweep", "sweeper", "listing", "report", "config", "__main__", "__init__", "conf"},
+    {"app", "sweep", "sweeper", "listing", "report", "collapse", "config", "__main__", "__init__", "conf"},
 ]
 RANK = {unit: i for i, layer in enumerate(LAYERS) for unit in layer}
 #: core pieces and the only other units of their own layer they may import

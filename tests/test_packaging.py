@@ -17,8 +17,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_every_package_is_listed_for_the_wheel():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
-    on_disk = {".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "prunelab").rglob("__init__.py")}
+    on_disk = {".".join(p.parent.relative_to(REPO).parts) for top in ("prunelab", "hydra_plugins")
+               for p in (REPO / top).rglob("__init__.py")}
     assert on_disk | {"prunelab.conf"} == set(project["packages"])
+    assert not (REPO / "hydra_plugins" / "__init__.py").exists()  # Hydra's plugin namespace package: no __init__
     assert project["package-dir"] == {"prunelab.conf": "conf"}
     assert not (REPO / "prunelab" / "conf").exists()  # one copy of the configs: conf/ at the top
 

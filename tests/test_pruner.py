@@ -18,6 +18,7 @@ from prunelab.pruner import Pruner
 from prunelab.schedule import Schedule
 
 CRITERIA = ["magnitude", "gradient", "snip", "snip_momentum", "random"]
+TRAINING = ["taylor", "movement"]  # wave 2, scored during training (lamp needs a global ranking: toy test only)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -127,7 +128,7 @@ def test_masked_weights_exactly_zero(opt_name):
 
 
 # --- a toy model reaches the target exactly with every criterion ---
-@pytest.mark.parametrize("criterion", CRITERIA)
+@pytest.mark.parametrize("criterion", CRITERIA + TRAINING + ["lamp"])
 @pytest.mark.parametrize("target", [0.7, 0.55])
 def test_toy_model_reaches_target_exactly(criterion, target):
     model = make_mlp()
@@ -153,7 +154,7 @@ def test_toy_model_reaches_target_exactly(criterion, target):
     assert pruner.target == pytest.approx(target)
 
 
-@pytest.mark.parametrize("criterion", CRITERIA)
+@pytest.mark.parametrize("criterion", CRITERIA + TRAINING)
 @pytest.mark.parametrize("pattern, scope", [("2:4", "global"), ("4x1", "local"), ("channel", "global")])
 def test_conv_model_patterns(criterion, pattern, scope):
     torch.manual_seed(1)
@@ -277,7 +278,7 @@ def build(criterion, seed=0):
     return model, opt, pruner
 
 
-@pytest.mark.parametrize("criterion", ["snip_momentum", "snip", "magnitude"])
+@pytest.mark.parametrize("criterion", ["snip_momentum", "snip", "magnitude", *TRAINING])
 @pytest.mark.parametrize("stop_after", [4, 5, 7])  # 4: a pruning step; 5, 7: the step before one
 @pytest.mark.parametrize("via", ["deepcopy", "bytesio"])
 def test_resume_mid_schedule_is_exact(criterion, stop_after, via):

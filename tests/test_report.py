@@ -1,5 +1,7 @@
-"""Offline report: tables equal the runs' summaries, Jaccard from masks, failed runs listed, self-contained HTML
-that renders in headless Chromium. One small multirun (2 criteria x 2 sparsities x 2 seeds) feeds the slow tests."""
+"""Offline report: tables equal the runs' summaries, paired statistics from them, the dense baseline once per
+seed, Jaccard from masks, failed runs listed, a self-contained HTML page that fits a 1400 px window and a phone in
+headless Chromium. One small real-data multirun (Fashion-MNIST, LeNet-300-100: 3 criteria x {0, 0.8} x 2 seeds,
+the dense baseline once per seed: 8 jobs) feeds the slow tests; hand-made run directories feed the fast ones."""
 from __future__ import annotations
 
 import csv
@@ -7,7 +9,6 @@ import json
 import math
 import os
 import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -17,14 +18,16 @@ import numpy as np
 import pytest
 import torch
 
+from browser import layout_facts, screenshot
 from prunelab import report
-from prunelab.report.data import load_runs, rebin, split_duplicates
+from prunelab.report import figures as rf
+from prunelab.report.data import Stat, load_runs, rebin, split_duplicates
+from realdata import FMNIST_FAST, require_fashion_mnist
 
-CRITERIA = ("magnitude", "snip")
+CRITERIA = ("magnitude", "random", "snip")
 TARGETS = (0.0, 0.8)
 SEEDS = (0, 1)
-FAST_RUN = ["logger=none", "trainer.progress=none", "trainer.max_steps=40", "schedule.start_step=5",
-            "schedule.end_step=25", "schedule.pruning_frequency=5", "trainer.eval_every=20"]
+T_975_DF1 = 12.706204736174707  # Student's t, 97.5% quantile, 1 degree of freedom (t tables: 12.706)
 
 
 # ---------------------------------------------------------------------------------------------- fixtures
@@ -45,12 +48,15 @@ def write_broken_runs(root: Path) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def sweep(tmp_path_factory) -> Path:
-    """One multirun with the joblib launcher (2 jobs at once): magnitude, snip x target 0 / 0.8 x seeds 0, 1."""
+    """One real-data multirun with the joblib launcher (2 jobs at once): magnitude, random, snip x target 0 / 0.8
+    x seeds 0, 1 on Fashion-MNIST: 6 pruned jobs and the dense baseline once per seed."""
+    require_fashion_mnist()
     root = tmp_path_factory.mktemp("sweep")
-    cmd = [sys.executable, "-m", "prunelab", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *FAST_RUN, f"criterion={','.join(CRITERIA)}",
-           f"schedule.target_sparsity={','.join(map(str, TARGETS))}", f"seed={','.join(map(str, SEEDS))}",
-           f"hydra.sweep.dir={root / 'multirun'}"]
-    proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=300)
+    cmd = [sys.executable, "-m", "prunelab", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *FMNIST_FAST,
+           f"criterion={','.join(CRITERIA)}", f"schedule.target_sparsity={','.join(map(str, TARGETS))}",
+           f"seed={','.join(map(str, SEEDS))}", f"hydra.sweep.dir={root / 'multirun'}"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     return root / "multirun"
 
@@ -63,6 +69,28 @@ def built(sweep, tmp_path_factory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("report")
     assert report.main([str(sweep), str(extra), "--out", str(out), "--title", "Test comparison"]) == 0
     return {"out": out, "sweep": sweep, **broken}
+
+
+WIDE_CRITERIA = ("magnitude", "gradient", "snip", "snip_momentum", "random", "taylor_first_order", "movement", "lamp")
+WIDE_TARGETS = (0.0, 0.5, 0.75, 0.875, 0.9375, 0.96875, 0.984375)
+
+
+@pytest.fixture(scope="session")
+def wide(tmp_path_factory) -> Path:
+    """A report as wide as a full comparison gets (8 criteria x 6 sparsities x 3 seeds, long names), from
+    hand-made run directories: what a 1400 px window and a phone must hold."""
+    root = tmp_path_factory.mktemp("wide")
+    rng = np.random.default_rng(0)
+    for c in WIDE_CRITERIA:
+        for t in WIDE_TARGETS:
+            for seed in (0, 1, 2):
+                name = f"dense-seed{seed}" if t == 0 else f"{c}-s{t}-seed{seed}"
+                if not (root / "runs" / name).exists():
+                    run = write_fake_run(root / "runs" / name, "magnitude" if t == 0 else c, t, seed,
+                                         0.9 - 0.3 * t ** 4 + rng.normal(0, 0.004))
+                    add_curves(run, t, layers=("fc1", "fc2", "features.block3.conv_long_name", "head"))
+    assert report.main([str(root / "runs"), "--out", str(root / "report")]) == 0
+    return root / "report" / "report.html"
 
 
 def summaries(sweep: Path) -> list[tuple[Path, dict]]:
@@ -100,6 +128,16 @@ def write_fake_run(path: Path, criterion: str, target: float, seed: int, acc: fl
     return path
 
 
+def add_curves(path: Path, target: float, layers: tuple[str, ...]) -> None:
+    """Sparsity and eval curves (metrics.jsonl) and per-layer sparsity (summary) for a hand-made run."""
+    rows = [{"step": s, "sparsity/target": min(target, target * s / 60), "sparsity/actual": min(target, target * s / 60),
+             "sparsity/masked": min(target, target * s / 60), "eval/acc": 0.5 + s / 300} for s in range(0, 101, 10)]
+    (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    summary = json.loads((path / "summary.json").read_text())
+    summary["sparsity/layers"] = {name: target * (0.8 + 0.1 * i) for i, name in enumerate(layers)}
+    (path / "summary.json").write_text(json.dumps(summary))
+
+
 # ---------------------------------------------------------------------------------------------- fast tests
 
 
@@ -120,8 +158,93 @@ def test_a_repeated_run_counts_once(tmp_path):
     assert [r.path.name for r in kept] == ["new"] and [r.path.name for r in superseded] == ["old"]
     assert report.main([str(tmp_path), "--out", str(tmp_path / "out")]) == 0
     md = (tmp_path / "out" / "report.md").read_text()
-    assert "90.00 (n=1)" in md and "50.00" not in md.split("## Test accuracy table")[1]
-    assert f"`{tmp_path.name}/old`" in md.split("## Overview")[1] and new.exists()
+    results = md.split("## Results")[1].split("## Paired differences")[0]
+    assert "90.00 (n=1)" in results and "50.00" not in results
+    assert f"`{tmp_path.name}/old`" in md.split("## All runs")[1] and new.exists()
+
+
+def test_dense_runs_of_every_criterion_count_once_per_seed(tmp_path):
+    """An older sweep trained the dense model once per criterion: 3 criteria x 2 seeds of dense runs are 2 seeds
+    of one baseline (n=2), whatever criterion each ran with; the pruned cells keep their own n."""
+    accs = {0: 0.90, 1: 0.92}
+    for c in ("magnitude", "snip", "random"):
+        for seed, acc in accs.items():
+            write_fake_run(tmp_path / f"{c}-dense-{seed}", c, 0.0, seed, acc)
+            write_fake_run(tmp_path / f"{c}-half-{seed}", c, 0.5, seed, acc - 0.05)
+    out = tmp_path / "out"
+    assert report.main([str(tmp_path), "--out", str(out)]) == 0
+    md = (out / "report.md").read_text()
+    dense = statistics.fmean(accs.values()) * 100, statistics.stdev(accs.values()) * 100
+    assert f"Dense baseline (no pruning; one run per seed, whatever the criteria): {dense[0]:.2f} ± {dense[1]:.2f} " \
+           "(n=2)." in md
+    with (out / "accuracy.csv").open() as f:
+        rows = {(r["series"], float(r["target"])): int(r["n"]) for r in csv.DictReader(f)}
+    assert rows == {("dense", 0.0): 2, ("magnitude", 0.5): 2, ("random", 0.5): 2, ("snip", 0.5): 2}
+    assert "4 of them are dense runs of other criteria" in md.split("## All runs")[1]
+
+
+def test_exact_sparsity_labels_and_section_order(tmp_path):
+    for t in (0.9375, 0.94, 0.96875):
+        for seed in (0, 1):
+            write_fake_run(tmp_path / f"m-{t}-{seed}", "magnitude", t, seed, 0.8 + seed / 100)
+    out = tmp_path / "out"
+    assert report.main([str(tmp_path), "--out", str(out)]) == 0
+    md = (out / "report.md").read_text()
+    header = md_table(md, "criterion / target sparsity")[0]
+    assert header[1:] == ["0.9375 (16×)", "0.94 (16.67×)", "0.96875 (32×)"]
+    titles = re.findall(r"^## (.+)$", md, re.M)
+    assert titles[:2] == ["Results", "Paired differences"] and titles[-1] == "All runs (6)"
+    html = (out / "report.html").read_text()
+    last = html.split('<section id="all-runs-6">')[1]
+    assert "<details><summary>" in last and last.index("<details>") < last.index("<table>")
+    assert html.index("<img") < html.index("<table>")  # the key figure comes before any table
+
+
+def test_bold_marks_the_best_and_the_criteria_indistinguishable_from_it(tmp_path):
+    values = {"magnitude": (0.85, 0.86, 0.84), "snip": (0.845, 0.862, 0.838), "random": (0.70, 0.72, 0.69)}
+    for c, accs in values.items():
+        for seed, acc in enumerate(accs):
+            write_fake_run(tmp_path / f"{c}-{seed}", c, 0.9, seed, acc)
+    out = tmp_path / "out"
+    assert report.main([str(tmp_path), "--out", str(out)]) == 0
+    md = (out / "report.md").read_text()
+    rows = {r[0]: r[1] for r in md_table(md, "criterion / target sparsity")[1:]}
+    assert list(rows) == ["magnitude", "snip", "random"]  # by mean at the highest sparsity
+    assert rows["magnitude"].startswith("**") and rows["snip"].startswith("**") and not rows["random"].startswith("*")
+    # hand: snip - magnitude = -0.17 points [-1.04, +0.71]; random - magnitude = -14.67 [-16.10, -13.23]
+    assert "best `magnitude` (85.00); indistinguishable from it: `snip` (-0.17 [-1.04, +0.71]); below it: " \
+           "`random` (-14.67 [-16.10, -13.23] ▼)." in md
+    vs_random = {r[0]: r[1] for r in md_table(md, "Δ vs random")[1:]}
+    assert vs_random["magnitude"].endswith("▲") and vs_random["snip"].endswith("▲")
+
+
+def test_criteria_are_dodged_and_ticks_exact():
+    acc = {(c, t): Stat([0.8, 0.82]) for c in ("a", "b", "c") for t in (0.5, 0.9375)}
+    actual = {k: Stat([k[1], k[1]]) for k in acc}
+    fig = rf.accuracy_vs_sparsity(acc, actual, {"": Stat([0.9, 0.91])}, rf.colours(["a", "b", "c"]))
+    ax = fig.axes[0]
+    xs = {bars.get_label(): bars.lines[0].get_xdata() for bars in ax.containers}
+    assert sorted(xs) == ["a (n=2)", "b (n=2)", "c (n=2)"]
+    at_16 = sorted(float(x[1]) for x in xs.values())
+    assert len(set(at_16)) == 3 and at_16[0] < 16 < at_16[-1]  # three distinct x around 16x
+    assert math.isclose(at_16[0] * at_16[2], 16 ** 2, rel_tol=1e-9)  # symmetric on the log axis
+    assert at_16[-1] / at_16[0] < 2 ** 0.3  # well inside the gap to the 2x point
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["2×\n0.50", "16×\n0.9375"]
+
+
+def test_target_is_drawn_as_steps_and_actual_as_samples(tmp_path):
+    run_path = write_fake_run(tmp_path / "g", "gradient", 0.9, 0, 0.8)
+    rows = [{"step": 10, "sparsity/target": 0.5, "sparsity/actual": 0.52, "sparsity/masked": 0.5},
+            {"step": 20, "sparsity/target": 0.9, "sparsity/actual": 0.9, "sparsity/masked": 0.9}]
+    (run_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (run,) = load_runs([tmp_path])
+    fig = rf.sparsity_curves({"gradient": {0.9: [run]}}, {"gradient": "C0"})
+    lines = fig.axes[0].get_lines()
+    (target,) = [ln for ln in lines if ln.get_drawstyle() == "steps-post"]
+    assert list(target.get_ydata()) == [0.5, 0.9]
+    actual, masked = [ln for ln in lines if ln.get_linestyle() == "None"]
+    assert list(actual.get_ydata()) == [0.52, 0.9] and actual.get_marker() == "o"
+    assert list(masked.get_xdata()) == [10] and list(masked.get_ydata()) == [0.5]  # only where it differs
 
 
 def test_rebin_keeps_counts_on_a_wider_grid():
@@ -168,7 +291,7 @@ def test_module_and_cli_entry_points_default_out(tmp_path):
 @pytest.mark.slow
 def test_files_written(built):
     out = built["out"]
-    for name in ("report.html", "report.md", "runs.csv", "accuracy.csv", "jaccard.csv",
+    for name in ("report.html", "report.md", "runs.csv", "accuracy.csv", "stats.csv", "jaccard.csv",
                  "fig-accuracy-vs-sparsity.png", "fig-sparsity-curves.png", "fig-layer-sparsity.png"):
         assert (out / name).stat().st_size > 0, name
     assert len(list(out.glob("fig-scores-*.png"))) == len(CRITERIA)
@@ -176,15 +299,33 @@ def test_files_written(built):
 
 
 @pytest.mark.slow
+def test_the_dense_baseline_runs_once_per_seed(built):
+    jobs = sorted(p.name for p in built["sweep"].iterdir() if p.is_dir())
+    assert len(jobs) == len(CRITERIA) * len(SEEDS) + len(SEEDS)
+    assert sorted(j.split("_", 1)[1] for j in jobs if "dense" in j) == [f"dense-seed{s}" for s in SEEDS]
+    dense = [s for _, s in summaries(built["sweep"]) if s["dense"]]
+    assert sorted(s["seed"] for s in dense) == list(SEEDS) and {s["sparsity/target"] for s in dense} == {0.0}
+    accs = [s["test/acc"] for s in dense]
+    md = (built["out"] / "report.md").read_text()
+    expected = f"{statistics.fmean(accs) * 100:.2f} ± {statistics.stdev(accs) * 100:.2f} (n={len(SEEDS)})"
+    assert f"whatever the criteria): {expected}." in md
+    with (built["out"] / "accuracy.csv").open() as f:
+        (row,) = [r for r in csv.DictReader(f) if r["series"] == "dense"]
+    assert int(row["n"]) == len(SEEDS) and math.isclose(float(row["test_acc_mean"]), statistics.fmean(accs))
+
+
+@pytest.mark.slow
 def test_accuracy_table_equals_summaries(built):
     groups: dict[tuple[str, float], list[float]] = {}
     for _, s in summaries(built["sweep"]):
-        assert s["status"] == "finished"
-        groups.setdefault((s["criterion"], s["sparsity/target"]), []).append(s["test/acc"])
-    assert len(groups) == len(CRITERIA) * len(TARGETS)
+        assert s["status"] == "finished" and s["dataset"] == "fashion_mnist"
+        if not s["dense"]:
+            groups.setdefault((s["criterion"], s["sparsity/target"]), []).append(s["test/acc"])
+    pruned = [t for t in TARGETS if t > 0]
+    assert set(groups) == {(c, t) for c in CRITERIA for t in pruned}
 
     with (built["out"] / "accuracy.csv").open() as f:
-        rows = {(r["series"], float(r["target"])): r for r in csv.DictReader(f)}
+        rows = {(r["series"], float(r["target"])): r for r in csv.DictReader(f) if r["series"] != "dense"}
     assert set(rows) == set(groups)
     for key, values in groups.items():
         assert int(rows[key]["n"]) == len(SEEDS)
@@ -193,31 +334,46 @@ def test_accuracy_table_equals_summaries(built):
 
     table = md_table((built["out"] / "report.md").read_text(), "criterion / target sparsity")
     header, body = table[0], {r[0]: r[1:] for r in table[1:]}
-    assert header[1:] == ["0.00 (dense)", "0.80 (5×)"]
-    for j, target in enumerate(TARGETS):
-        means = {c: statistics.fmean(groups[(c, target)]) for c in CRITERIA}
-        for c in CRITERIA:
-            v = groups[(c, target)]
-            expected = f"{statistics.fmean(v) * 100:.2f} ± {statistics.stdev(v) * 100:.2f} (n={len(v)})"
-            cell = body[c][j]
-            assert cell.strip("*") == expected
-            assert cell.startswith("**") == (means[c] == max(means.values())), (c, target, cell)
-    html = (built["out"] / "report.html").read_text()
+    assert header[1:] == ["0.80 (5×)"]
+    for c in CRITERIA:
+        v = groups[(c, 0.8)]
+        assert body[c][0].strip("*") == f"{statistics.fmean(v) * 100:.2f} ± {statistics.stdev(v) * 100:.2f} (n=2)"
     best = max(CRITERIA, key=lambda c: statistics.fmean(groups[(c, 0.8)]))
-    assert f"<strong>{body[best][1].strip('*')}</strong>" in html
+    assert body[best][0].startswith("**")
+    assert f"<strong>{body[best][0].strip('*')}</strong>" in (built["out"] / "report.html").read_text()
+
+
+@pytest.mark.slow
+def test_paired_statistics_equal_a_hand_computation_from_the_summaries(built):
+    acc = {(s["criterion"], s["seed"]): s["test/acc"] for _, s in summaries(built["sweep"]) if not s["dense"]}
+    with (built["out"] / "stats.csv").open() as f:
+        rows = {(r["reference"], r["criterion"]): r for r in csv.DictReader(f) if float(r["target"]) == 0.8}
+    for ref in ("random", "magnitude"):
+        for c in CRITERIA:
+            if c == ref:
+                continue
+            d = [acc[(c, s)] - acc[(ref, s)] for s in SEEDS]
+            mean, sd = statistics.fmean(d), statistics.stdev(d)
+            half = T_975_DF1 * sd / math.sqrt(2)
+            row = rows[(ref, c)]
+            assert int(row["n"]) == 2 and row["versus"] == ref
+            assert math.isclose(float(row["mean_diff"]), mean, abs_tol=1e-12)
+            assert math.isclose(float(row["ci95_low"]), mean - half, rel_tol=1e-9, abs_tol=1e-12)
+            assert math.isclose(float(row["ci95_high"]), mean + half, rel_tol=1e-9, abs_tol=1e-12)
+            assert (row["excludes_zero"] == "True") == (mean - half > 0 or mean + half < 0)
 
 
 @pytest.mark.slow
 def test_jaccard_matrix_from_masks(built):
-    target, layer_rows = 0.8, {}
+    target, pair, layer_rows = 0.8, ("magnitude", "snip"), {}
     with (built["out"] / "jaccard.csv").open() as f:
         for r in csv.DictReader(f):
-            if float(r["target"]) == target and (r["criterion_a"], r["criterion_b"]) == CRITERIA:
+            if float(r["target"]) == target and (r["criterion_a"], r["criterion_b"]) == pair:
                 layer_rows[r["layer"]] = r
     by_layer: dict[str, list[float]] = {}
     for seed in SEEDS:
-        a = torch.load(run_dir(built["sweep"], CRITERIA[0], target, seed) / "masks.pt", weights_only=True)
-        b = torch.load(run_dir(built["sweep"], CRITERIA[1], target, seed) / "masks.pt", weights_only=True)
+        a = torch.load(run_dir(built["sweep"], pair[0], target, seed) / "masks.pt", weights_only=True)
+        b = torch.load(run_dir(built["sweep"], pair[1], target, seed) / "masks.pt", weights_only=True)
         assert a.keys() == b.keys()
         for name in a:
             x, y = a[name].numpy().ravel(), b[name].numpy().ravel()
@@ -235,7 +391,7 @@ def test_jaccard_matrix_from_masks(built):
     cells = {r[0]: r[1:] for r in matrix[1:]}
     for i, c in enumerate(CRITERIA):
         assert cells[c][i] == "1.000"
-    assert cells[CRITERIA[0]][1] == cells[CRITERIA[1]][0] == f"{np.mean(by_layer['all']):.3f}"
+    assert cells[pair[0]][CRITERIA.index(pair[1])] == cells[pair[1]][0] == f"{np.mean(by_layer['all']):.3f}"
 
 
 @pytest.mark.slow
@@ -257,38 +413,38 @@ def test_html_is_self_contained(built):
     srcs = re.findall(r"<img[^>]*\ssrc=\"([^\"]*)\"", html)
     assert len(srcs) == len(list(built["out"].glob("fig-*.png")))
     assert all(s.startswith("data:image/png;base64,") for s in srcs)
-    for heading in ("Test comparison", "Overview", "Accuracy vs sparsity", "Test accuracy table",
-                    "Sparsity over training", "Score distributions", "Per-layer sparsity", "Criterion agreement",
-                    "Failed and unfinished runs"):
+    for heading in ("Test comparison", "Results", "Paired differences", "Sparsity over training",
+                    "Score distributions", "Per-layer sparsity", "Criterion agreement", "Failed and unfinished runs",
+                    "All runs (8)"):
         assert re.search(rf"<h[12][^>]*>{re.escape(heading)}</h[12]>", html), heading
         assert re.search(rf"^#+ {re.escape(heading)}$", (built["out"] / "report.md").read_text(), re.M), heading
 
 
-def find_chromium() -> str | None:
-    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
-        if path := shutil.which(name):
-            return path
-    return None
+@pytest.mark.slow
+def test_chromium_screenshot_shows_the_report(built, tmp_path):
+    from matplotlib.image import imread
+
+    img = imread(screenshot(built["out"] / "report.html", 1400, 3000, tmp_path))[..., :3]
+    assert img.shape[:2] == (3000, 1400)
+    non_white = np.any(img < 0.95, axis=-1).mean()
+    colours = len(np.unique((img * 255).astype(np.uint8).reshape(-1, 3), axis=0))
+    assert non_white > 0.03, non_white  # text, tables and the embedded plots, not a blank page
+    assert colours > 500, colours  # plot colours (viridis, tab10), not just black text on white
+
+
+TOO_WIDE = ('<div class="table" id="planted-too-wide"><table><tr><td style="white-space:nowrap">'
+            + "a cell that refuses to wrap " * 40 + "</td></tr></table></div>")
 
 
 @pytest.mark.slow
-def test_chromium_renders_the_report(built, tmp_path):
-    chromium = find_chromium()
-    if chromium is None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("chromium not found in CI (install it: apt-get install -y chromium)")
-        pytest.skip("chromium not installed")
-    shot = tmp_path / "shot.png"
-    cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
-           f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1280,4000",
-           (built["out"] / "report.html").resolve().as_uri()]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert shot.exists(), proc.stderr[-2000:]
-    from matplotlib.image import imread
-
-    img = imread(shot)[..., :3]
-    assert img.shape[0] == 4000 and img.shape[1] == 1280
-    non_white = np.any(img < 0.95, axis=-1).mean()
-    colours = len(np.unique((img * 255).astype(np.uint8).reshape(-1, 3), axis=0))
-    assert non_white > 0.10, non_white  # text, tables and the embedded plots, not a blank page
-    assert colours > 500, colours  # plot colours (viridis, tab10), not just black text on white
+@pytest.mark.parametrize("width", [1400, 390])
+def test_nothing_overflows_at_desktop_and_phone_width(built, wide, tmp_path, width):
+    """Measured in Chromium: no table and no figure wider than its box, the page never scrolls sideways, every
+    figure drawn; and the check sees a table planted too wide on purpose."""
+    for page in (built["out"] / "report.html", wide):
+        facts = layout_facts(page, width, tmp_path)
+        assert facts["innerWidth"] == width, facts
+        assert facts["tables"] >= 6 and facts["figures"] >= 3, facts
+        assert facts["overflow"] == [], f"{page.parent.name} at {width} px: {facts['overflow']}"
+    planted = layout_facts(wide, width, tmp_path, extra_html=TOO_WIDE)
+    assert [o["id"] for o in planted["overflow"]] == ["planted-too-wide"], planted["overflow"]

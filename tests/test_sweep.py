@@ -1,11 +1,16 @@
-"""Sweeps: a failing job never costs the others; the cluster launcher config composes."""
+"""Sweeps: a failing job never costs the others; the dense baseline runs once per seed (prunelab's sweeper, and
+Hydra really uses it); the cluster launcher and the experiment presets compose; a tiny criteria_fmnist runs."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
+from hydra import compose, initialize_config_module
+from omegaconf import OmegaConf
 
 from appkit import FAST, cli
+from realdata import FMNIST_FAST, require_fashion_mnist
 
 
 @pytest.mark.slow
@@ -42,3 +47,94 @@ def test_experiment_preset_sets_the_sweep(tmp_path):
     assert "JoblibLauncher" in proc.stdout
     job = cli(["+experiment=criteria_digits", "--cfg", "job"], cwd=tmp_path)
     assert "group: criteria_digits" in job.stdout
+
+
+# ------------------------------------------------------------------------------------ the dense baseline once
+
+
+def test_dense_jobs_run_once_per_seed_whatever_the_criteria():
+    """3 criteria x {0, 0.5} x 2 seeds: Hydra's product is 12 jobs, of which the 6 dense ones are 2 distinct runs
+    (one per seed); the composed config decides what is dense (here `0` and a criterion option)."""
+    from prunelab.sweeper import canonical_jobs
+
+    jobs = [[f"criterion={c}", f"schedule.target_sparsity={t}", f"seed={s}", "criterion.alpha=0.5"]
+            for c in ("snip", "gradient", "random") for t in ("0", "0.5") for s in (0, 1)]
+    composed = []
+    with initialize_config_module("prunelab.conf", version_base=None):
+        kept = canonical_jobs(jobs, lambda o: composed.append(o) or compose("config", overrides=o[:3]))
+    assert len(composed) == 12
+    dense = [j for j in kept if "schedule.target_sparsity=0" in j]
+    assert dense == [["schedule.target_sparsity=0", f"seed={s}", "criterion=magnitude",
+                      "hydra.sweep.subdir=${hydra.job.num}_dense-seed${seed}"] for s in (0, 1)]
+    pruned = [j for j in kept if j not in dense]
+    assert pruned == [j for j in jobs if "schedule.target_sparsity=0.5" in j]  # untouched, in Hydra's order
+    assert kept.index(dense[0]) == 0 and kept.index(dense[1]) == 1  # where their first occurrences were
+
+
+def test_a_target_set_by_a_group_option_counts_too():
+    from prunelab.sweeper import canonical_jobs, dense_job
+
+    jobs = [["criterion=snip", "schedule=oneshot"], ["criterion=random", "schedule=oneshot"]]
+    with initialize_config_module("prunelab.conf", version_base=None):
+        assert canonical_jobs(jobs, lambda o: compose("config", overrides=o)) == jobs  # oneshot: 0.9, not dense
+    zero = {"schedule": {"target_sparsity": 0.0}}
+    assert canonical_jobs(jobs, lambda o: zero) == [dense_job(jobs[0])]
+    own_dir = ["criterion=snip", "hydra.sweep.subdir=x"]
+    assert dense_job(own_dir) == ["hydra.sweep.subdir=x", "criterion=magnitude"]  # the user's folder name stays
+
+
+# ------------------------------------------------------------------------------- the committed comparison preset
+
+
+def test_criteria_fmnist_preset_composes(tmp_path):
+    proc = cli(["+experiment=criteria_fmnist", "--cfg", "hydra"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for line in ("criterion: glob(*,exclude=[rigl,set])", "schedule.target_sparsity: 0.0,0.5,0.75,0.875,0.9375,0.96875,0.984375",
+                 "seed: 0,1,2,3,4", "JoblibLauncher", "n_jobs: 2",
+                 "_target_: hydra_plugins.prunelab_sweeper.dense_once.DenseOnceSweeper"):  # conf/config.yaml's default
+        assert line in proc.stdout, line
+    job = cli(["+experiment=criteria_fmnist", "--cfg", "job"], cwd=tmp_path)
+    cfg = OmegaConf.create(job.stdout)
+    assert cfg.group == "criteria_fmnist" and cfg.dataset.name == "fashion_mnist" and cfg.dataset.root is None
+    assert cfg.model.name == "mlp" and list(cfg.model.hidden_sizes) == [300, 100]  # LeNet-300-100
+    assert cfg.pattern.max_sparsity_ratio_per_op == 0.999  # 64x overall needs layers above 0.98
+
+
+def test_glob_sweeps_every_registered_criterion():
+    """The preset's criterion glob expands to exactly the registered criteria: a new criterion's YAML is swept, and a
+    criterion-group preset that is not one (rigl, set: dynamic sparse training) must be excluded by name."""
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra._internal.utils import create_config_search_path
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from prunelab.criteria import CRITERIA
+
+    loader = ConfigLoaderImpl(config_search_path=create_config_search_path("pkg://prunelab.conf"))
+    preset = OmegaConf.load(Path(__file__).parents[1] / "conf" / "experiment" / "criteria_fmnist.yaml")
+    glob = preset.hydra.sweeper.params.criterion
+    (override,) = OverridesParser.create(config_loader=loader).parse_overrides([f"criterion={glob}"])
+    assert sorted(override.sweep_string_iterator()) == sorted(CRITERIA.names())
+
+
+@pytest.mark.slow
+def test_a_tiny_criteria_fmnist_runs_end_to_end(tmp_path):
+    """The preset on the real data, shrunk by command-line sweeps (which replace the preset's) and a short
+    training: 2 criteria x {0, 64x} x 1 seed are 3 jobs (joblib runs one job at a time in-process)."""
+    require_fashion_mnist()
+    sweep = tmp_path / "sweep"
+    proc = cli(["+experiment=criteria_fmnist", "hydra.launcher.n_jobs=1", "criterion=magnitude,random",
+                "schedule.target_sparsity=0.0,0.984375", "seed=0", *FMNIST_FAST, f"hydra.sweep.dir={sweep}"],
+               cwd=tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # Hydra really ran prunelab's sweeper (its line, and one dense job where the basic sweeper would run two)
+    assert "[prunelab] sweep: 3 jobs (1 dense, once per seed; 1 duplicate dense jobs dropped)" in proc.stderr
+    jobs = {p.name: json.loads((p / "summary.json").read_text()) for p in sweep.iterdir() if p.is_dir()}
+    assert sorted(jobs) == ["0_dense-seed0", "1_magnitude-s0.984375-seed0", "2_random-s0.984375-seed0"]
+    for name, s in jobs.items():
+        assert s["status"] == "finished" and s["dataset"] == "fashion_mnist" and s["model"] == "mlp", name
+    dense = jobs["0_dense-seed0"]
+    assert dense["dense"] is True and dense["name"] == "dense-seed0" and dense["sparsity/actual"] == 0.0
+    pruned = jobs["1_magnitude-s0.984375-seed0"]
+    assert pruned["dense"] is False and pruned["name"] == "magnitude-s0.984375-seed0"
+    assert pruned["sparsity/actual"] == pytest.approx(0.984375, abs=1e-5)
+    assert max(pruned["sparsity/layers"].values()) <= 0.999 + 1e-9

@@ -4,8 +4,6 @@ never a mock; the local record (metrics.jsonl, summary.json, masks.pt) against i
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -31,6 +29,9 @@ from prunelab.tracking.build import resuming_run_dir
 from prunelab.tracking.histograms import _histograms_exact
 from prunelab.tracking.wandb import wandb_credentials_available
 
+from wandbkit import (WANDB_ENV, clean_env, exit_code, history, inspect_records, inspect_summary, offline_dirs,
+                      run_app, run_record)
+
 BINS = 32                      # not the default (64): the histograms must follow the config
 PRUNING_STEPS = [10, 20, 30, 40]
 SHORT = [
@@ -38,61 +39,9 @@ SHORT = [
     "trainer.eval_every=20", "trainer.progress=lines", f"tracking.histogram_bins={BINS}",
 ]
 SECRET = "prunelab-test-secret-7f3c9a1e5b2d4f6a8c0e1b3d5f7a9c2e"
-WANDB_ENV = ("WANDB_API_KEY", "WANDB_MODE", "WANDB_IDENTITY_TOKEN_FILE", "WANDB_BASE_URL", "WANDB_DIR", "NETRC",
-             "WANDB_SILENT", "WANDB_CONFIG_DIR", "WANDB_PROJECT", "WANDB_ENTITY", "WANDB_RUN_ID", "WANDB_RESUME")
 
 
 # --- helpers -------------------------------------------------------------------------------------------------
-
-def clean_env(home: Path, **extra: str) -> dict[str, str]:
-    """No W&B credentials or settings from this machine: a fresh HOME (no ~/.netrc), no WANDB_* variables."""
-    env = {k: v for k, v in os.environ.items() if k not in WANDB_ENV and k != "HYDRA_FULL_ERROR"}
-    home.mkdir(parents=True, exist_ok=True)
-    env.update({"HOME": str(home), "OMP_NUM_THREADS": "1", "WANDB_CONFIG_DIR": str(home / ".config" / "wandb")})
-    env.update(extra)
-    return env
-
-
-def run_app(args: list[str], cwd: Path, env: dict[str, str], code: str | None = None,
-            timeout: float = 240) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-c", code, *args] if code else [sys.executable, "-m", "prunelab", *args]
-    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-
-
-def wandb_exe() -> str:
-    exe = Path(sys.executable).with_name("wandb")
-    return str(exe) if exe.exists() else (shutil.which("wandb") or "wandb")
-
-
-def inspect_records(path: Path) -> list[dict[str, Any]]:
-    """Every record of a run's .wandb log, as W&B's reader prints them."""
-    out = subprocess.run([wandb_exe(), "leet", "inspect", "--json", str(path)], capture_output=True, text=True,
-                         check=True, timeout=60).stdout
-    return [json.loads(line) for line in out.splitlines() if line.strip()]
-
-
-def inspect_summary(path: Path) -> dict[str, Any]:
-    out = subprocess.run([wandb_exe(), "leet", "inspect", "--summary", "--json", str(path)], capture_output=True,
-                         text=True, check=True, timeout=60).stdout
-    return json.loads(out)
-
-
-def history(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [r["history"]["item"] for r in records if r["type"] == "history"]
-
-
-def run_record(records: list[dict[str, Any]]) -> dict[str, Any]:
-    return next(r["run"] for r in records if r["type"] == "run")
-
-
-def exit_code(records: list[dict[str, Any]]) -> int:
-    (code,) = [r["exit"].get("exit_code", 0) for r in records if r["type"] == "exit"]
-    return code
-
-
-def offline_dirs(run_dir: Path) -> list[Path]:
-    return sorted((run_dir / "wandb").glob("offline-run-*"))
-
 
 def row_at(rows: list[dict[str, Any]], step: int, key: str) -> dict[str, Any]:
     found = [r for r in rows if r.get("trainer/step") == step and key in r]

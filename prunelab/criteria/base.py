@@ -12,7 +12,15 @@ What wave 2 adds is declared on the class and checked when it is registered:
   construction. A misspelled hook, or a declared hook the class does not implement, fails at registration
   (never a criterion whose scores silently stay 0).
 * ``needs_gradients``, ``stateful``, ``distributions`` (the distributions the criterion is meaningful with),
-  ``rounds`` (iterative model-level scoring), ``calibration`` (the batches ``score_model`` wants) and ``paper``.
+  ``default_distribution`` (the one it is used with when none is named), ``rounds`` (iterative model-level
+  scoring), ``calibration`` (the batches ``score_model`` wants) and ``paper``.
+
+Three calls from the pruner let a criterion follow what the masks do, without knowing the pruner:
+:meth:`PruningCriterion.use_pattern` (before the first step: the :class:`~prunelab.sparsity.patterns.Pattern` the
+masks are cut with, for criteria whose score depends on which weights are removed together, e.g. taylor's
+unit-level score), :meth:`PruningCriterion.prepare_scores` (at a step whose scores are read, before they are: a
+criterion may keep a cheaper form in between) and :meth:`PruningCriterion.on_pruning_step` (right after a pruning
+step or a mask update used the scores, for criteria that average over the steps between pruning steps).
 
 All score work runs under ``torch.no_grad()`` in place into preallocated tensors, batched over layers with
 ``torch._foreach_*``, on the weights' device. Criteria know nothing of masks, schedules or logging.
@@ -22,7 +30,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 from collections.abc import Iterable, Mapping
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 from torch import Tensor, nn
@@ -30,6 +38,9 @@ from torch import Tensor, nn
 from ..errors import ConfigError
 from ..options import config_to_dict
 from ..registry import Registry
+
+if TYPE_CHECKING:
+    from ..sparsity.patterns import Pattern
 
 CRITERIA: Registry[type["PruningCriterion"]] = Registry("criterion.criterion_type")
 
@@ -93,8 +104,9 @@ def check_declaration(name: str, cls: type) -> None:
         raise TypeError(f"criterion {name!r}: rounds={cls.rounds!r} is not an integer >= 1")
 
 
-#: config keys every criterion takes besides its own ``Options`` (handled by the pruner, not the criterion)
-COMMON_KEYS = ("criterion_type",)
+#: config keys every criterion takes besides its own ``Options`` (handled by the pruner, not the criterion):
+#: ``ablation`` is one of :data:`prunelab.criteria.ablations.ABLATIONS` (none, shuffle, invert, reinit)
+COMMON_KEYS = ("criterion_type", "ablation")
 
 
 def parse_options(cls: type["PruningCriterion"], config: Mapping[str, Any]) -> Any:
@@ -157,6 +169,9 @@ class PruningCriterion:
     distributions: tuple[str, ...] | None = None
     #: Why ``distributions`` is restricted (the error message's reason).
     distributions_reason: str = ""
+    #: The distribution this criterion is used with when none is named (``Pruner(distribution=None)``; its YAML
+    #: in ``conf/criterion/`` selects the same one); None: ``global``.
+    default_distribution: str | None = None
     #: Model-level criteria: a pruning step reaches its target in this many rounds, re-scoring each time.
     rounds: int = 1
     #: Model-level criteria: the calibration batches :meth:`score_model` is given.
@@ -177,6 +192,23 @@ class PruningCriterion:
             n: torch.zeros(w.shape, dtype=torch.float32, device=w.device) for n, w in zip(self.names, self._weights)
         }
         self._score_list: list[Tensor] = [self.scores[n] for n in self.names]
+        #: the pattern the masks are cut with (:meth:`use_pattern`); None until the pruner says
+        self.pattern: Pattern | None = None
+
+    # --- what the pruner tells the criterion ---
+    def use_pattern(self, pattern: "Pattern") -> None:
+        """The pruner names the pattern its masks are cut with, before the first step. Criteria whose score depends
+        on which weights are removed together (taylor: one score per unit) read it; the others ignore it."""
+        self.pattern = pattern
+
+    def prepare_scores(self) -> None:
+        """Called by the pruner at a step whose scores are read (a pruning step, a mask update, a score-logging
+        step), before they are read. A criterion that keeps a cheaper form between such steps (taylor: a running
+        sum rather than the mean) finishes its scores here; the default does nothing. Idempotent."""
+
+    def on_pruning_step(self) -> None:
+        """Called by the pruner right after a pruning step (or a mask update) has used the scores. A criterion that
+        averages over the steps since the last pruning step starts a new average here; the default does nothing."""
 
     # --- hooks (the reference's names) ---
     def on_step_begin(self) -> None:

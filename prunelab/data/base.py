@@ -76,6 +76,10 @@ class DataSplits:
         """True when the train split has per-sample transforms (which only the streaming path runs)."""
         return isinstance(self.train, SampleDataset) and self.train.per_sample
 
+    def train_labels(self) -> Tensor:
+        """The labels of the train split, in order (without reading any image on the streaming path)."""
+        return self.train.targets if isinstance(self.train, SampleDataset) else self.train.tensors[1]
+
     def nbytes(self) -> int:
         """Bytes the three splits take (or would take) in memory as float32 tensors."""
         return sum(s.nbytes(self.input_shape) if isinstance(s, SampleDataset)

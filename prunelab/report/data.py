@@ -20,7 +20,10 @@ from typing import Any
 
 import numpy as np
 
+from ..rundir import sparsity_text
+
 RUN_MARKERS = ("summary.json", "metrics.jsonl", ".hydra")
+DENSE = "dense"  # the series of the dense baseline (target sparsity 0), one run per seed whatever its criterion
 # config keys that say how a run was executed or labelled, not what was compared (prefixes of flattened keys)
 EXECUTION_KEYS = ("logger", "group", "hydra", "tracking", "trainer.progress", "trainer.device",
                   "trainer.resume", "trainer.checkpoint_every", "trainer.deterministic", "trainer.eval_every",
@@ -46,12 +49,22 @@ class Run:
 
     @property
     def criterion(self) -> str:
-        return str(self.summary.get("criterion") or self.config.get("criterion.criterion_type") or "unknown")
+        """The criterion, with its ablation if any: ``synflow``, ``synflow [shuffle]``."""
+        name = str(self.summary.get("criterion") or self.config.get("criterion.criterion_type") or "unknown")
+        ablation = self.summary.get("ablation") or self.config.get("criterion.ablation") or "none"
+        return name if ablation == "none" else f"{name} [{ablation}]"
+
+    @property
+    def dense(self) -> bool:
+        """A dense run: target sparsity 0 (nothing pruned, whatever its criterion), or flagged so by the app."""
+        return bool(self.summary.get("dense")) or self.target == 0.0
 
     @property
     def series(self) -> str:
-        """The label of this run's line in plots and row in tables: the criterion (and setting, if several)."""
-        return f"{self.criterion} [{self.setting}]" if self.setting else self.criterion
+        """The label of this run's line in plots and row in tables: the criterion (``dense`` for a dense run),
+        and the setting if there are several."""
+        label = DENSE if self.dense else self.criterion
+        return f"{label} [{self.setting}]" if self.setting else label
 
     @property
     def target(self) -> float | None:
@@ -67,8 +80,10 @@ class Run:
     def name(self) -> str:
         if self.summary.get("name"):
             return str(self.summary["name"])
+        if self.dense and self.seed is not None:
+            return f"dense-seed{self.seed}"
         if self.target is not None and self.seed is not None:
-            return f"{self.criterion}-s{self.target:.2f}-seed{self.seed}"
+            return f"{self.criterion}-s{sparsity_text(self.target)}-seed{self.seed}"
         return self.path.name
 
     @property
@@ -84,6 +99,12 @@ class Run:
         """The final actual sparsity of the pruned layers (the target when the summary lacks it)."""
         value = _float_or_none(self.summary.get("sparsity/actual"))
         return value if value is not None else float(self.target or 0.0)
+
+    @property
+    def masked(self) -> float:
+        """The final fraction of the pruned layers' weights that the masks remove (``actual`` when not logged)."""
+        value = _float_or_none(self.summary.get("sparsity/masked"))
+        return value if value is not None else self.actual
 
     @cached_property
     def metrics(self) -> list[dict[str, Any]]:
@@ -250,10 +271,12 @@ def _short(value: str) -> str:
 
 def split_duplicates(runs: Sequence[Run]) -> tuple[list[Run], list[Run]]:
     """``(kept, superseded)``: of finished runs with the same config (criterion, target and seed included), only
-    the newest (by summary.json time) is kept, so a repeated sweep does not count its seeds twice."""
+    the newest (by summary.json time) is kept, so a repeated sweep does not count its seeds twice. Dense runs
+    are compared without their criterion: a sweep that trained the dense model once per criterion (before the
+    sweeper ran it once per seed) counts it once per seed."""
     newest: dict[tuple, Run] = {}
     for run in finished_runs(runs):
-        key = comparable_key(run.config, ())
+        key = comparable_key(run.config, CRITERION_KEYS if run.dense else ())
         old = newest.get(key)
         if old is None or _mtime(run) > _mtime(old):
             newest[key] = run
@@ -312,12 +335,32 @@ def aggregate(runs: Iterable[Run], value: Callable[[Run], float]) -> dict[tuple[
 
 
 def dense_baselines(runs: Iterable[Run]) -> dict[str, Stat]:
-    """``setting -> Stat`` of the test accuracy of the dense runs (target sparsity 0), whatever their criterion."""
-    out: dict[str, Stat] = defaultdict(Stat)
+    """``setting -> Stat`` of the test accuracy of the dense runs, one value per seed (the mean where a seed has
+    several dense runs left, e.g. runs of different configs merged by hand), so n is the number of seeds."""
+    by_seed: dict[str, dict[Any, list[float]]] = defaultdict(lambda: defaultdict(list))
     for run in finished_runs(runs):
-        if run.target == 0.0:
-            out[run.setting].values.append(run.test_acc)
-    return dict(out)
+        if run.dense:
+            by_seed[run.setting][run.seed if run.seed is not None else str(run.path)].append(run.test_acc)
+    return {setting: Stat([statistics.fmean(v) for _, v in sorted(seeds.items(), key=lambda kv: str(kv[0]))])
+            for setting, seeds in sorted(by_seed.items())}
+
+
+def pruned_runs(runs: Iterable[Run]) -> list[Run]:
+    """The finished runs that prune (target sparsity > 0)."""
+    return [r for r in finished_runs(runs) if not r.dense]
+
+
+def seed_table(runs: Iterable[Run]) -> dict[str, dict[str, dict[float, dict[int, float]]]]:
+    """``setting -> criterion -> target -> seed -> test accuracy`` of the pruned runs (what the paired
+    statistics of :mod:`prunelab.report.stats` compare); a repeated cell keeps the mean."""
+    cells: dict[tuple[str, str, float, int], list[float]] = defaultdict(list)
+    for run in pruned_runs(runs):
+        if run.seed is not None:
+            cells[(run.setting, run.criterion, float(run.target), run.seed)].append(run.test_acc)  # type: ignore[arg-type]
+    out: dict[str, dict[str, dict[float, dict[int, float]]]] = {}
+    for (setting, criterion, target, seed), values in sorted(cells.items()):
+        out.setdefault(setting, {}).setdefault(criterion, {}).setdefault(target, {})[seed] = statistics.fmean(values)
+    return out
 
 
 def layer_sparsity(runs: Iterable[Run]) -> dict[tuple[str, float, str], Stat]:
@@ -327,6 +370,33 @@ def layer_sparsity(runs: Iterable[Run]) -> dict[tuple[str, float, str], Stat]:
         for layer, value in (run.summary.get("sparsity/layers") or {}).items():
             cells[(run.series, float(run.target), layer)].values.append(float(value))  # type: ignore[arg-type]
     return dict(cells)
+
+
+@dataclass
+class MaskedGap:
+    """Where zeros in the weights (``sparsity/actual``) exceed what the masks remove (``sparsity/masked``): kept
+    weights that are exactly 0, e.g. just regrown at value 0. ``largest``: the largest gap at any logged step of
+    any seed; ``final``: the mean gap at the end; ``steps``: how many logged steps had a gap."""
+
+    largest: float
+    final: float
+    steps: int
+
+
+def masked_gaps(runs: Iterable[Run], tolerance: float = 1e-9) -> dict[tuple[str, float], MaskedGap]:
+    """``(series, target) -> MaskedGap`` for the cells of pruned runs whose actual and masked sparsity differ at
+    some logged step (cells where they never differ are left out)."""
+    out: dict[tuple[str, float], MaskedGap] = {}
+    for series, by_target in by_series_and_target(pruned_runs(runs)).items():
+        for target, cell in by_target.items():
+            gaps = [float(m["sparsity/actual"]) - float(m["sparsity/masked"]) for r in cell for m in r.metrics
+                    if _float_or_none(m.get("sparsity/actual")) is not None
+                    and _float_or_none(m.get("sparsity/masked")) is not None]
+            steps = sum(abs(g) > tolerance for g in gaps)
+            if steps:
+                final = statistics.fmean(r.actual - r.masked for r in cell)
+                out[(series, target)] = MaskedGap(max(gaps, key=abs), final, steps)
+    return out
 
 
 def mean_curve(runs: Sequence[Run], key: str) -> tuple[np.ndarray, np.ndarray]:

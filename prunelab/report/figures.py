@@ -11,6 +11,7 @@ import numpy as np
 from matplotlib.colors import PowerNorm
 from matplotlib.figure import Figure
 
+from ..rundir import sparsity_text
 from .data import Agreement, Run, ScoreHeatmap, Stat, mean_curve, random_jaccard
 
 DPI = 110
@@ -45,55 +46,64 @@ def _compression(sparsity: float) -> float:
     return 1.0 / max(1.0 - sparsity, 1e-6)
 
 
+def dodge(n: int, xs: Sequence[float], log: bool = True) -> np.ndarray:
+    """Factors (log axis) or offsets that spread ``n`` series around each x so error bars do not hide each other:
+    symmetric about 1 (0), the spread of all ``n`` at most 30% of the smallest gap between neighbouring x."""
+    pos = np.log10(sorted(set(xs))) if log else np.array(sorted(set(xs)), dtype=float)
+    gap = float(np.min(np.diff(pos))) if len(pos) > 1 else (0.3 if log else 1.0)
+    step = min(0.02 if log else gap, 0.3 * gap) / max(n - 1, 1) if n > 1 else 0.0
+    shifts = (np.arange(n) - (n - 1) / 2) * step
+    return 10 ** shifts if log else shifts
+
+
 def accuracy_vs_sparsity(acc: dict[tuple[str, float], Stat], actual: dict[tuple[str, float], Stat],
                          baselines: dict[str, Stat], colour: dict[str, str]) -> Figure | None:
-    """Test accuracy (mean +/- std over seeds) vs compression ratio 1/(1 - actual sparsity), log x axis; one line
-    per series; the dense baseline as a horizontal line with its band."""
+    """Test accuracy (mean +/- std over seeds) vs compression ratio 1/(1 - final actual sparsity), log x axis,
+    one line per series, the series dodged around each x; x ticks at the targets, labelled with their exact
+    sparsity; the dense baseline as a horizontal line with its +/- std band."""
     if not acc:
         return None
-    fig = Figure(figsize=(8.5, 5.0), layout="constrained")
+    fig = Figure(figsize=(9.5, 5.0), layout="constrained")
     ax = fig.subplots()
-    ticks: dict[float, float] = {}
-    for series in dict.fromkeys(s for s, _ in acc):
-        cells = [(t, acc[(s, t)], actual[(s, t)]) for s, t in acc if s == series]
-        x = np.array([_compression(a.mean) for _, _, a in cells])
+    series = list(dict.fromkeys(s for s, _ in acc))
+    targets = sorted({t for _, t in acc})
+    factors = dodge(len(series), [_compression(t) for t in targets])
+    for i, name in enumerate(series):
+        cells = [(t, acc[(name, t)], actual[(name, t)]) for s, t in acc if s == name]
+        x = np.array([_compression(a.mean) for _, _, a in cells]) * factors[i]
         y = np.array([st.mean for _, st, _ in cells]) * 100
         err = np.nan_to_num(np.array([st.std for _, st, _ in cells]) * 100)
-        ax.errorbar(x, y, yerr=err, marker="o", capsize=3, color=colour[series], label=series)
-        ax.fill_between(x, y - err, y + err, color=colour[series], alpha=0.12, linewidth=0)
-        ticks.update({float(xi): a.mean for xi, (_, _, a) in zip(x, cells)})
+        ax.errorbar(x, y, yerr=err, marker="o", markersize=4, capsize=3, linewidth=1.4, color=colour[name],
+                    label=f"{name} (n={min(st.n for _, st, _ in cells)}–{max(st.n for _, st, _ in cells)})"
+                    if len({st.n for _, st, _ in cells}) > 1 else f"{name} (n={cells[0][1].n})")
     for setting, base in baselines.items():
         ax.axhline(base.mean * 100, color="black", linestyle="--", linewidth=1,
-                   label=f"dense baseline{f' [{setting}]' if setting else ''} (n={base.n})")
+                   label=f"dense{f' [{setting}]' if setting else ''} (n={base.n})")
         if base.n > 1:
             ax.axhspan((base.mean - base.std) * 100, (base.mean + base.std) * 100, color="black", alpha=0.08)
     ax.set_xscale("log")
-    _compression_ticks(ax, ticks)
-    ax.set_xlabel("compression ratio 1 / (1 - sparsity)  (final actual sparsity of the pruned layers)")
+    ax.set_xticks([_compression(t) for t in targets],
+                  [f"{_compression(t):.4g}×\n{sparsity_text(t)}" for t in targets])
+    ax.xaxis.set_minor_formatter("")
+    ax.minorticks_off()
+    if len(targets) == 1:
+        ax.set_xlim(_compression(targets[0]) / 1.5, _compression(targets[0]) * 1.5)
+    ax.set_xlabel("compression 1 / (1 - sparsity); ticks: target sparsity, points: final actual sparsity")
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title("Test accuracy vs sparsity (mean ± std over seeds)")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize="small")
+    ax.set_title("Test accuracy vs sparsity (mean ± std over seeds; criteria offset at each target)")
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.grid(True, axis="x", which="major", alpha=0.3)
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     return fig
 
 
-def _compression_ticks(ax, ticks: dict[float, float]) -> None:
-    """Label the x ticks at the measured points, merging points closer than 2% apart."""
-    shown: list[float] = []
-    for x in sorted(ticks):
-        if not shown or x > shown[-1] * 1.02:
-            shown.append(x)
-    ax.set_xticks(shown, [f"{x:.3g}×\n{ticks[x]:.0%}" for x in shown])
-    ax.xaxis.set_minor_formatter("")
-    if len(shown) == 1:
-        ax.set_xlim(shown[0] / 1.5, shown[0] * 1.5)
-
-
 def sparsity_curves(groups: dict[str, dict[float, list[Run]]], colour: dict[str, str]) -> Figure | None:
-    """One panel per series: ``sparsity/actual`` (solid) and ``sparsity/target`` (dashed) over steps, one colour
-    per target sparsity, mean over seeds."""
+    """One panel per series: the scheduled ``sparsity/target`` as a step function (it holds between pruning
+    steps), ``sparsity/actual`` (zeros in the weights) as dots at the steps it was logged, and
+    ``sparsity/masked`` as crosses where it differs from actual; one colour per target, mean over seeds."""
     groups = {s: {t: rs for t, rs in ts.items() if t > 0} for s, ts in groups.items()}
-    groups = {s: ts for s, ts in groups.items() if ts}
+    groups = {s: ts for s, ts in groups.items()
+              if any("sparsity/actual" in m for rs in ts.values() for r in rs for m in r.metrics)}
     if not groups:
         return None
     fig, axes = _grid(len(groups), 3, 4.6, 3.4)
@@ -103,25 +113,36 @@ def sparsity_curves(groups: dict[str, dict[float, list[Run]]], colour: dict[str,
         for target, runs in by_target.items():
             c = cmap[f"{target}"]
             steps, target_curve = mean_curve(runs, "sparsity/target")
-            ax.step(steps, target_curve, where="post", color=c, linestyle="--", linewidth=1)
+            if len(steps):
+                ax.step(steps, target_curve, where="post", color=c, linewidth=1.1, alpha=0.8)
             steps, actual_curve = mean_curve(runs, "sparsity/actual")
-            ax.plot(steps, actual_curve, color=c, linewidth=1.6, label=f"target {target:g} (n={len(runs)})")
+            ax.plot(steps, actual_curve, linestyle="none", marker="o", markersize=2.6, color=c,
+                    label=f"{sparsity_text(target)} (n={len(runs)})")
+            m_steps, masked_curve = mean_curve(runs, "sparsity/masked")
+            if len(m_steps) == len(steps) and len(steps) and not np.allclose(masked_curve, actual_curve, atol=1e-9):
+                differs = ~np.isclose(masked_curve, actual_curve, atol=1e-9)
+                ax.plot(m_steps[differs], masked_curve[differs], linestyle="none", marker="x", markersize=4,
+                        color=c)
         ax.set_title(series, color=colour.get(series, "black"))
         ax.set_xlabel("step")
         ax.set_ylabel("sparsity")
         ax.set_ylim(-0.02, 1.02)
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize="x-small", loc="upper left")
-    fig.suptitle("Sparsity over training: actual (solid) and scheduled target (dashed), mean over seeds")
+        ax.legend(fontsize="x-small", loc="lower right", title="target", title_fontsize="x-small")
+    fig.suptitle("Sparsity over training: target (steps), actual = zeros in the weights (dots), "
+                 "masked where it differs (×); mean over seeds")
     return fig
 
 
-def eval_curves(groups: dict[str, dict[float, list[Run]]], colour: dict[str, str]) -> Figure | None:
-    """One panel per target sparsity: ``eval/acc`` over steps, one line per series, mean over seeds."""
-    targets = sorted({t for ts in groups.values() for t in ts})
+def eval_curves(groups: dict[str, dict[float, list[Run]]], colour: dict[str, str],
+                dense: Sequence[Run] = ()) -> Figure | None:
+    """One panel per target sparsity (> 0): ``eval/acc`` over steps, one line per series, mean over seeds; the
+    dense runs' curve (black, dashed) in every panel."""
+    targets = sorted({t for ts in groups.values() for t in ts if t > 0})
     if not targets:
         return None
     fig, axes = _grid(len(targets), 3, 4.6, 3.4)
+    d_steps, d_curve = mean_curve(list(dense), "eval/acc")
     drawn = False
     for ax, target in zip(axes, targets):
         for series, by_target in groups.items():
@@ -129,7 +150,9 @@ def eval_curves(groups: dict[str, dict[float, list[Run]]], colour: dict[str, str
             if len(steps):
                 ax.plot(steps, curve * 100, marker=".", color=colour[series], label=series)
                 drawn = True
-        ax.set_title(f"target sparsity {target:g}")
+        if len(d_steps):
+            ax.plot(d_steps, d_curve * 100, color="black", linestyle="--", linewidth=1, label=f"dense (n={len(dense)})")
+        ax.set_title(f"target sparsity {sparsity_text(target)}")
         ax.set_xlabel("step")
         ax.set_ylabel("eval accuracy (%)")
         ax.grid(True, alpha=0.3)
@@ -159,7 +182,7 @@ def score_heatmaps(series: str, run: Run, maps: dict[str, ScoreHeatmap]) -> Figu
         ax.set_xlabel("step")
         ax.set_ylabel("log10 score" if hm.log_scale else "score")
     fig.colorbar(mesh, ax=axes, label="fraction of the layer's weights (sqrt scale)", shrink=0.9)
-    fig.suptitle(f"Score distribution over steps: {series}  (run {run.name}, target {run.target:g})")
+    fig.suptitle(f"Score distribution over steps: {series}  (run {run.name}, target {sparsity_text(run.target)})")
     return fig
 
 
@@ -187,11 +210,11 @@ def layer_sparsity_bars(cells: dict[tuple[str, float, str], Stat], colour: dict[
             stats = [cells.get((s, target, layer), Stat()) for layer in layers]
             ax.bar(x + (i - (len(series) - 1) / 2) * width, [st.mean for st in stats], width,
                    yerr=np.nan_to_num([st.std for st in stats]), color=colour[s], label=s, capsize=2)
-        ax.axhline(target, color="black", linestyle="--", linewidth=1, label=f"target {target:g}")
+        ax.axhline(target, color="black", linestyle="--", linewidth=1, label=f"target {sparsity_text(target)}")
         ax.set_xticks(x, layers, rotation=45 if len(layers) > 6 else 0, ha="right" if len(layers) > 6 else "center")
         ax.set_ylim(0, 1.05)
         ax.set_ylabel("final sparsity")
-        ax.set_title(f"target sparsity {target:g}")
+        ax.set_title(f"target sparsity {sparsity_text(target)}")
         ax.grid(True, axis="y", alpha=0.3)
         ax.legend(fontsize="x-small")
     fig.suptitle("Final sparsity per layer (mean ± std over seeds)")
@@ -216,6 +239,6 @@ def agreement_heatmaps(agreement: Agreement, layers: Sequence[str]) -> Figure:
     fig.colorbar(im, ax=axes, label="Jaccard index of kept weights", shrink=0.8)
     density = 1.0 - agreement.target
     setting = f" [{agreement.setting}]" if agreement.setting else ""
-    fig.suptitle(f"Criterion agreement at target sparsity {agreement.target:g}{setting}  "
+    fig.suptitle(f"Criterion agreement at target sparsity {sparsity_text(agreement.target)}{setting}  "
                  f"(two random masks: {random_jaccard(density):.2f})")
     return fig

@@ -88,13 +88,25 @@ class Tiling:
     def skip_reason(self, rows: int, cols: int) -> str | None:
         return None
 
-    def num_blocks(self, rows: int, cols: int) -> int:
+    def grid(self, rows: int, cols: int) -> tuple[int, ...]:
+        """The shape of the block grid of a ``[rows, cols]`` view (its rows are the view's rows, or groups of them)."""
         raise NotImplementedError
+
+    def num_blocks(self, rows: int, cols: int) -> int:
+        return math.prod(self.grid(rows, cols))
 
     def blocks(self, s2: Tensor, reduce: Reduce) -> tuple[Tensor, tuple[int, ...], Expand]:
         """Block scores (1-D, row-major over the block grid), the grid's shape, and the expansion of pruned blocks
         into a keep-mask of the 2-D view."""
         raise NotImplementedError
+
+    #: True when every weight is removed on its own (1x1, N:M), so a weight is its own unit (:meth:`unit_sums`)
+    elementwise: bool = True
+
+    def unit_sums(self, t2: Tensor) -> Tensor:
+        """``t2`` summed over each unit the tiling removes together (an NxM block, an output channel), broadcast
+        back to ``t2``'s shape; a weight removed on its own is its own unit (``t2`` itself)."""
+        return t2
 
 
 PATTERNS: Registry[type[Tiling]] = Registry("pattern.type")
@@ -122,8 +134,19 @@ class BlockTiling(Tiling):
             return f"2-D view [{rows}, {cols}] is not divisible into {self.n}x{self.m} blocks"
         return None
 
-    def num_blocks(self, rows: int, cols: int) -> int:
-        return (rows // self.n) * (cols // self.m)
+    def grid(self, rows: int, cols: int) -> tuple[int, ...]:
+        return (rows // self.n, cols // self.m)
+
+    @property
+    def elementwise(self) -> bool:  # type: ignore[override]
+        return self.n == 1 and self.m == 1
+
+    def unit_sums(self, t2: Tensor) -> Tensor:
+        if self.elementwise:
+            return t2
+        rows, cols = t2.shape
+        sums = t2.reshape(rows // self.n, self.n, cols // self.m, self.m).sum((1, 3), keepdim=True)
+        return sums.expand(rows // self.n, self.n, cols // self.m, self.m).reshape(rows, cols)
 
     def blocks(self, s2: Tensor, reduce: Reduce) -> tuple[Tensor, tuple[int, ...], Expand]:
         rows, cols = s2.shape
@@ -168,8 +191,8 @@ class NMTiling(Tiling):
             return f"2-D view [{rows}, {cols}]: {cols} inputs are not divisible into groups of {self.m}"
         return None
 
-    def num_blocks(self, rows: int, cols: int) -> int:
-        return rows * cols // self.m
+    def grid(self, rows: int, cols: int) -> tuple[int, ...]:
+        return (rows, cols // self.m)
 
     def blocks(self, s2: Tensor, reduce: Reduce) -> tuple[Tensor, tuple[int, ...], Expand]:
         rows, cols = s2.shape
@@ -197,8 +220,13 @@ class ChannelTiling(Tiling):
     def parse(cls, text: str) -> "ChannelTiling | None":
         return cls() if text == "channel" else None
 
-    def num_blocks(self, rows: int, cols: int) -> int:
-        return rows
+    elementwise = False
+
+    def grid(self, rows: int, cols: int) -> tuple[int, ...]:
+        return (rows,)
+
+    def unit_sums(self, t2: Tensor) -> Tensor:
+        return t2.sum(1, keepdim=True).expand_as(t2)
 
     def blocks(self, s2: Tensor, reduce: Reduce) -> tuple[Tensor, tuple[int, ...], Expand]:
         rows, cols = s2.shape
@@ -311,6 +339,34 @@ class Pattern:
     def num_blocks(self, shape: torch.Size | tuple[int, ...]) -> int:
         return self.tiling.num_blocks(int(shape[0]), int(math.prod(shape[1:])))
 
+    def grid(self, shape: torch.Size | tuple[int, ...]) -> tuple[int, ...]:
+        """The block grid of a weight of this shape (see :meth:`block_scores`)."""
+        return self.tiling.grid(int(shape[0]), int(math.prod(shape[1:])))
+
+    def block_bounds(self, num_blocks: int) -> tuple[int, int]:
+        """The per-op bounds in blocks, ``(lo, hi)``: at least ``lo`` and at most ``hi`` of ``num_blocks`` pruned."""
+        b, frac = num_blocks, self.removable_fraction
+        lo = min(b, math.ceil(round_count(self.min_ratio * b / frac)))
+        hi = min(b, math.floor(round_count(self.max_ratio * b / frac)))
+        return lo, hi
+
+    def block_sparsity(self, pruned_blocks: int, num_blocks: int) -> float:
+        """The fraction of a layer's weights that ``pruned_blocks`` of its ``num_blocks`` blocks remove."""
+        return pruned_blocks * self.removable_fraction / num_blocks if num_blocks else 0.0
+
+    # --- units: the weights removed together ---
+    @property
+    def elementwise(self) -> bool:
+        """True when every weight is removed on its own (1x1, N:M): each weight is its own unit."""
+        return self.tiling.elementwise
+
+    def unit_sums(self, t: Tensor) -> Tensor:
+        """``t`` (a weight-shaped tensor) summed over each unit the pattern removes together (an NxM block, an
+        output channel), broadcast back to the weight's shape, in the 2-D view's order."""
+        if self.elementwise:
+            return t
+        return from_2d(self.tiling.unit_sums(as_2d(t)), t.shape)
+
     # --- scores -> blocks ---
     def _reduce(self, t: Tensor, dims: tuple[int, ...]) -> Tensor:
         if self.block_reduce == "mean":
@@ -323,10 +379,7 @@ class Pattern:
         """One layer's block scores, bounds and mask expansion."""
         shape = score.shape
         blocks, grid, expand2d = self.tiling.blocks(as_2d(score.float()), self._reduce)
-        b = blocks.numel()
-        frac = self.removable_fraction
-        lo = min(b, math.ceil(round_count(self.min_ratio * b / frac)))
-        hi = min(b, math.floor(round_count(self.max_ratio * b / frac)))
+        lo, hi = self.block_bounds(blocks.numel())
         return LayerBlocks(name, tuple(shape), blocks, grid, lambda pruned: from_2d(expand2d(pruned), shape), lo, hi)
 
     @torch.no_grad()

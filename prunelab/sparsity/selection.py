@@ -113,3 +113,21 @@ def kept_in_groups(groups: Tensor, n: int) -> Tensor:
     keep = torch.ones_like(groups, dtype=torch.bool)
     keep.scatter_(-1, order[..., : m - n], False)
     return keep
+
+
+def lowest_k_rows(x: Tensor, k: int) -> Tensor:
+    """Bool mask of exactly the ``k`` lowest entries of every row of 2-D ``x``; ties go to the lower column.
+
+    One ``kthvalue`` per row (a selection, not a sort) and comparisons; a cumulative count along the rows settles
+    ties at the k-th value, as :func:`lowest_k` does for one row.
+    """
+    rows, cols = x.shape
+    if k <= 0:
+        return torch.zeros(rows, cols, dtype=torch.bool, device=x.device)
+    if k >= cols:
+        return torch.ones(rows, cols, dtype=torch.bool, device=x.device)
+    thr = torch.kthvalue(x, k, dim=1, keepdim=True).values
+    below = x < thr
+    eq = x == thr
+    need = k - below.sum(1, keepdim=True)
+    return below | (eq & (eq.cumsum(1) <= need))

@@ -12,6 +12,17 @@ from torch import Tensor
 
 from .histograms import histograms
 
+#: The run summary's final scalars that also go into the history, in the row of the last step (with the masks and
+#: the sparsity table), so that a panel can plot them against each other (test accuracy vs compression) and
+#: ``metrics.jsonl`` holds the same values as the W&B history.
+FINAL_ROW_KEYS = ("test/acc", "test/loss", "best_eval/acc", "compression")
+
+
+def final_row(summary: Mapping[str, Any]) -> dict[str, float]:
+    """The :data:`FINAL_ROW_KEYS` of a run summary that it has (as plain floats)."""
+    return {k: float(v) for k in FINAL_ROW_KEYS
+            if isinstance(v := summary.get(k), (int, float, Tensor)) and not isinstance(v, bool)}
+
 
 class Tracker:
     """What the trainer calls. Every method is a no-op here, so this class is the no-op tracker."""
@@ -30,7 +41,8 @@ class Tracker:
         """Precomputed score histograms (``histograms(scores, *self.histogram_settings)``) at a step."""
 
     def log_final(self, masks: Mapping[str, Tensor], summary: Mapping[str, Any]) -> None:
-        """The final masks and the run summary."""
+        """The final masks and the run summary; backends with a history add :func:`final_row` to the row of the
+        last step."""
 
     def state_dict(self) -> dict[str, Any]:
         return {}

@@ -1,7 +1,10 @@
-"""The trackers a run's config asks for: local files always, console progress, W&B with ``logger=wandb``."""
+"""The trackers a run's config asks for: local files always, console progress, W&B with ``logger=wandb`` (its run
+config and job type: :func:`wandb_config`, :func:`job_type`)."""
 from __future__ import annotations
 
+import copy
 import os
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -38,24 +41,62 @@ def resuming_run_dir(resume: Any, run_dir: str | os.PathLike) -> bool:
         return False
 
 
-def run_tags(cfg: Any) -> list[str]:
-    """``criterion:<c>``, ``pattern:<p>``, ``distribution:<d>`` (the ``pattern.scope`` alias applied),
-    ``model:<m>``, ``dataset:<d>``, then ``logger.tags``."""
-    def get(path: str) -> Any:
-        node = cfg
-        for part in path.split("."):
-            node = node.get(part) if node is not None and hasattr(node, "get") else None
-        return node
+def _get(cfg: Any, path: str) -> Any:
+    """``cfg.a.b`` for ``"a.b"``, None where a part is missing (a DictConfig or plain dicts)."""
+    node = cfg
+    for part in path.split("."):
+        node = node.get(part) if node is not None and hasattr(node, "get") else None
+    return node
 
+
+def run_tags(cfg: Any) -> list[str]:
+    """``criterion:<c>``, ``ablation:<a>`` (unless none), ``pattern:<p>``, ``distribution:<d>`` (the
+    ``pattern.scope`` alias applied), ``model:<m>``, ``dataset:<d>``, then ``logger.tags``."""
+    get = partial(_get, cfg)
     distribution = resolve_distribution(get("distribution"), get("pattern.scope")).name
+    ablation = get("criterion.ablation")
     tags = [f"{key}:{val}" for key, val in (
-        ("criterion", get("criterion.criterion_type")), ("pattern", get("pattern.type")),
+        ("criterion", get("criterion.criterion_type")), ("ablation", None if ablation in (None, "none") else ablation),
+        ("pattern", get("pattern.type")),
         ("distribution", distribution), ("model", get("model.name")), ("dataset", get("dataset.name")),
     ) if val is not None]
     extra = get("logger.tags") or []
     if isinstance(extra, str):
         extra = [extra]
     return tags + [str(t) for t in extra]
+
+
+#: ``logger.job_type`` of a dense baseline (``schedule.target_sparsity`` 0), whatever its criterion
+DENSE_JOB_TYPE = "dense"
+
+
+def job_type(cfg: Any) -> str | None:
+    """``logger.job_type`` when set; else ``dense`` for a dense baseline (``schedule.target_sparsity == 0``: nothing
+    is pruned, so the criterion is no part of it) and the criterion otherwise."""
+    explicit = _get(cfg, "logger.job_type")
+    if explicit:
+        return str(explicit)
+    target = _get(cfg, "schedule.target_sparsity")
+    if isinstance(target, (int, float)) and not isinstance(target, bool) and float(target) == 0.0:
+        return DENSE_JOB_TYPE
+    criterion = _get(cfg, "criterion.criterion_type")
+    return None if criterion is None else str(criterion)
+
+
+def wandb_config(cfg: Any) -> dict[str, Any]:
+    """The W&B run config: the resolved config, nested (W&B groups by ``criterion.criterion_type``), with what
+    prunelab derives filled in, so a panel can group by it: ``distribution.name`` after the ``pattern.scope``
+    alias, ``logger.job_type`` (:func:`job_type`)."""
+    from omegaconf import OmegaConf
+
+    config = OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else copy.deepcopy(dict(cfg))
+    config.setdefault("distribution", {})
+    if isinstance(config["distribution"], dict):
+        dist = resolve_distribution(_get(cfg, "distribution"), _get(cfg, "pattern.scope"))
+        config["distribution"]["name"] = dist.name
+    if isinstance(config.get("logger"), dict):
+        config["logger"]["job_type"] = job_type(cfg)
+    return config
 
 
 def check_logger_config(cfg: Any) -> None:
@@ -91,12 +132,9 @@ def build_tracker(cfg: Any, run_dir: str | os.PathLike, total_steps: int, name: 
             bar = False  # jobs of a sweep share a terminal (or none): one plain line now and then, no bars
         trackers.append(ConsoleTracker(total_steps, every=max(50, total_steps // 20), bar=bar, start_step=start_step))
     if backend == "wandb":
-        from omegaconf import OmegaConf
-
-        config = OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else dict(cfg)
         trackers.append(WandbTracker(
             run_dir, name=lg.get("name") or name, project=lg.get("project"), entity=lg.get("entity"),
-            group=lg.get("group"), job_type=lg.get("job_type"), tags=run_tags(cfg), config=config,
+            group=lg.get("group"), job_type=job_type(cfg), tags=run_tags(cfg), config=wandb_config(cfg),
             mode=lg.get("mode"), notes=lg.get("notes"), bins=bins, log_scale=log_scale,
             resume=resuming_run_dir(trainer.get("resume", False), run_dir),
         ))

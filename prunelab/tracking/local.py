@@ -11,14 +11,16 @@ import torch
 from torch import Tensor
 
 from ..rundir import jsonable, write_json_atomic
-from .base import Tracker
+from .base import Tracker, final_row
 from .histograms import histograms
 
 
 class LocalTracker(Tracker):
     """Always-on local record in the run directory, so runs compare without W&B.
 
-    * ``metrics.jsonl``: one JSON object per logged step, ``{"step": t, name: value, ...}``.
+    * ``metrics.jsonl``: one JSON object per logged step, ``{"step": t, name: value, ...}``; the last step's object
+      also holds the summary's :func:`~prunelab.tracking.base.final_row` (test accuracy, compression), as the W&B
+      history does.
     * ``scores.jsonl``: one object per (step, layer) score histogram (and ``all`` for every layer together).
     * ``summary.json``: the run summary; ``masks.pt``: the final bool masks by layer name.
     """
@@ -51,8 +53,26 @@ class LocalTracker(Tracker):
                 f.write(json.dumps({"step": int(step), "layer": name, **hist}) + "\n")
 
     def log_final(self, masks: Mapping[str, Tensor], summary: Mapping[str, Any]) -> None:
+        self._add_to_last_record(final_row(summary))
         torch.save({n: m.detach().cpu().bool() for n, m in masks.items()}, self.run_dir / "masks.pt")
         write_json_atomic(self.run_dir / "summary.json", summary)
+
+    def _add_to_last_record(self, values: Mapping[str, float]) -> None:
+        """Merge ``values`` into the record of the last logged step (a new record at that step if it has none),
+        rewriting ``metrics.jsonl`` through a temporary file."""
+        if not values:
+            return
+        step = max(self._last_step, 0)
+        lines = self.metrics_path.read_text().splitlines() if self.metrics_path.exists() else []
+        lines = [ln for ln in lines if ln.strip()]
+        last = json.loads(lines[-1]) if lines else {}
+        if last.get("step") == step:
+            lines[-1] = json.dumps({**last, **values})
+        else:
+            lines.append(json.dumps({"step": step, **values}))
+        tmp = self.metrics_path.with_suffix(".tmp")
+        tmp.write_text("".join(ln + "\n" for ln in lines))
+        os.replace(tmp, self.metrics_path)
 
     def state_dict(self) -> dict[str, Any]:
         return {"last_step": self._last_step}

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from ..errors import ConfigError
 from ..sparsity.patterns import as_2d
-from .base import Tracker
+from .base import Tracker, final_row
 from .histograms import histograms
 
 log = logging.getLogger("prunelab")
@@ -133,8 +133,10 @@ class WandbTracker(Tracker):
     the run summary.
 
     * Every row is logged with ``trainer/step`` (declared with ``define_metric`` as the step metric of every
-      key) and with W&B's own ``step`` equal to the trainer's step, so the two axes agree. Scalars and the
-      histograms of one step go into one row.
+      key) and with W&B's own ``step`` equal to the trainer's step, so the two axes agree, the last row included.
+      Everything of one step goes into one row: the row is sent when the next step begins (or at the end), so
+      the last step's row also takes the final masks, the sparsity table and :func:`~.base.final_row` (test
+      accuracy, compression) from :meth:`log_final`.
     * ``scores/<layer>`` and ``scores/all``: ``wandb.Histogram(np_histogram=(counts, edges))`` from
       :func:`score_histogram` (fixed bins, computed on the tensors' device); raw tensors are never sent. Under
       log10 scale the edges are log10(score) and the zeros, which have no logarithm, are the scalar
@@ -255,11 +257,11 @@ class WandbTracker(Tracker):
         os.replace(tmp, path)
 
     def log(self, metrics: Mapping[str, float], step: int) -> None:
+        """Kept in the step's row, which is sent when the next step begins, at :meth:`log_final` or at the end."""
         row = self._row(step)
         if row is None:
             return
         row.update({k: _scalar(v) for k, v in metrics.items()})
-        self._flush()
 
     def log_scores(self, scores: Mapping[str, Tensor], step: int) -> None:
         self.log_histograms(histograms(scores, self.bins, self.log_scale), step)
@@ -274,9 +276,13 @@ class WandbTracker(Tracker):
             row[f"scores_zeros/{name}"] = int(h["zeros"])
 
     def log_final(self, masks: Mapping[str, Tensor], summary: Mapping[str, Any]) -> None:
-        self._flush()
+        """Masks, sparsity table and the final scalars into the last step's row (still pending: sent now), so
+        ``_step`` and ``trainer/step`` agree there too; then the run summary."""
         wandb = self._wandb
-        row: dict[str, Any] = {}
+        step = self._pending_step if self._pending_step is not None else self._last_step + 1
+        row = self._row(max(step, 0))
+        assert row is not None  # a step past the last one sent is never skipped
+        row.update(final_row(summary))
         rows = sparsity_rows(masks)
         for (name, shape, numel, zeros, sp) in rows:
             pic, (fh, fw) = mask_image(masks[name], max_side=self.mask_max_side)
@@ -285,14 +291,14 @@ class WandbTracker(Tracker):
             row[f"masks/{name}"] = wandb.Image(pic, mode="L", caption=caption)
         row["final/sparsity_table"] = wandb.Table(columns=["layer", "shape", "params", "zeros", "sparsity"],
                                                   data=rows)
-        if self._last_step >= 0:
-            row[WANDB_STEP] = self._last_step
-        self.run.log(row)
+        self._flush()
         self.run.summary.update({k: _summary_value(v) for k, v in summary.items()})
 
     # --- resume ---
     def state_dict(self) -> dict[str, Any]:
-        return {"run_id": self.run_id, "last_step": self._last_step}
+        """The run id and the last step logged (a pending row counts: it is sent before the run ends)."""
+        pending = self._pending_step if self._pending_step is not None else -1
+        return {"run_id": self.run_id, "last_step": max(self._last_step, pending)}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """W&B cannot take rows back: steps past the checkpoint that were already sent stay as they are (a resumed

@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
 
 from ..criteria.base import Calibration
 from ..options import tristate
-from .calibration import calibration_batches, calibration_indices
+from .calibration import calibration_batches, split_calibration
 from .distributed import DistInfo
 
 Batch = tuple[Tensor, Tensor]
@@ -215,15 +215,8 @@ class StreamBatches(BatchSource):
         return (self._to_device(b) for b in self._eval_loaders[split])
 
     def calibration(self, request: Calibration) -> list[Batch]:
-        ds = self.data.train
-        plain = ds.plain() if hasattr(ds, "plain") else ds
-        labels = ds.targets if hasattr(ds, "targets") else ds.tensors[1]
-        out = []
-        for idx in calibration_indices(torch.as_tensor(labels), request, self.batch_size, self.seed):
-            samples = [plain[int(i)] for i in idx]
-            out.append(self._to_device((torch.stack([s[0] for s in samples]),
-                                        torch.stack([torch.as_tensor(s[1]) for s in samples]))))
-        return out
+        return [self._to_device(b) for b in split_calibration(self.data.train, self.data.train_labels(), request,
+                                                                self.batch_size, self.seed)]
 
     def close(self) -> None:
         self._live.clear()

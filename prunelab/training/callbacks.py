@@ -119,6 +119,8 @@ class PruningCallback(Callback):
         if self.pruner.pruned_at_step:
             metrics.update(sparsity_metrics(self.pruner))
             metrics["masks/changed"] = sum(self.pruner.changed.values())
+            if self.pruner.updater is not None:  # regrowth churn, per layer
+                metrics.update({f"masks/changed/{n}": c for n, c in self.pruner.changed.items()})
             if self.check_masks:
                 distributed.check_masks_equal(self.pruner.masks, step)
 
@@ -141,6 +143,9 @@ class PruningCallback(Callback):
             "compression": 1.0 / max(1.0 - sp["overall"], 1e-12),
             "pruned_params": sp["total"], "pruned_zeros": sp["zeros"],
         })
+        targets = self.pruner.layer_targets()  # what the distribution gave each layer (None: global ranking)
+        if targets is not None:
+            summary["sparsity/layer_targets"] = targets
 
     # --- what tracking asks of the pruner ---
     def request_scores(self, every: int) -> None:

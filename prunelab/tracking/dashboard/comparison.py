@@ -1,0 +1,145 @@
+"""A comparison: the runs of one W&B group (or one sweep directory), what they logged, and what the sweep varied.
+
+The dashboard asks only this object which keys exist, so every panel refers to a key that some run of the
+comparison logged (history), holds in its summary, or has in its config.
+"""
+from __future__ import annotations
+
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from ...errors import ConfigError
+from .runs import EXECUTION_CONFIG, LoggedRun, flatten
+
+CRITERION = "criterion.criterion_type"   # nested run config keys (W&B addresses them as criterion.value.criterion_type)
+TARGET = "schedule.target_sparsity"
+SEED = "seed"
+STEP = "trainer/step"                     # every row's x-axis
+#: config keys a sweep may vary besides criterion, target and seed; each one that varies gets its own comparison
+AXES = ("criterion.ablation", "distribution.name", "pattern.type")
+#: config keys derived from others (never a swept axis of their own)
+DERIVED_CONFIG = ("criterion.seed",)
+#: the sparsity keys that are not a layer's
+OVERALL_SPARSITY = ("sparsity/target", "sparsity/actual", "sparsity/masked")
+
+
+@dataclass
+class Comparison:
+    """The runs of one comparison and the facts the dashboard is built from."""
+
+    runs: list[LoggedRun]
+    group: str
+    project: str
+    entity: str
+    command: str = ""
+    source: str = ""
+    #: the runs of a sweep directory, by id (None: every run of the group)
+    run_ids: list[str] | None = field(default=None)
+
+    @classmethod
+    def from_runs(cls, runs: Sequence[LoggedRun], *, project: str | None = None, entity: str | None = None,
+                  command: str = "", source: str = "", by_id: bool = True) -> "Comparison":
+        """One comparison from runs that share a group and a project (``project``/``entity`` override theirs)."""
+        groups = sorted({r.group for r in runs})
+        if len(groups) != 1 or not groups[0]:
+            raise ConfigError("sweep", source, f"runs of one W&B group (found groups {groups or 'none'})")
+        projects = sorted({r.project for r in runs}) if project is None else [project]
+        if len(projects) != 1:
+            raise ConfigError("--project", None, f"one of the runs' projects {projects}")
+        ent = entity if entity is not None else next((str(v) for r in runs if (v := r.entity or
+                                                      r.config_value("logger.entity"))), "")
+        return cls(list(runs), groups[0], projects[0], ent, command or guess_command(runs), source,
+                   [r.id for r in runs] if by_id else None)
+
+    # --- what was logged ---
+    @cached_property
+    def history(self) -> dict[str, str]:
+        """Every history key of any run -> its kind (``number``, ``histogram``, ...)."""
+        out: dict[str, str] = {}
+        for r in self.runs:
+            for k, kind in r.history.items():
+                out.setdefault(k, kind)
+        return out
+
+    def logs(self, key: str, kind: str = "number") -> bool:
+        return self.history.get(key) == kind
+
+    def in_summary(self, key: str) -> bool:
+        return any(key in r.summary for r in self.runs)
+
+    def changes(self, key: str) -> bool:
+        """Whether some run logged a non-zero value of ``key``."""
+        return any(key in r.nonzero for r in self.runs)
+
+    def layers(self) -> list[str]:
+        """The pruned layers whose sparsity is logged (``sparsity/<layer>``), in logging order."""
+        return [k[len("sparsity/"):] for k, kind in self.history.items()
+                if k.startswith("sparsity/") and k not in OVERALL_SPARSITY and kind == "number"]
+
+    def score_keys(self) -> list[str]:
+        """The score histograms logged: ``scores/<layer>`` per layer, then ``scores/all``."""
+        keys = [k for k, kind in self.history.items() if k.startswith("scores/") and kind == "histogram"]
+        return sorted(keys, key=lambda k: k == "scores/all")
+
+    # --- what the sweep varied ---
+    @cached_property
+    def values(self) -> dict[str, list[Any]]:
+        """Flattened config key -> its distinct values over the runs (sorted), for the compared keys."""
+        seen: dict[str, list[Any]] = {}
+        for r in self.runs:
+            flat = flatten({k: v for k, v in r.config.items() if k not in EXECUTION_CONFIG})
+            for k, v in flat.items():
+                if isinstance(v, dict) or k in DERIVED_CONFIG:
+                    continue
+                vals = seen.setdefault(k, [])
+                if v not in vals:
+                    vals.append(v)
+        return {k: sorted(v, key=_order) for k, v in seen.items()}
+
+    def varied(self) -> dict[str, list[Any]]:
+        """The config keys with more than one value (the sweep's parameters) and their values."""
+        return {k: v for k, v in self.values.items() if len(v) > 1}
+
+    def axes(self) -> list[str]:
+        """:data:`AXES` that this sweep varies."""
+        return [a for a in AXES if len(self.values.get(a, [])) > 1]
+
+    def criteria(self) -> list[str]:
+        return [str(c) for c in self.values.get(CRITERION, [])]
+
+    def targets(self) -> list[float]:
+        """The pruning targets (dense baselines, target 0, left out)."""
+        return [t for t in self.values.get(TARGET, []) if isinstance(t, (int, float)) and t > 0]
+
+    def seeds(self) -> list[Any]:
+        return self.values.get(SEED, [])
+
+
+def _order(x: Any) -> tuple[int, float, str]:
+    """Numbers by value, then strings, then anything else (None last)."""
+    if isinstance(x, (int, float)) and not isinstance(x, bool):
+        return (0, float(x), "")
+    return (1 if isinstance(x, str) else 2 if x is not None else 3, 0.0, str(x))
+
+
+def guess_command(runs: Sequence[LoggedRun]) -> str:
+    """The command line of the first run that recorded one (``prunelab`` + its arguments)."""
+    for r in runs:
+        if r.args:
+            return shlex.join(["prunelab", *r.args])
+    return ""
+
+
+def sweep_command(sweep_dir: Path) -> str:
+    """``prunelab -m <overrides>`` from a Hydra sweep directory's ``multirun.yaml`` ("" if it has none)."""
+    path = sweep_dir / "multirun.yaml"
+    if not path.exists():
+        return ""
+    from omegaconf import OmegaConf
+
+    task = OmegaConf.select(OmegaConf.load(path), "hydra.overrides.task", default=None)
+    return shlex.join(["prunelab", "-m", *[str(t) for t in task]]) if task is not None else ""

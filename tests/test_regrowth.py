@@ -1,0 +1,243 @@
+"""Dynamic sparse training: SET and RigL as mask updaters (drop the smallest |W|, grow random / largest dense
+gradient) at constant per-layer sparsity, with grown weights at 0 and their optimizer state zeroed."""
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from torch import nn
+
+from appkit import cli, compose, env, metrics, summary
+from prunelab.errors import ConfigError
+from prunelab.pruner import Pruner
+from prunelab.regrowth import RigLUpdater, SETUpdater, build_updater, drop_and_grow
+from prunelab.schedule import Schedule
+
+T, F = True, False
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# --- one layer, by hand ---------------------------------------------------------------------------------------
+def test_drop_and_grow_on_a_hand_made_layer():
+    mask = torch.tensor([[T, T, T, F], [T, F, T, F], [T, T, F, F]])  # 7 kept of 12
+    w = torch.tensor([[0.5, -0.1, 0.3, 0.0], [0.1, 0.0, -0.9, 0.0], [0.2, 0.1, 0.0, 0.0]])
+    g = torch.tensor([[9.0, 0.0, 0.0, 4.0], [0.0, 4.0, 0.0, 1.0], [0.0, 0.0, 4.0, 2.0]])
+    # fraction 0.5: n = floor(0.5 * 7) = 3 dropped. Kept |W|: 0.5 0.1 0.3 / 0.1 0.9 / 0.2 0.1 -> the three smallest
+    # are the 0.1s at (0,1), (1,0), (2,1) (ties: by position, all three go). Candidates to grow: every position not
+    # kept after the drop, the dropped ones included; |g| 4.0 at (0,3), (1,1), (2,2) (a tie of three for three
+    # places: all grow) beat 2.0, 1.0 and the zeros of the dropped positions.
+    new = drop_and_grow(mask, w.abs(), g.abs(), 0.5)
+    want = torch.tensor([[T, F, T, T], [F, T, T, F], [T, F, T, F]])
+    assert torch.equal(new, want)
+    assert int(new.sum()) == int(mask.sum())
+
+
+def test_ties_drop_the_earlier_and_grow_the_later_position():
+    mask = torch.tensor([T, T, T, F, F, F])
+    w = torch.tensor([1.0, 1.0, 1.0, 0.0, 0.0, 0.0])  # all kept weights tie: the first goes
+    g = torch.tensor([0.0, 0.0, 0.0, 5.0, 5.0, 5.0])  # all candidates tie: the last grows
+    new = drop_and_grow(mask, w, g, 0.34)  # floor(0.34 * 3) = 1
+    assert new.tolist() == [F, T, T, F, F, T]
+
+
+def test_a_dropped_weight_can_be_grown_again():
+    """The grow candidates include the weights just dropped (jaxpruner and rigl do the same): then nothing flips."""
+    mask = torch.tensor([T, T, F, F])
+    w = torch.tensor([0.1, 0.9, 0.0, 0.0])
+    g = torch.tensor([7.0, 0.0, 1.0, 2.0])  # the dropped weight has the largest gradient
+    assert torch.equal(drop_and_grow(mask, w, g, 0.5), mask)
+
+
+def test_cosine_drop_fraction_at_start_middle_and_end():
+    u = RigLUpdater(delta_t=10, t_end=1000, drop_fraction=0.3)
+    assert u.drop_fraction(0) == pytest.approx(0.3)
+    assert u.drop_fraction(500) == pytest.approx(0.15)
+    assert u.drop_fraction(1000) == pytest.approx(0.0, abs=1e-12)
+    assert u.drop_fraction(250) == pytest.approx(0.15 * (1 + math.cos(math.pi / 4)))
+    s = SETUpdater(delta_t=10, t_end=1000, drop_fraction=0.3)
+    assert s.drop_fraction(0) == s.drop_fraction(999) == 0.3  # SET: constant zeta
+    assert [t for t in range(0, 1001) if u.is_update_step(t)] == list(range(10, 1000, 10))
+    assert u.last_step == 990
+
+
+def test_bad_regrowth_options_are_one_line():
+    with pytest.raises(ConfigError, match=r"^regrowth.delta_t=0"):
+        build_updater({"name": "rigl", "delta_t": 0}, 100, 0)
+    with pytest.raises(ConfigError, match=r"^regrowth.drop_fraction=1.5"):
+        build_updater({"name": "set", "drop_fraction": 1.5}, 100, 0)
+    with pytest.raises(ConfigError, match=r"^regrowth.t_end=5: a step after the initial pruning"):
+        build_updater({"name": "rigl", "t_end": 5}, 100, 10)
+    with pytest.raises(ConfigError, match=r"^regrowth.delta=1: a key of regrowth rigl"):
+        build_updater({"name": "rigl", "delta": 1}, 100, 0)
+    with pytest.raises(ConfigError, match=r"^regrowth.name='bogus'"):
+        build_updater({"name": "bogus"}, 100, 0)
+    assert build_updater({"name": "none"}, 100, 0) is None
+    assert build_updater({"name": "rigl", "t_end": 0.5}, 200, 0).t_end == 100  # fractions of training
+
+
+# --- through the pruner ------------------------------------------------------------------------------------------
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc2, self.head = nn.Linear(10, 24), nn.Linear(24, 16), nn.Linear(16, 3)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.fc2(torch.relu(self.fc1(x)))))
+
+
+def batches(n, seed=2):
+    g = torch.Generator().manual_seed(seed)
+    return [(torch.randn(12, 10, generator=g), torch.randint(0, 3, (12,), generator=g)) for _ in range(n)]
+
+
+@pytest.mark.parametrize("kind", ["rigl", "set"])
+@pytest.mark.parametrize("opt_name", ["sgd", "adam"])
+def test_updates_keep_per_layer_counts_and_reset_grown_state(kind, opt_name):
+    torch.manual_seed(0)
+    model = Net()
+    updater = (RigLUpdater if kind == "rigl" else SETUpdater)(delta_t=3, t_end=18, drop_fraction=0.5, seed=4)
+    pruner = Pruner(model, "random", "1x1", Schedule(0.8, start_step=0, end_step=0), distribution="uniform",
+                    head="head", updater=updater)
+    opt = (torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9) if opt_name == "sgd"
+           else torch.optim.Adam(model.parameters(), lr=0.01))
+    pruner.bind(optimizer=opt)
+    pruner.on_train_begin()
+    kept0 = None
+    updates = 0
+    for step, (x, y) in enumerate(batches(20)):
+        old = {n: m.clone() for n, m in pruner.masks.items()}
+        grads = {n: getattr(model, n).weight.grad for n in pruner.names}
+        state = {n: {k: v.clone() for k, v in opt.state[getattr(model, n).weight].items() if v.dim() > 0}
+                 for n in pruner.names} if step else {}
+        pruner.on_step_begin(step)
+        kept = {n: int(m.sum()) for n, m in pruner.masks.items()}
+        kept0 = kept0 or kept
+        assert kept == kept0, step  # per-layer sparsity constant across updates
+        if updater.is_update_step(step):
+            updates += 1
+            for n in pruner.names:
+                w, new = getattr(model, n).weight, pruner.masks[n]
+                grown, dropped = new & ~old[n], old[n] & ~new
+                assert int(grown.sum()) == int(dropped.sum()) > 0
+                assert pruner.changed[n] == int(grown.sum() + dropped.sum())
+                assert torch.all(w[grown] == 0)
+                if kind == "rigl":  # every grown weight has a gradient at least as large as any not grown
+                    g = grads[n].abs()
+                    assert g[grown].min() >= g[~new].max()
+                for key, v in opt.state[w].items():
+                    if v.dim() == 0:
+                        continue
+                    assert torch.all(v[grown] == 0), (n, key)
+                    assert torch.equal(v[~grown], state[n][key][~grown]), (n, key)
+        else:
+            assert all(torch.equal(pruner.masks[n], old[n]) for n in pruner.names) or step == 0
+        loss = nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        pruner.on_before_optimizer_step()
+        opt.step()
+        pruner.on_after_optimizer_step()
+    assert updates == 5  # steps 3, 6, 9, 12, 15
+    for n, m in pruner.masks.items():
+        assert torch.all(getattr(model, n).weight[~m] == 0)
+
+
+def test_set_growth_is_seeded_by_seed_and_step():
+    torch.manual_seed(0)
+    a, b = (SETUpdater(delta_t=5, t_end=50, seed=s) for s in (1, 1))
+    pa = Pruner(Net(), "random", "1x1", Schedule(0.5, 0, 0), head="head", updater=a)
+    pa.on_step_begin(0)
+    first, again, other_step = a.grow_scores(pa, 5), b.grow_scores(pa, 5), a.grow_scores(pa, 10)
+    assert all(torch.equal(first[n], again[n]) for n in first)
+    assert not torch.equal(first["fc1"], other_step["fc1"])
+
+
+# --- through the app ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("option", ["rigl", "set"])
+def test_rigl_and_set_options_choose_at_init_erk_and_their_regrowth_unless_overridden(option):
+    cfg = compose([f"criterion={option}"])
+    assert (cfg.schedule.end_step, cfg.distribution.name, cfg.regrowth.name) == (0, "erk", option)  # at_init
+    cfg = compose([f"criterion={option}", "distribution=uniform", "schedule=iterative"])
+    assert cfg.schedule.end_step > 0 and (cfg.distribution.name, cfg.regrowth.name) == ("uniform", option)
+
+
+RUN = ["logger=none", "trainer.progress=none", "trainer.max_steps=120", "trainer.eval_every=40",
+       "regrowth.delta_t=20", "trainer.log_every=5", "trainer.checkpoint_every=25", "trainer.deterministic=true"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("option", ["rigl", "set"])
+def test_rigl_and_set_end_to_end(tmp_path, option):
+    run_dir = tmp_path / option
+    proc = cli([f"criterion={option}", *RUN, f"hydra.run.dir={run_dir}"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = metrics(run_dir)
+    updates = [r for r in rows if "masks/changed/fc1" in r]
+    assert [r["step"] for r in updates] == [0, 20, 40, 60, 80]  # the initial pruning, then until t_end = 90
+    assert all(r["masks/changed"] > 0 for r in updates)
+    assert len({round(r["sparsity/masked"], 12) for r in updates}) == 1  # constant sparsity
+    s = summary(run_dir)
+    assert s["sparsity/masked"] == pytest.approx(0.9, abs=1e-3)
+    targets = s["sparsity/layer_targets"]  # ERK: fc2 (256x128) sparser than fc1 (64x256); as many weights kept
+    assert targets["fc2"] > 0.9 > targets["fc1"]
+
+
+KILL = textwrap.dedent("""
+    import os, signal, sys
+    from prunelab import pruner
+    at = int(sys.argv[1])
+    begin = pruner.Pruner.on_step_begin
+    def on_step_begin(self, step=None):
+        if step == at:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return begin(self, step)
+    pruner.Pruner.on_step_begin = on_step_begin
+    from prunelab.__main__ import cli
+    sys.argv = ["prunelab", *sys.argv[2:]]
+    cli()
+""")
+
+
+@pytest.mark.slow
+def test_resume_across_an_update_step_is_bitwise(tmp_path):
+    """Killed after the checkpoint of step 49 and before the update of step 60; resumed, it must end exactly as a
+    run never interrupted (weights, masks, metrics)."""
+    args = ["criterion=rigl", *RUN]
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    assert cli([*args, f"hydra.run.dir={ref}"], cwd=tmp_path).returncode == 0
+    (tmp_path / "kill.py").write_text(KILL)
+    killed = subprocess.run([sys.executable, str(tmp_path / "kill.py"), "57", *args, f"hydra.run.dir={run}"],
+                            cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert torch.load(run / "checkpoint.pt", weights_only=True)["step"] == 49
+    resumed = cli([*args, f"hydra.run.dir={run}", "trainer.resume=true"], cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    a, b = (torch.load(d / "checkpoint.pt", weights_only=True) for d in (ref, run))
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert all(torch.equal(a["pruner"]["masks"][k], b["pruner"]["masks"][k]) for k in a["pruner"]["masks"])
+    assert (ref / "metrics.jsonl").read_bytes() == (run / "metrics.jsonl").read_bytes()
+
+
+@pytest.mark.slow
+def test_two_ranks_keep_identical_masks(tmp_path):
+    """Under DDP the grow scores come from the all-reduced gradient and SET's from a shared seed: check_masks
+    all-reduces a mask checksum at every update and fails the run on any difference between the ranks."""
+    for option in ("rigl", "set"):
+        run_dir = tmp_path / option
+        proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                               "-m", "prunelab", f"criterion={option}", *RUN, "trainer.max_steps=60",
+                               "trainer.check_masks=true", "trainer.batch_size=32", f"hydra.run.dir={run_dir}"],
+                              cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert [r["step"] for r in metrics(run_dir) if "masks/changed/fc1" in r] == [0, 20, 40]

@@ -1,0 +1,90 @@
+"""The report's statistics against hand computations: paired differences by seed with Student's t intervals,
+the verdict per sparsity, and the seeds a difference needs (published paired t-test sample sizes)."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from prunelab.report import stats
+
+T_975_DF2 = 4.302652729749462  # Student's t, 97.5% quantile, 2 degrees of freedom (any t table: 4.303)
+
+# a fixed small table: criterion -> target -> seed -> test accuracy
+TABLE = {
+    "random": {0.9: {0: 0.70, 1: 0.71, 2: 0.75, 3: 0.60}},   # seed 3: only random has it
+    "magnitude": {0.9: {0: 0.80, 1: 0.82, 2: 0.84, 4: 0.99}},  # seed 4: only magnitude has it
+    "snip": {0.9: {0: 0.72, 1: 0.70, 2: 0.755}},
+}
+
+
+def test_paired_difference_excluding_zero_by_hand():
+    d = stats.paired_difference("magnitude", "random", 0.9, TABLE["magnitude"][0.9], TABLE["random"][0.9])
+    # seeds 0, 1, 2 only; differences 0.10, 0.11, 0.09: mean 0.10, sd 0.01
+    assert d.seeds == (0, 1, 2) and d.n == 3
+    assert d.mean == pytest.approx(0.10, abs=1e-12) and d.sd == pytest.approx(0.01, abs=1e-12)
+    half = T_975_DF2 * 0.01 / math.sqrt(3)  # 0.024841
+    assert d.half_width == pytest.approx(half, rel=1e-9)
+    assert (d.low, d.high) == (pytest.approx(0.10 - half), pytest.approx(0.10 + half))
+    assert d.sign == 1
+
+
+def test_paired_difference_including_zero_by_hand():
+    d = stats.paired_difference("snip", "random", 0.9, TABLE["snip"][0.9], TABLE["random"][0.9])
+    # differences 0.02, -0.01, 0.005: mean 0.005, deviations 0.015, -0.015, 0 -> variance 0.000225, sd 0.015
+    assert d.mean == pytest.approx(0.005, abs=1e-12) and d.sd == pytest.approx(0.015, abs=1e-12)
+    half = T_975_DF2 * 0.015 / math.sqrt(3)  # 0.037262
+    assert d.low == pytest.approx(0.005 - half) and d.high == pytest.approx(0.005 + half)
+    assert d.low < 0 < d.high and d.sign == 0
+    reverse = stats.paired_difference("random", "snip", 0.9, TABLE["random"][0.9], TABLE["snip"][0.9])
+    assert reverse.mean == pytest.approx(-d.mean) and reverse.half_width == pytest.approx(d.half_width)
+
+
+def test_one_common_seed_gives_no_interval():
+    d = stats.paired_difference("a", "b", 0.5, {0: 0.9, 1: 0.8}, {1: 0.7})
+    assert d.n == 1 and d.mean == pytest.approx(0.1) and math.isnan(d.half_width) and d.sign == 0
+    assert d.seeds_needed is None
+
+
+def test_against_a_reference():
+    vs_random = stats.against(TABLE, "random")
+    assert set(vs_random) == {0.9} and set(vs_random[0.9]) == {"magnitude", "snip"}
+    assert vs_random[0.9]["magnitude"].sign == 1 and vs_random[0.9]["snip"].sign == 0
+
+
+def test_verdict_best_tied_and_worse():
+    table = {
+        "magnitude": {0.9: {0: 0.85, 1: 0.86, 2: 0.84}},
+        "snip": {0.9: {0: 0.845, 1: 0.862, 2: 0.838}},   # -0.005, +0.002, -0.002 vs magnitude: CI includes 0
+        "random": {0.9: {0: 0.70, 1: 0.72, 2: 0.69}},    # -0.15, -0.14, -0.15: CI below 0
+        "gradient": {0.9: {7: 0.80}},                    # no seed in common with magnitude
+    }
+    (v,) = stats.verdicts(table)
+    assert v.best == "magnitude" and v.means["magnitude"] == pytest.approx(0.85)
+    assert set(v.tied) == {"snip"} and set(v.worse) == {"random"} and set(v.unknown) == {"gradient"}
+    snip = v.tied["snip"]
+    # hand: mean -0.0016667, sd 0.0035119, half-width 4.3027 * 0.0035119 / sqrt(3) = 0.0087240
+    assert snip.mean == pytest.approx(-0.005 / 3, abs=1e-12)
+    assert snip.sd == pytest.approx(0.0035119, abs=1e-6) and snip.half_width == pytest.approx(0.0087240, abs=1e-6)
+
+
+@pytest.mark.parametrize("effect,n", [(1.0, 10), (0.8, 15), (0.5, 34), (2.0, 5)])
+def test_seeds_needed_matches_published_paired_t_sample_sizes(effect, n):
+    """Two-sided paired (one-sample) t-test, alpha 0.05, power 0.8: effect size 0.5 -> 34, 0.8 -> 15, 1 -> 10
+    (G*Power; Cohen 1988). Guenther's approximation ((1.96 + 0.8416) / d)^2 + 1.96^2 / 2 gives 33.3, 9.8."""
+    assert stats.seeds_needed(effect, 1.0) == n
+    assert stats.seeds_needed(-effect * 0.01, 0.01) == n  # only |delta| / sd matters
+
+
+def test_seeds_needed_edge_cases():
+    assert stats.seeds_needed(0.0, 0.01) is None
+    assert stats.seeds_needed(0.01, 0.0) == 2
+    assert stats.seeds_needed(0.01, math.nan) is None
+    assert stats.seeds_needed(1e-6, 1.0) is None  # beyond 100,000 seeds
+
+
+def test_pooled_sd_by_hand():
+    a = stats.paired_difference("magnitude", "random", 0.9, TABLE["magnitude"][0.9], TABLE["random"][0.9])
+    b = stats.paired_difference("snip", "random", 0.9, TABLE["snip"][0.9], TABLE["random"][0.9])
+    # sqrt((2 * 0.01^2 + 2 * 0.015^2) / 4)
+    assert stats.pooled_sd([a, b]) == pytest.approx(math.sqrt((2 * 1e-4 + 2 * 2.25e-4) / 4), rel=1e-9)
