@@ -66,13 +66,15 @@ class Setup:
     batch: int
     n_train: int
     augment: bool
+    n_eval: int = 256  # val and test samples each (evaluated once, at the last, untimed step)
 
 
 def cpu_setups(quick: bool) -> list[Setup]:
     return [
-        Setup("mlp", {"name": "mlp", "hidden_sizes": [300, 100]}, (1, 28, 28), 10, 128, 2048 if quick else 8192, False),
+        Setup("mlp", {"name": "mlp", "hidden_sizes": [300, 100]}, (1, 28, 28), 10, 128, 2048 if quick else 8192, False,
+              128 if quick else 256),
         Setup("resnet20", {"name": "resnet20", "depth": 20}, (3, 32, 32), 10, 16 if quick else 64,
-              256 if quick else 4096, True),
+              256 if quick else 4096, True, 32 if quick else 256),
     ]
 
 
@@ -87,7 +89,7 @@ def gpu_setups(quick: bool) -> list[Setup]:
 def synthetic_splits(setup: Setup, in_memory: bool, seed: int = 0) -> DataSplits:
     """uint8 images (random pixels, random labels) as the CIFAR builder holds them, in memory or to stream."""
     g = torch.Generator().manual_seed(seed)
-    n_eval = max(setup.batch, 256)
+    n_eval = max(setup.batch, setup.n_eval)
     images = torch.randint(0, 256, (setup.n_train + 2 * n_eval, *setup.shape), dtype=torch.uint8, generator=g)
     labels = torch.randint(0, setup.classes, (len(images),), generator=g)
     base = ArrayImages(images, labels)
