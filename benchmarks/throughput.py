@@ -11,7 +11,7 @@ builders hold them:
 
 Both get the same batches (the CIFAR-style crop + flip is batch-level, applied on either path). Models: the MLP
 784-300-100-10 (LeNet-300-100) on MNIST-shaped data (1x28x28, batch 128) and ResNet-20 (He et al. 2016) on
-CIFAR-shaped data (3x32x32, batch 64, crop + flip), dense (``--quick``: batch 16, 6 steps). Each row trains ``--steps`` steps; the first
+CIFAR-shaped data (3x32x32, batch 64, crop + flip), dense (``--quick``: ResNet-20 batch 8, 6 steps). Each row trains ``--steps`` steps; the first
 ``--warmup`` and the last (which evaluates) are not timed; rows alternate in-memory / streaming for
 ``--repeats`` rounds and the median counts. Target: streaming ResNet-20 with 2 workers >= 0.8x in-memory.
 
@@ -73,8 +73,8 @@ def cpu_setups(quick: bool) -> list[Setup]:
     return [
         Setup("mlp", {"name": "mlp", "hidden_sizes": [300, 100]}, (1, 28, 28), 10, 128, 2048 if quick else 8192, False,
               128 if quick else 256),
-        Setup("resnet20", {"name": "resnet20", "depth": 20}, (3, 32, 32), 10, 16 if quick else 64,
-              256 if quick else 4096, True, 32 if quick else 256),
+        Setup("resnet20", {"name": "resnet20", "depth": 20}, (3, 32, 32), 10, 8 if quick else 64,
+              256 if quick else 4096, True, 16 if quick else 256),
     ]
 
 
