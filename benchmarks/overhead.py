@@ -49,6 +49,10 @@ Run::
     python benchmarks/overhead.py --criteria taylor,movement,lamp,wanda   # the wave-2 criteria only
     python benchmarks/overhead.py --focus-only          # only the variants the targets judge
     python benchmarks/overhead.py --quick --json o.json # smoke run (< 30 s)
+    python benchmarks/overhead.py --models mlp --focus-only --fused   # + snip_momentum with its fused update
+
+``--fused`` adds snip_momentum with ``criterion.fused=true`` (its score update as one pass compiled by
+``torch.compile``; compiled before anything is timed) as the variant ``snip_momentum+fused``.
 """
 from __future__ import annotations
 
@@ -88,6 +92,7 @@ LIMITS = {
     "mlp_amortized": 1.25,
     "mlp_update_dense_steps": 2.0,
     "resnet20_ordinary": 1.03,
+    "mlp_ordinary_fused": 1.10,  # snip_momentum with its fused (compiled) score update
 }
 
 
@@ -208,11 +213,12 @@ class OursRunner:
     """The five hooks, exactly as a training loop calls them."""
 
     def __init__(self, model: nn.Module, criterion: str, pattern: str, distribution: str,
-                 calibration: list | None = None) -> None:
+                 calibration: list | None = None, options: dict[str, Any] | None = None) -> None:
         self.model, self.opt = model, sgd(model)
         self.schedule = schedule_for(pattern)
         self.pruner = Pruner(
-            model, criterion=criterion, pattern=pattern, distribution=distribution, schedule=self.schedule,
+            model, criterion={"criterion_type": criterion, **(options or {})}, pattern=pattern,
+            distribution=distribution, schedule=self.schedule,
             head=model.head,
         )
         # model-level criteria (wanda) score on the benchmark's batches, as many as they ask for; the time of their
@@ -304,11 +310,15 @@ class Variant:
     distribution: str = "global"
     focus: bool = False  # a variant some target is judged on (gets the focus repeats)
     runs: list[dict[str, Any]] = field(default_factory=list)
+    options: dict[str, Any] = field(default_factory=dict)  # the criterion's own config keys
 
     def runner(self, model: nn.Module, batches: list | None = None) -> Any:
         if self.kind == "ours":
-            return OursRunner(model, self.criterion, self.pattern, self.distribution, batches)
+            return OursRunner(model, self.criterion, self.pattern, self.distribution, batches, self.options)
         return TorchPruneRunner(model, self.key)
+
+
+FUSED = {"fused": "true"}
 
 
 def applies(criterion: str, pattern: str, distribution: str) -> bool:
@@ -331,7 +341,7 @@ def full_combos() -> list[tuple[str, str, str]]:
 
 
 def variants_for(quick: bool, model: str, focus_only: bool = False, criteria: tuple[str, ...] = CRITERIA,
-                 distributions: tuple[str, ...] = DISTRIBUTIONS) -> list[Variant]:
+                 distributions: tuple[str, ...] = DISTRIBUTIONS, fused: bool = False) -> list[Variant]:
     vs: list[Variant] = []
     if quick:  # every criterion, pattern and distribution at least once on the MLP; one variant on ResNet-20
         combos = [("magnitude", "1x1", "global")]
@@ -347,6 +357,8 @@ def variants_for(quick: bool, model: str, focus_only: bool = False, criteria: tu
     combos = [(c, p, d) for c, p, d in combos if c in criteria and d in distributions]
     for c, p, d in combos:
         vs.append(Variant(f"{c}/{p}/{d}", "ours", c, p, d, focus=(p == "1x1" and d == "global")))
+    if fused and "snip_momentum" in criteria and "global" in distributions:
+        vs.append(Variant("snip_momentum+fused/1x1/global", "ours", "snip_momentum", focus=True, options=FUSED))
     methods = ["torch_l1"] if (quick and model != "mlp") else list(TORCH_METHODS)
     for method in methods:
         vs.append(Variant(method, "torch", TORCH_METHODS[method], focus=True))
@@ -487,10 +499,10 @@ def bench_model(spec: ModelSpec, variants: list[Variant], repeats: int, focus_re
     base = spec.build()
     batches = make_batches(spec)
     # warm-up: kernels, allocator, foreach paths (untimed)
-    wu = Variant("warmup", "ours", "snip_momentum", "1x1", "global")
     wspec = copy.copy(spec)
     wspec.warmup, wspec.window = [], ([8, 9, 10, 11] if spec.name == "mlp" else [10])
-    run_window(wspec, base, batches, wu)
+    for options in [{}] + [v.options for v in variants if v.options]:  # compiles a fused update once, untimed
+        run_window(wspec, base, batches, Variant("warmup", "ours", "snip_momentum", "1x1", "global", options=options))
     rounds = max(repeats, focus_repeats)
     t0 = time.perf_counter()
     for r in range(rounds):
@@ -503,13 +515,13 @@ def bench_model(spec: ModelSpec, variants: list[Variant], repeats: int, focus_re
     for v in variants:
         s = summarize(spec, v.runs)
         s.update({"key": v.key, "kind": v.kind, "criterion": v.criterion, "pattern": v.pattern,
-                  "distribution": v.distribution,
-                  "target": target_for(v.pattern)})
+                  "distribution": v.distribution, "target": target_for(v.pattern), "options": v.options})
         out_variants.append(s)
     agreement = {m: mask_agreement(spec, base, batches, m) for m in TORCH_METHODS if any(v.key == m for v in variants)}
     dense_all = statistics.median(d for v in variants for r in v.runs for d in r["dense"]) * 1e3
     hooks = [hook_costs(spec, base, batches, c, dense_all) for c in CRITERIA
-             if any(v.kind == "ours" and v.criterion == c for v in variants)]
+             if any(v.kind == "ours" and v.criterion == c and not v.options for v in variants)]
+    hooks += [hook_costs(spec, base, batches, v.criterion, dense_all, v.options) for v in variants if v.options]
     return {
         "params": sum(p.numel() for p in base.parameters()),
         "batch": spec.batch,
@@ -523,10 +535,11 @@ def bench_model(spec: ModelSpec, variants: list[Variant], repeats: int, focus_re
     }
 
 
-def hook_costs(spec: ModelSpec, base: nn.Module, batches: list, criterion: str, dense_ms: float) -> dict[str, Any]:
+def hook_costs(spec: ModelSpec, base: nn.Module, batches: list, criterion: str, dense_ms: float,
+               options: dict[str, Any] | None = None) -> dict[str, Any]:
     """The pruner's own work per hook, timed alone (median of many calls; 1x1 global, masks active): where an
     overhead comes from, without a training step's noise around it."""
-    runner = OursRunner(copy.deepcopy(base), criterion, "1x1", "global", batches)
+    runner = OursRunner(copy.deepcopy(base), criterion, "1x1", "global", batches, options)
     sch, p = runner.schedule, runner.pruner
     nb = len(batches)
     first = next(t for t in sch.steps if sch.target(t) > 0)
@@ -553,7 +566,7 @@ def hook_costs(spec: ModelSpec, base: nn.Module, batches: list, criterion: str, 
         "update_masks_us": med(lambda: p.update_masks(sch.target_sparsity), max(5, n // 5)),  # a pruning step
     }
     out: dict[str, Any] = {"criterion": criterion, "pattern": "1x1", "distribution": "global",
-                           "model_level": model_level, **us}
+                           "model_level": model_level, "options": options or {}, **us}
     out.update({k.replace("_us", "_dense_steps"): v / 1e3 / dense_ms for k, v in us.items()})
     # what an ordinary step would cost if the pruner's own work were all (no step noise): a lower bound
     per_step = us["apply_masks_us"] + (us["scores_us"] if crit.stateful else 0.0)
@@ -631,6 +644,9 @@ def judge(results: dict[str, Any]) -> list[dict[str, Any]]:
                     v["amortized_se"])
                 add(f"mlp {c} 1x1 global: mask update, dense steps", v["update_dense_steps"],
                     LIMITS["mlp_update_dense_steps"])
+                if c == "snip_momentum" and (f := by_key.get("snip_momentum+fused/1x1/global")) is not None:
+                    add("mlp snip_momentum+fused 1x1 global: ordinary step / dense", f["ordinary_ratio"],
+                        LIMITS["mlp_ordinary_fused"], f["ordinary_se"])
             elif model == "resnet20":
                 add(f"resnet20 {c} 1x1 global: ordinary step / dense", v["ordinary_ratio"],
                     LIMITS["resnet20_ordinary"], v["ordinary_se"])
@@ -674,10 +690,11 @@ def print_tables(results: dict[str, Any], targets: list[dict[str, Any]]) -> None
         if res.get("hook_costs"):
             print(f"\n  pruner hooks alone ({model}, 1x1 global, masks active; median us, and in dense steps; "
                   f"scores of a model-level criterion = its calibration passes)")
-            print(f"  {'criterion':<14} {'apply masks':>20} {'scores':>20} {'update_masks':>20}"
+            print(f"  {'criterion':<19} {'apply masks':>20} {'scores':>20} {'update_masks':>20}"
                   f"  {'ordinary from hooks':>19}")
             for h in res["hook_costs"]:
-                print(f"  {h['criterion']:<14} " + " ".join(
+                name = h["criterion"] + ("+fused" if h.get("options") else "")
+                print(f"  {name:<19} " + " ".join(
                     f"{h[k + '_us']:>9.0f} ({h[k + '_dense_steps']:>6.3f})"
                     for k in ("apply_masks", "scores", "update_masks"))
                     + f"  {h['ordinary_ratio_from_hooks']:>18.3f}x")
@@ -723,6 +740,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--focus-repeats", type=int, default=None,
                     help="repeats of the variants a target is judged on (1x1 global, torch.nn.utils.prune) "
                          "(default 5 for the MLP, 3 for ResNet-20)")
+    ap.add_argument("--fused", action="store_true",
+                    help="also time snip_momentum with criterion.fused=true (one compiled score pass)")
     args = ap.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -750,7 +769,7 @@ def main(argv: list[str] | None = None) -> int:
     monitor = CpuMonitor()
     results = {}
     for m in models:
-        variants = variants_for(args.quick, m, args.focus_only, criteria, distributions)
+        variants = variants_for(args.quick, m, args.focus_only, criteria, distributions, args.fused)
         r, fr = reps[m]
         print(f"... {m}: {len(variants)} variants, repeats {r} (focus {fr})", flush=True)
         results[m] = bench_model(specs[m], variants, r, fr)

@@ -41,7 +41,9 @@ from .training import distributed
 from .training.calibration import check_calibration
 from .training.callbacks import PruningCallback, TrackingCallback
 from .training.checkpoint import seed_everything
-from .training.trainer import Interrupted, Trainer, TrainerConfig
+from .training.accel import check_levers
+from .training.batches import check_loader
+from .training.trainer import Interrupted, Trainer, TrainerConfig, resolve_device
 
 log = logging.getLogger("prunelab")
 
@@ -204,7 +206,7 @@ def _build(cfg: DictConfig, run_dir: Path, tc: TrainerConfig, dist: distributed.
         pruner.bind(updater=build_updater(cfg.get("regrowth"), total, pruner.schedule.end_step, int(cfg.seed)))
         end_step = pruner.last_mask_step
         if pruner.criterion.score_hook is ScoreHook.MODEL:  # its calibration batches are drawn at the pruning step
-            check_calibration(data.train.tensors[1], pruner.criterion.calibration, tc.batch_size)
+            check_calibration(data.train_labels(), pruner.criterion.calibration, tc.batch_size)
         resume_state = trainer.load_checkpoint(decision.checkpoint) if decision.kind == "resume" else None
         pruning = PruningCallback(pruner, check_masks=tc.check_masks)
     except BaseException as exc:  # noqa: BLE001 - re-raised below, after every rank knows

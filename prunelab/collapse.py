@@ -89,20 +89,21 @@ class InitPruning:
         self.model = models.build(cfg.model).to(self.device)
         self.head = models.head_name(self.model, cfg.model)
         self.initializer = lambda: models.build(cfg.model)
-        x, y = data_mod.build(cfg.dataset).train.tensors
-        self.x, self.y = x.to(self.device), y.to(self.device)
+        data = data_mod.build(cfg.dataset)
+        self.train, self.labels = data.train, data.train_labels()
         self.sizes = {n: m.numel() for n, m in self._pruner(0.0).masks.items()}
 
     def _pruner(self, sparsity: float) -> Any:
         from .pruner import Pruner
-        from .training.calibration import calibration_batches
+        from .training.calibration import split_calibration
 
         cfg = copy.deepcopy(self.cfg)
         OmegaConf.update(cfg, "schedule.target_sparsity", float(sparsity), force_add=True)
         model = copy.deepcopy(self.model)
         pruner = Pruner.from_config(model, cfg, head=self.head, initializer=self.initializer)
         bs, seed = int(cfg.trainer.batch_size), int(cfg.seed)
-        pruner.bind(model=model, calibration=lambda req: calibration_batches(self.x, self.y, req, bs, seed))
+        pruner.bind(model=model, calibration=lambda req: [
+            (x.to(self.device), y.to(self.device)) for x, y in split_calibration(self.train, self.labels, req, bs, seed)])
         return pruner
 
     @property

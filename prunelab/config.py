@@ -379,6 +379,11 @@ def training_steps(cfg: Mapping[str, Any]) -> int | None:
 
 def validate(cfg: DictConfig | Mapping[str, Any]) -> None:
     """Every check the config alone allows, before any data, model or file (each error: one line)."""
+    if isinstance(cfg, DictConfig) and isinstance(cfg.get("dataset"), DictConfig):
+        for key in ("input_shape", "num_classes"):  # models are built from them, before the data
+            if OmegaConf.is_missing(cfg.dataset, key):
+                raise ConfigError(f"dataset.{key}", "???", f"a value for dataset {cfg.dataset.get('name')} "
+                                  f"(set dataset.{key}=...)")
     plain = task_config(cfg) if isinstance(cfg, DictConfig) else config_to_dict(cfg)
     check_keys(plain)
     check_rules(plain)  # the checks up to here import no torch: a typo is answered at once
@@ -414,8 +419,12 @@ def validate(cfg: DictConfig | Mapping[str, Any]) -> None:
         raise ConfigError("schedule.end_step", schedule.end_step, f"a step below the training length of {total} "
                           "(trainer.max_steps); or the end as a fraction of training, e.g. schedule.end=0.6")
     check_op_types(plain["prune"].get("op_types"))
-    TrainerConfig.from_config(tr)
-    resolve_device(str(tr.get("device", "auto")))
+    from .training.accel import check_levers
+    from .training.batches import check_loader
+
+    tc = TrainerConfig.from_config(tr)
+    check_levers(tc, resolve_device(str(tr.get("device", "auto"))))
+    check_loader(tc)
     from .rundir import resume_mode
 
     if resume_mode(tr.get("resume")) == "path" and not os.path.exists(str(tr["resume"])):

@@ -7,6 +7,19 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+AUTO = "auto"
+
+
+def tristate(key: str, value: Any) -> bool | None:
+    """An ``auto | true | false`` option (a bool or its string; YAML and the command line give either): None for
+    auto, else the bool. Anything else is a one-line :class:`~prunelab.errors.ConfigError` naming ``key``."""
+    text = str(value).strip().lower() if value is not None else AUTO
+    if text in (AUTO, "true", "false"):
+        return None if text == AUTO else text == "true"
+    from .errors import ConfigError
+
+    raise ConfigError(key, value, "auto, true or false")
+
 
 def config_to_dict(config: Any) -> dict[str, Any]:
     """Read a config given as a dict, an OmegaConf config, a dataclass or None into a plain dict (a string is the

@@ -32,8 +32,11 @@ ISSUE = [  # the mishaps issue 12 lists
     (["optimizer.lr=-0.1"], "optimizer.lr", "-0.1", "> 0"),
     (["trainer.max_steps=50", "schedule.end_step=100"], "schedule.end_step", "100", "schedule.end=0.6"),
 ]
-MORE = [  # 44 more, beyond the issue's list
+MORE = [  # 47 more, beyond the issue's list
     (["trainer.foo=1"], "trainer.foo", "1", "a key of trainer"),
+    (["trainer.channels_last=maybe"], "trainer.channels_last", "maybe", "true or false"),
+    (["trainer.amp=fp32"], "trainer.amp", "fp32", "none, bf16 or fp16"),
+    (["trainer.workers=-1"], "trainer.workers", "-1", "an integer >= 0"),
     (["+trainer.foo=1"], "trainer.foo", "1", "a key of trainer"),
     (["++logger.foo=1"], "logger.foo", "1", "a key of logger"),
     (["foo=1"], "foo", "1", "a top-level key"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -110,3 +111,31 @@ def test_init_cost_quick(tmp_path):
         assert r["rounds"] == 3 and positive(r["per_round_dense_steps"])  # synflow, last
         assert positive(res["criteria"]["grasp"]["score_model_dense_steps"])
     assert "dense steps" in stdout and "torch.set_num_threads(" in stdout
+
+
+def test_throughput_quick(tmp_path, capsys):
+    doc, stdout = run_quick("throughput", tmp_path)
+    assert doc["benchmark"] == "throughput" and doc["config"]["quick"] is True
+    rows = {(r["model"], r["path"]) for r in doc["rows"] if r["device"] == "cpu"}
+    assert rows == {("mlp", "memory"), ("mlp", "stream"), ("resnet20", "memory"), ("resnet20", "stream")}
+    table = stdout.split("== samples per second")[1].split("== targets")[0]
+    for r in doc["rows"]:
+        assert positive(r["samples_per_s"]) and positive(r["batch"]), r
+        assert r["workers"] == (2 if r["path"] == "stream" else 0)
+        assert f"{r['key']:<62} {r['samples_per_s']:>9.0f}" in table, (r["key"], table)  # the printed row
+    (target,) = [t for t in doc["targets"] if t["name"].startswith("resnet20 cpu")]
+    assert target["limit"] == 0.8 and target["direction"] == ">=" and positive(target["value"])
+    sps = {r["path"]: r["samples_per_s"] for r in doc["rows"] if r["model"] == "resnet20" and r["device"] == "cpu"}
+    assert target["value"] == pytest.approx(sps["stream"] / sps["memory"])  # the ratio of this run's rows
+    assert target["pass"] == (target["value"] >= 0.8)
+    check_targets([t for t in doc["targets"] if t["direction"] != "report"])
+    verdict = "PASS" if target["pass"] else "MISS"
+    assert f"{verdict:<5} {target['name']:<62} {target['value']:.3f}  (limit >= 0.80)" in stdout, stdout[-2000:]
+    import torch
+
+    if not torch.cuda.is_available():  # the GPU rows refuse cleanly: skipped in auto, exit 2 when required
+        assert doc["gpu"] == {"skipped": "no CUDA device here"} and "GPU rows: skipped" in stdout
+        main = runpy.run_path(str(ROOT / "benchmarks" / "throughput.py"), run_name="throughput")["main"]
+        assert main(["--gpu", "on"]) == 2  # in this process: the refusal comes before any work
+        assert capsys.readouterr().err.strip().splitlines() == [
+            "throughput: error: --gpu on needs a CUDA device (torch.cuda.is_available() is False here)"]

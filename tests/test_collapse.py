@@ -77,3 +77,30 @@ def test_collapse_errors_are_one_line_and_write_nothing(tmp_path, capsys, args, 
     assert collapse.main([*args, "--out", str(tmp_path / "no"), "logger=none"]) == 2
     assert capsys.readouterr().err.strip().splitlines()[-1].startswith(f"prunelab: error: {key}")
     assert not (tmp_path / "no").exists()
+
+
+
+def test_a_streamed_dataset_prunes_with_the_in_memory_calibration_batches(tmp_path):
+    """The collapse command on a split that streams (CIFAR-10 with dataset.in_memory=false: a SampleDataset)
+    reads its calibration samples one by one: the same batches, hence the same SNIP-at-init masks, as the split
+    held in memory."""
+    from fakedata import write_cifar
+
+    from prunelab.data import SampleDataset
+
+    torch.set_num_threads(1)
+    write_cifar(tmp_path, per_batch=9, n_test=11)  # 45 train images: 40 train + 5 val
+    masks = {}
+    for in_memory in (True, False):
+        init = collapse.InitPruning(compose([
+            "logger=none", "schedule=at_init", "criterion=snip_init", "criterion.batches=2", "trainer.batch_size=8",
+            "dataset=cifar10",
+            f"dataset.root={tmp_path}", "dataset.augment=false", f"dataset.in_memory={in_memory}"]))
+        assert isinstance(init.train, SampleDataset) is not in_memory
+        pruner = init._pruner(0.9)
+        pruner.on_train_begin()
+        pruner.on_step_begin(0)
+        masks[in_memory] = {n: m.clone() for n, m in pruner.masks.items()}
+    kept = sum(int(m.sum()) for m in masks[True].values()) / sum(m.numel() for m in masks[True].values())
+    assert 0.05 < kept < 0.15 and masks[True].keys() == masks[False].keys()
+    assert all(torch.equal(masks[True][n], masks[False][n]) for n in masks[True])

@@ -466,7 +466,7 @@ def test_criterion_options_are_typed_and_closed():
     with pytest.raises(ConfigError, match=r"^criterion.alpha='abc': a number$"):
         get_criterion({"criterion_type": "snip_momentum", "alpha": "abc"}, {"fc1": net.fc1})
     with pytest.raises(ConfigError, match=r"^criterion.alpah=0.5: a key of criterion snip_momentum \(its options: "
-                                          r"alpha, beta\)$"):
+                                          r"alpha, beta, fused\)$"):
         get_criterion({"criterion_type": "snip_momentum", "alpah": 0.5}, {"fc1": net.fc1})
     with pytest.raises(ConfigError, match=r"^criterion.alpha=0.5: a key of criterion magnitude \(its options: none\)"):
         get_criterion({"criterion_type": "magnitude", "alpha": 0.5}, {"fc1": net.fc1})

@@ -3,15 +3,21 @@
 Every dataset is one ``(cfg) -> DataSplits`` function registered in :data:`DATASETS` plus one YAML file in
 ``conf/dataset/``.
 
-All splits are in-memory ``TensorDataset(x, y)`` with ``x`` float32 ``[N, C, H, W]`` already normalised and
-``y`` int64 ``[N]``, so a trainer can slice batches directly (and move the whole tensors to the device once).
-Augmentation, where a dataset has one, is a batch-level function ``train_transform(x, generator) -> x`` that
-the trainer applies to each training batch.
+Splits are map-style datasets of ``(x, y)``: ``x`` float32 ``[C, H, W]`` already normalised, ``y`` int64. In
+memory they are ``TensorDataset(x, y)`` (the fast path: a trainer moves the tensors to the device once and slices
+batches); streamed they are :class:`~prunelab.data.samples.SampleDataset` views of files or arrays that a
+``DataLoader`` reads sample by sample through torchvision transforms. :func:`build` chooses by size
+(``dataset.in_memory: auto | true | false``; see :func:`resolve_in_memory`). Augmentation comes in two kinds:
+a batch-level ``train_transform(x, generator) -> x`` that the trainer applies to each training batch on both
+paths (so both give the same batches), and per-sample torchvision ``train_transforms`` that only the streaming
+path runs.
 
 Datasets:
 - ``digits``: scikit-learn's embedded 8x8 digits (1,797 images; no download), seeded stratified split.
-- ``mnist``, ``fashion_mnist``, ``cifar10``: read through ``torchvision.datasets`` from ``root``; nothing is
-  downloaded unless ``download=true``. A validation split is carved from the official train set with a seed.
+- ``mnist``, ``fashion_mnist``, ``cifar10``, ``cifar100``: read through ``torchvision.datasets`` from ``root``;
+  nothing is downloaded unless ``download=true``. A validation split is carved from the official train set.
+- ``imagefolder``: an ``ImageFolder`` tree (``root/train/<class>/*.png``, ``root/val/<class>/...``).
+- ``torchvision``: any other ``torchvision.datasets`` class by name.
 
 Generic keys handled by :func:`build` for every dataset: ``limit`` (cap on train samples, a seeded random
 subset), ``eval_limit`` (same for val and test), and the consistency check of ``input_shape`` /
@@ -21,14 +27,20 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
 from torch.utils.data import TensorDataset
 
 from ..errors import ConfigError
+from ..options import tristate
 from ..registry import Registry
+from .samples import SampleDataset, materialise
+
+Split = Union[TensorDataset, SampleDataset]
+#: dataset.memory_budget_gb when a config does not say: splits up to this size (as float32) are held in memory
+DEFAULT_MEMORY_BUDGET_GB = 2.0
 
 DATASETS: Registry[Callable[[Any], "DataSplits"]] = Registry("dataset.name")
 
@@ -44,6 +56,8 @@ class DatasetOptions:
     split_seed: int = 0
     limit: Optional[int] = None
     eval_limit: Optional[int] = None
+    in_memory: Any = "auto"  #: auto | true | false (see :func:`resolve_in_memory`)
+    memory_budget_gb: float = DEFAULT_MEMORY_BUDGET_GB
 
 
 @dataclass
@@ -66,19 +80,36 @@ class DataSplits:
     """The three splits of one dataset, plus what a model and a trainer need to know about them.
 
     ``train_transform``, when set, is a batch-level augmentation ``(x [B,C,H,W] float, generator) -> x``
-    that the trainer applies to training batches only. ``mean`` / ``std`` are the per-channel constants the
-    images were normalised with (``x = (pixel - mean) / std``, pixels in [0, 1]).
+    that the trainer applies to training batches only (on both paths). ``mean`` / ``std`` are the per-channel
+    constants the images were normalised with (``x = (pixel - mean) / std``, pixels in [0, 1]). ``in_memory``
+    says which path the trainer takes: slices of tensors on the device, or a ``DataLoader`` (which also streams
+    ``TensorDataset`` splits when ``dataset.in_memory=false``).
     """
 
-    train: TensorDataset
-    val: TensorDataset
-    test: TensorDataset
+    train: Split
+    val: Split
+    test: Split
     input_shape: tuple[int, ...]
     num_classes: int
     name: str
     train_transform: Optional[Transform] = None
     mean: tuple[float, ...] = field(default=())
     std: tuple[float, ...] = field(default=())
+    in_memory: bool = True
+
+    @property
+    def per_sample(self) -> bool:
+        """True when the train split has per-sample transforms (which only the streaming path runs)."""
+        return isinstance(self.train, SampleDataset) and self.train.per_sample
+
+    def train_labels(self) -> Tensor:
+        """The labels of the train split, in order (without reading any image on the streaming path)."""
+        return self.train.targets if isinstance(self.train, SampleDataset) else self.train.tensors[1]
+
+    def nbytes(self) -> int:
+        """Bytes the three splits take (or would take) in memory as float32 tensors."""
+        return sum(s.nbytes(self.input_shape) if isinstance(s, SampleDataset)
+                   else sum(t.numel() * t.element_size() for t in s.tensors) for s in (self.train, self.val, self.test))
 
 
 # ----------------------------------------------------------------------------------------------- helpers
@@ -143,23 +174,28 @@ def normalise(x: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
     return x.sub_(m).div_(s)
 
 
-def subset(ds: TensorDataset, n: Optional[int], seed: int) -> TensorDataset:
+def subset(ds: Split, n: Optional[int], seed: int) -> Split:
     """A seeded random subset of ``n`` samples (the whole set when ``n`` is None or >= its size)."""
     size = len(ds)
     if n is None or n >= size:
         return ds
     idx = torch.randperm(size, generator=torch.Generator().manual_seed(seed))[:n].sort().values
-    return TensorDataset(*(t[idx] for t in ds.tensors))
+    return ds.select(idx) if isinstance(ds, SampleDataset) else TensorDataset(*(t[idx] for t in ds.tensors))
+
+
+def val_split(n: int, val_fraction: float, seed: int) -> tuple[Tensor, Tensor]:
+    """``(train_idx, val_idx)``: the official train set shuffled with ``seed``, ``round(val_fraction * N)`` for
+    validation (what :func:`carve_val` splits tensors by)."""
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    n_val = int(round(val_fraction * n))
+    return perm[n_val:], perm[:n_val]
 
 
 def carve_val(
     x: Tensor, y: Tensor, val_fraction: float, seed: int
 ) -> tuple[TensorDataset, TensorDataset]:
     """Shuffle the official train set with ``seed`` and split off ``round(val_fraction * N)`` for validation."""
-    n = x.shape[0]
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    n_val = int(round(val_fraction * n))
-    val_idx, train_idx = perm[:n_val], perm[n_val:]
+    train_idx, val_idx = val_split(x.shape[0], val_fraction, seed)
     return TensorDataset(x[train_idx], y[train_idx]), TensorDataset(x[val_idx], y[val_idx])
 
 
@@ -169,7 +205,8 @@ def build(cfg: Any) -> DataSplits:
 
     After the registered builder ran: ``limit`` caps the train split and ``eval_limit`` the val and test
     splits (seeded random subsets, seed ``split_seed``), and ``input_shape`` / ``num_classes``, when the
-    config states them, must match the data (models read them from the config by interpolation).
+    config states them, must match the data (models read them from the config by interpolation). Then the
+    splits are held in memory or streamed (:func:`resolve_in_memory`).
     """
     name = option(cfg, "name")
     DATASETS.get(str(name))
@@ -188,6 +225,13 @@ def build(cfg: Any) -> DataSplits:
     num_classes = option(cfg, "num_classes")
     if num_classes is not None and int(num_classes) != splits.num_classes:
         raise ConfigError("dataset.num_classes", num_classes, f"the {name} data has {splits.num_classes} classes")
+    check_sample_shape(splits)
+    splits.in_memory = resolve_in_memory(cfg, splits)
+    if splits.in_memory:
+        for split in ("train", "val", "test"):
+            ds = getattr(splits, split)
+            if isinstance(ds, SampleDataset):
+                setattr(splits, split, materialise(ds, splits.input_shape))
     return splits
 
 
@@ -224,6 +268,39 @@ def _remove_new(root: str, before: set[str]) -> None:
             os.rmdir(path) if os.path.isdir(path) and not os.path.islink(path) else os.remove(path)
         except OSError:
             pass
+def check_sample_shape(splits: DataSplits) -> None:
+    """A streamed split's pipeline must give images of ``input_shape`` (checked on its first sample)."""
+    for split, key in (("train", "train_transforms"), ("val", "eval_transforms"), ("test", "eval_transforms")):
+        ds = getattr(splits, split)
+        if isinstance(ds, SampleDataset) and len(ds):
+            shape = tuple(ds[0][0].shape)
+            if shape != tuple(splits.input_shape):
+                raise ConfigError(f"dataset.{key}", [repr(t) for t in ds.pipeline.transforms],
+                                  f"transforms that give images of dataset.input_shape {list(splits.input_shape)} "
+                                  f"(the {split} split's are {list(shape)}: add Resize/CenterCrop)")
+
+
+def resolve_in_memory(cfg: Any, splits: DataSplits) -> bool:
+    """``dataset.in_memory``: ``true`` holds every split in memory as tensors (refused when the train split has
+    per-sample transforms, which only the streaming path runs), ``false`` streams them through a DataLoader,
+    ``auto`` holds them in memory when they have no per-sample transforms and take at most
+    ``dataset.memory_budget_gb`` (default 2) as float32. The budget is a number in the config, not this machine's
+    free memory, so that a config takes the same path, and gives the same batches, on every machine."""
+    mode = tristate("dataset.in_memory", option(cfg, "in_memory", "auto"))
+    budget = option(cfg, "memory_budget_gb", DEFAULT_MEMORY_BUDGET_GB)
+    if isinstance(budget, bool) or not isinstance(budget, (int, float)) or budget < 0:
+        raise ConfigError("dataset.memory_budget_gb", budget, "a number of GiB >= 0")
+    if mode is True and splits.per_sample:
+        raise ConfigError("dataset.in_memory", True, "false or auto: dataset.train_transforms are per-sample "
+                          "transforms, which only the streaming path runs (or set dataset.train_transforms=[])")
+    if mode is not None:
+        return mode
+    size = splits.nbytes()
+    keep = not splits.per_sample and size <= budget * 2**30
+    why = "per-sample train transforms" if splits.per_sample else f"{size / 2**20:.0f} MiB vs budget {budget:g} GiB"
+    print(f"[prunelab] dataset {splits.name} {'in memory' if keep else 'streamed'} ({why})", flush=True)  # stdout:
+    # stderr carries only warnings and the one-line error of a refused run
+    return keep
 
 
 def missing_files(root: str, name: str, detail: str) -> ConfigError:

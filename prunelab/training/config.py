@@ -33,6 +33,14 @@ class TrainerConfig:
     progress: str = "auto"
     check_masks: bool = False
     num_threads: int | None = None
+    amp: str = "none"  #: none | bf16 | fp16 (CUDA; with a GradScaler)
+    channels_last: bool = False
+    compile: bool = False  #: torch.compile the model
+    cudnn_benchmark: Any = "auto"  #: auto (CUDA and not deterministic) | true | false
+    workers: int = 2  #: DataLoader worker processes of the streaming path (0: in the main process)
+    pin_memory: Any = "auto"  #: auto (on for CUDA) | true | false
+    persistent_workers: bool = True
+    prefetch_factor: int = 2  #: batches each worker reads ahead
 
     @classmethod
     def from_config(cls, cfg: Any) -> "TrainerConfig":

@@ -1,19 +1,22 @@
 """The generic training loop: batches, forward/backward, optimizer and lr steps, evaluation; everything else is a
 callback (pruning, tracking, checkpointing: :mod:`prunelab.training.callbacks`).
 
-It knows nothing of pruning or of W&B. Data are in-memory tensors; the order of every epoch comes from
+It knows nothing of pruning or of W&B. Batches come from a batch source (:mod:`prunelab.training.batches`):
+tensors on the device, or a ``DataLoader`` that streams; either way the order of every epoch comes from
 ``(seed, epoch)`` and the augmentation of every step from ``(seed, step)``, so a run resumed from a checkpoint
-sees exactly the batches an uninterrupted run would.
+sees exactly the batches an uninterrupted run would. The speed levers (mixed precision, channels-last,
+``torch.compile``, cudnn autotuning) are in :mod:`prunelab.training.accel`.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import signal
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -25,7 +28,8 @@ from ..criteria.base import Calibration
 from ..errors import ConfigError
 from ..rundir import RESUME_AUTO, RESUME_OFF, RESUME_TRUE, resume_mode
 from . import distributed
-from .calibration import calibration_batches
+from .accel import Precision, check_levers, prepare_model, to_input
+from .batches import BatchSource, batch_source, epoch_order
 from .callbacks import Callback, Callbacks, CheckpointCallback
 from .config import TrainerConfig
 from .checkpoint import CHECKPOINT, get_rng, load_checkpoint, save_checkpoint, seed_everything, set_rng
@@ -72,6 +76,9 @@ class Loop:
     best_eval: float = float("nan")
     start: int = 0
     checkpoint: Callable[[int], None] = lambda step: None  # writes the checkpoint of the end of a step
+    source: BatchSource | None = None  # where batches come from (in memory or streamed)
+    precision: Precision | None = None  # autocast and the fp16 gradient scaler
+    eval_net: nn.Module | None = None  # the model as evaluated (compiled, never DDP-wrapped)
 
 
 def _rank_row(saved: Tensor, rank: int) -> Tensor:
@@ -131,26 +138,30 @@ class Trainer:
 
     # --- data ---
     def _order(self, epoch: int, n: int, device: torch.device) -> Tensor:
-        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        return torch.randperm(n, generator=gen).to(device)
+        return epoch_order(self.seed, epoch, n).to(device)
 
     @torch.no_grad()
-    def evaluate(self, model: nn.Module, x: Tensor, y: Tensor) -> tuple[float, float]:
-        """Mean cross-entropy and accuracy over a whole split (sharded over ranks, then summed)."""
+    def evaluate(self, model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], n: int,
+                 device: torch.device, precision: Precision | None = None) -> tuple[float, float]:
+        """Mean cross-entropy and accuracy over a whole split of ``n`` samples, from this rank's shard of it in
+        ``batches`` (summed over ranks)."""
         was_training = model.training
         model.eval()
-        n = len(x)
-        x, y = x[self.dist.rank::self.dist.world_size], y[self.dist.rank::self.dist.world_size]
-        loss = torch.zeros((), device=x.device, dtype=torch.float64)
-        correct = torch.zeros((), device=x.device, dtype=torch.float64)
-        for i in range(0, len(x), self.cfg.eval_batch_size):
-            out = model(x[i:i + self.cfg.eval_batch_size])
-            tgt = y[i:i + self.cfg.eval_batch_size]
+        loss = torch.zeros((), device=device, dtype=torch.float64)
+        correct = torch.zeros((), device=device, dtype=torch.float64)
+        for x, tgt in batches:
+            with precision.autocast() if precision is not None else contextlib.nullcontext():
+                out = model(to_input(x, self.cfg))
             loss += nn.functional.cross_entropy(out.float(), tgt, reduction="sum").double()
             correct += (out.argmax(1) == tgt).sum()
         distributed.all_reduce_sum(loss, correct)
         model.train(was_training)
         return float(loss) / max(1, n), float(correct) / max(1, n)
+
+    def _evaluate_split(self, loop: Loop, split: str) -> tuple[float, float]:
+        source = loop.source
+        assert source is not None and loop.eval_net is not None
+        return self.evaluate(loop.eval_net, source.eval(split), source.split_size(split), loop.device, loop.precision)
 
     # --- checkpoints ---
     def checkpoint_path(self) -> Path:
@@ -186,6 +197,7 @@ class Trainer:
             "model": loop.model.state_dict(), "optimizer": loop.optimizer.state_dict(),
             "lr_schedule": loop.lr_schedule.state_dict(), **callbacks.state_dict(), "rng": get_rng(),
             "best_eval": loop.best_eval, "acc": {k: v.cpu() for k, v in acc.items()},
+            "scaler": loop.precision.state_dict() if loop.precision is not None else {},
         })
 
     # --- signals ---
@@ -194,7 +206,7 @@ class Trainer:
 
     # --- the loop ---
     def _setup(self, model: nn.Module, data: Any, end_step: int | None,
-               resume_state: Mapping[str, Any] | None) -> tuple[Loop, tuple[Tensor, ...]]:
+               resume_state: Mapping[str, Any] | None) -> Loop:
         c = self.cfg
         seed_everything(self.seed)
         if c.num_threads:
@@ -205,30 +217,33 @@ class Trainer:
         device = resolve_device(c.device)
         if self.dist.enabled and device.type == "cuda":
             device = torch.device("cuda", self.dist.local_rank)
-        model.to(device)
-        net: nn.Module = model
+        check_levers(c, device)
+        ddp = None
         if self.dist.enabled:
-            net = nn.parallel.DistributedDataParallel(
-                model, device_ids=[device.index] if device.type == "cuda" else None)
-        tensors = tuple(t.to(device) for split in (data.train, data.val, data.test) for t in split.tensors)
-        xtr, ytr = tensors[:2]
-        total = self.check_length(len(xtr), end_step)
+            ddp = lambda m: nn.parallel.DistributedDataParallel(  # noqa: E731
+                m, device_ids=[device.index] if device.type == "cuda" else None)
+        net, eval_net = prepare_model(model, c, device, ddp)
+        source = batch_source(data, self.seed, c.batch_size, c.eval_batch_size, self.dist, device, workers=c.workers,
+                              pin_memory=c.pin_memory, persistent_workers=c.persistent_workers,
+                              prefetch_factor=c.prefetch_factor)
+        total = self.check_length(source.n_train, end_step)
         optimizer = self.make_optimizer(model.parameters())
         sched = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lr_lambda(c.lr_schedule, total, c.warmup_steps, c.lr_step_size, c.lr_gamma, c.lr_min_factor))
         acc = {k: torch.zeros((), device=device, dtype=torch.float64) for k in ("loss", "correct", "seen")}
-        loop = Loop(model, net, optimizer, sched, device, total, self.steps_per_epoch(len(xtr)), self.dist,
-                    lambda req: calibration_batches(xtr, ytr, req, c.batch_size, self.seed), acc)
+        loop = Loop(model, net, optimizer, sched, device, total, source.steps_per_epoch, self.dist,
+                    source.calibration, acc, source=source, precision=Precision(c.amp, device), eval_net=eval_net)
         if resume_state is not None:
             model.load_state_dict(resume_state["model"])
             optimizer.load_state_dict(resume_state["optimizer"])
             sched.load_state_dict(resume_state["lr_schedule"])
             set_rng(resume_state["rng"])
+            loop.precision.load_state_dict(resume_state.get("scaler", {}))
             loop.acc = {k: _rank_row(resume_state["acc"][k], self.dist.rank).to(device)
                         for k in ("loss", "correct", "seen")}
             loop.best_eval = float(resume_state.get("best_eval", float("nan")))
             loop.start = int(resume_state["step"]) + 1
-        return loop, tensors
+        return loop
 
     def fit(self, model: nn.Module, data: Any, callbacks: Sequence[Callback] = (), end_step: int | None = None,
             resume_state: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -239,65 +254,57 @@ class Trainer:
         cbs = Callbacks([*callbacks, CheckpointCallback(self.cfg.checkpoint_every, self.cfg.eval_every)])
         if resume_state is None and (path := self.resume_path()) is not None:
             resume_state = self.load_checkpoint(path)
-        loop, (xtr, ytr, xva, yva, xte, yte) = self._setup(model, data, end_step, resume_state)
+        loop = self._setup(model, data, end_step, resume_state)
         loop.checkpoint = lambda step: self.checkpoint(loop, cbs, step)
         if resume_state is not None:
             cbs.load_state_dict(resume_state)
             log.info("prunelab: resumed at step %d", loop.start)
-        transform = getattr(data, "train_transform", None)
         handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)} \
             if threading.current_thread() is threading.main_thread() else {}
         try:
             model.train()
             cbs.on_train_begin(loop)
-            order = None
-            for step in range(loop.start, loop.total):
+            for step, (x, y) in zip(range(loop.start, loop.total), loop.source.train(loop.start, loop.total)):
                 epoch, i = divmod(step, loop.steps_per_epoch)
-                if order is None or i == 0:
-                    order = self._order(epoch, len(xtr), loop.device)
-                x, y = self._batch(xtr, ytr, order, i, step, transform)
                 metrics: dict[str, float] = {}
                 cbs.on_step_begin(loop, step, metrics)
                 lr = loop.lr_schedule.get_last_lr()[0]
-                out, loss = self._forward_backward(loop, x, y)
-                cbs.on_before_optimizer_step(loop)
-                loop.optimizer.step()
+                out, loss, finite = self._forward_backward(loop, x, y)
+                if finite:  # fp16: a step the gradient scaler skips does not reach the criteria either
+                    cbs.on_before_optimizer_step(loop)
+                loop.precision.step(loop.optimizer)
                 loop.lr_schedule.step()
                 cbs.on_after_optimizer_step(loop)
                 self._accumulate(loop, out, loss, y)
                 metrics.update(self._train_metrics(loop, step, lr, epoch + (i + 1) / loop.steps_per_epoch))
-                metrics.update(self._eval_metrics(loop, step, xva, yva))
+                metrics.update(self._eval_metrics(loop, step))
                 cbs.on_step_end(loop, step, metrics)
                 if distributed.any_rank(self._signal is not None, loop.device):  # every rank stops at one step
                     loop.checkpoint(step)
                     raise Interrupted(f"stopped by signal {self._signal or 'on another rank'} after step {step}; "
                                       f"resume with the same overrides and hydra.run.dir={self.run_dir} "
                                       "trainer.resume=true")
+            summary = self._summary(loop, t_start)
         finally:
             for s, h in handlers.items():
                 signal.signal(s, h)
-        summary = self._summary(loop, xva, yva, xte, yte, t_start)
+            loop.source.close()
         cbs.on_train_end(loop, summary)
         return summary
 
-    def _batch(self, xtr: Tensor, ytr: Tensor, order: Tensor, i: int, step: int,
-               transform: Callable[[Tensor, torch.Generator], Tensor] | None) -> tuple[Tensor, Tensor]:
-        """This rank's share of the step's global batch (as DistributedSampler would), augmented if set."""
-        gbs = self.global_batch_size
-        idx = order[i * gbs:(i + 1) * gbs][self.dist.rank::self.dist.world_size]
-        x, y = xtr[idx], ytr[idx]
-        if transform is not None:
-            x = transform(x, torch.Generator(device=x.device).manual_seed(self.seed * 1_000_003 + step))
-        return x, y
-
-    def _forward_backward(self, loop: Loop, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        out = loop.net(x)
-        loss = nn.functional.cross_entropy(out, y)
+    def _forward_backward(self, loop: Loop, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, bool]:
+        """Forward (under autocast if set), loss, backward; the gradients unscaled (fp16) and clipped. Returns the
+        output, the loss and whether the gradients are finite (always True without fp16)."""
+        assert loop.precision is not None
+        with loop.precision.autocast():
+            out = loop.net(to_input(x, self.cfg))
+            loss = nn.functional.cross_entropy(out, y)
         loop.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loop.precision.backward(loss)
+        finite = loop.precision.unscale(loop.optimizer)
         if self.cfg.grad_clip:
             nn.utils.clip_grad_norm_(loop.model.parameters(), self.cfg.grad_clip)
-        return out, loss
+        return out, loss, finite
 
     @staticmethod
     def _accumulate(loop: Loop, out: Tensor, loss: Tensor, y: Tensor) -> None:
@@ -321,17 +328,17 @@ class Trainer:
             v.zero_()
         return metrics
 
-    def _eval_metrics(self, loop: Loop, step: int, x: Tensor, y: Tensor) -> dict[str, float]:
+    def _eval_metrics(self, loop: Loop, step: int) -> dict[str, float]:
         if not ((self.cfg.eval_every and (step + 1) % self.cfg.eval_every == 0) or step + 1 == loop.total):
             return {}
-        vl, va = self.evaluate(loop.model, x, y)
+        vl, va = self._evaluate_split(loop, "val")
         loop.best_eval = va if not va <= loop.best_eval else loop.best_eval
         return {"eval/loss": vl, "eval/acc": va}
 
-    def _summary(self, loop: Loop, xva: Tensor, yva: Tensor, xte: Tensor, yte: Tensor, t_start: float) -> dict[str, Any]:
+    def _summary(self, loop: Loop, t_start: float) -> dict[str, Any]:
         model = loop.model
-        vl, va = self.evaluate(model, xva, yva)
-        tl, ta = self.evaluate(model, xte, yte)
+        vl, va = self._evaluate_split(loop, "val")
+        tl, ta = self._evaluate_split(loop, "test")
         n_params = sum(p.numel() for p in model.parameters())
         nonzero = sum(int(torch.count_nonzero(p)) for p in model.parameters())
         best = loop.best_eval

@@ -1,0 +1,58 @@
+"""Image-folder datasets (Tiny-ImageNet, ImageNet subsets, your own) through ``torchvision.datasets.ImageFolder``."""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ..errors import ConfigError
+from .base import DATASETS, DataSplits, constant_option, data_root, fraction_option, option, val_split
+from .samples import Pipeline, SampleDataset, build_transforms
+
+# ImageNet's per-channel mean and std (the torchvision models' constants); a YAML may set a dataset's own.
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def _folder(root: str, sub: str, key: str) -> Any:
+    from torchvision.datasets import ImageFolder
+
+    path = os.path.join(root, sub)
+    if not os.path.isdir(path):
+        raise ConfigError("dataset.root", root, f"a folder with {sub}/<class>/<image> inside (dataset.{key}={sub})")
+    try:
+        return ImageFolder(path)
+    except (FileNotFoundError, RuntimeError) as exc:  # no class folders, or no images in them
+        raise ConfigError("dataset.root", root, f"{sub}/<class>/<image> with images inside ({exc})") from None
+
+
+@DATASETS.register("imagefolder", paper="torchvision.datasets.ImageFolder")
+def build_imagefolder(cfg: Any) -> DataSplits:
+    """An ``ImageFolder`` tree: ``root/<train_dir>/<class>/<image>`` for training (``val_fraction`` of it, seeded,
+    for validation) and ``root/<test_dir>/<class>/<image>`` as the test split; classes are the sub-folder names,
+    sorted, and the test folder must have the same ones. Images are decoded to RGB by torchvision's loader and
+    go through ``train_transforms`` (default: RandomResizedCrop to ``image_size``, horizontal flip) or
+    ``eval_transforms`` (default: Resize to 8/7 of ``image_size``, CenterCrop), then ``/ 255`` and normalisation
+    with ``mean`` / ``std`` (default ImageNet's). Random train transforms make it stream (``in_memory=auto``)."""
+    root = data_root(cfg)
+    train_dir, test_dir = str(option(cfg, "train_dir", "train")), str(option(cfg, "test_dir", "val"))
+    train_base = _folder(root, train_dir, "train_dir")
+    test_base = _folder(root, test_dir, "test_dir")
+    if test_base.classes != train_base.classes:
+        raise ConfigError("dataset.test_dir", test_dir, f"a folder with the classes of {train_dir}/ "
+                          f"({len(train_base.classes)} there, {len(test_base.classes)} here)")
+    mean, std = constant_option(cfg, "mean", IMAGENET_MEAN), constant_option(cfg, "std", IMAGENET_STD)
+    plain = Pipeline(build_transforms(option(cfg, "eval_transforms"), "eval_transforms"), mean, std)
+    augment = build_transforms(option(cfg, "train_transforms"), "train_transforms")
+    train_idx, val_idx = val_split(len(train_base), fraction_option(cfg, "val_fraction", 0.1),
+                                   int(option(cfg, "split_seed", 0)))
+    size = option(cfg, "input_shape")
+    shape = tuple(int(s) for s in size) if size is not None else (len(mean), 0, 0)
+    return DataSplits(
+        train=SampleDataset(train_base, Pipeline(augment, mean, std, augment=True) if augment else plain, train_idx, plain),
+        val=SampleDataset(train_base, plain, val_idx),
+        test=SampleDataset(test_base, plain),
+        input_shape=shape,
+        num_classes=len(train_base.classes),
+        name="imagefolder",
+        mean=mean,
+        std=std,
+    )

@@ -1,0 +1,91 @@
+"""Any ``torchvision.datasets`` image-classification class by name, streamed (or held in memory when it fits)."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ..errors import ConfigError
+from .base import DATASETS, DataSplits, constant_option, data_root, fraction_option, option, val_split
+from .samples import ArrayImages, Pipeline, SampleDataset, build_transforms
+
+
+def _kwargs(cfg: Any, key: str) -> dict[str, Any]:
+    from omegaconf import DictConfig, OmegaConf
+
+    value = option(cfg, key, {})
+    value = OmegaConf.to_container(value, resolve=True) if isinstance(value, DictConfig) else value
+    if not isinstance(value, dict):
+        raise ConfigError(f"dataset.{key}", value, "a mapping of keyword arguments for the dataset class")
+    return dict(value)
+
+
+def _open(cls: type, cfg: Any, key: str, root: str, download: bool) -> Any:
+    kwargs = _kwargs(cfg, key)
+    try:
+        return cls(root=root, download=download, **kwargs) if download else cls(root=root, **kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"dataset.{key}", kwargs, f"arguments {cls.__name__} accepts ({exc})") from None
+    except RuntimeError as exc:  # torchvision's "Dataset not found or corrupted"
+        raise ConfigError("dataset.root", root, f"{cls.__name__} files there ({str(exc).splitlines()[0]}); "
+                          "set dataset.download=true to fetch them") from None
+
+
+def _as_arrays(ds: Any) -> Any:
+    """A dataset that holds its images as one uint8 array ``[N, H, W, C]`` or ``[N, H, W]`` (CIFAR, MNIST, SVHN
+    ``[N, C, H, W]``) read without PIL; any other is used as it is (PIL images)."""
+    data = getattr(ds, "data", None)
+    if data is None or not hasattr(data, "shape") or str(getattr(data, "dtype", "")) not in ("uint8", "torch.uint8"):
+        return ds
+    x = torch.as_tensor(data)
+    if x.dim() == 3:
+        x = x.unsqueeze(1)
+    elif x.dim() == 4 and x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
+        x = x.permute(0, 3, 1, 2)
+    else:
+        return ds
+    try:
+        from .samples import labels_of
+
+        return ArrayImages(x, labels_of(ds))
+    except (TypeError, ValueError):
+        return ds
+
+
+@DATASETS.register("torchvision", paper="torchvision.datasets")
+def build_torchvision(cfg: Any) -> DataSplits:
+    """Any ``torchvision.datasets`` class by ``cls`` (e.g. SVHN, STL10, Food101), opened twice from ``root``:
+    with ``train_kwargs`` for the train split (``val_fraction`` of it, seeded, for validation) and with
+    ``test_kwargs`` for the test split (e.g. ``{train: false}`` or ``{split: test}``). Samples go through
+    ``train_transforms`` / ``eval_transforms`` (torchvision v2), then ``/ 255`` and ``mean`` / ``std`` (default
+    0.5 per channel, i.e. pixels to [-1, 1], where the dataset's own are not known); ``input_shape`` and ``num_classes`` must be given (models are built from them before the data)."""
+    import torchvision.datasets as tvd
+
+    name = str(option(cfg, "cls"))
+    cls = getattr(tvd, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, tvd.VisionDataset)):
+        raise ConfigError("dataset.cls", name, "a torchvision.datasets class, e.g. SVHN, STL10, Food101")
+    shape, classes = option(cfg, "input_shape"), option(cfg, "num_classes")
+    if shape is None or classes is None:
+        raise ConfigError("dataset.input_shape" if shape is None else "dataset.num_classes", None,
+                          f"the {name} data's shape [C, H, W] and number of classes")
+    channels = int(shape[0])
+    mean = constant_option(cfg, "mean", (0.5,) * channels)
+    std = constant_option(cfg, "std", (0.5,) * channels)
+    root, download = data_root(cfg), bool(option(cfg, "download", False))
+    train_base = _as_arrays(_open(cls, cfg, "train_kwargs", root, download))
+    test_base = _as_arrays(_open(cls, cfg, "test_kwargs", root, download))
+    plain = Pipeline(build_transforms(option(cfg, "eval_transforms"), "eval_transforms"), mean, std)
+    augment = build_transforms(option(cfg, "train_transforms"), "train_transforms")
+    train_idx, val_idx = val_split(len(train_base), fraction_option(cfg, "val_fraction", 0.1),
+                                   int(option(cfg, "split_seed", 0)))
+    return DataSplits(
+        train=SampleDataset(train_base, Pipeline(augment, mean, std, augment=True) if augment else plain, train_idx, plain),
+        val=SampleDataset(train_base, plain, val_idx),
+        test=SampleDataset(test_base, plain),
+        input_shape=tuple(int(s) for s in shape),
+        num_classes=int(classes),
+        name=f"torchvision.{name}",
+        mean=mean,
+        std=std,
+    )

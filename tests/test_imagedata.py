@@ -1,0 +1,116 @@
+"""Datasets beyond the in-memory four, from generated files in their real formats: CIFAR-100 (pickles), an
+ImageFolder tree of PNGs, and any torchvision.datasets class by name."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+from PIL import Image
+
+from prunelab import data
+from prunelab.errors import ConfigError
+
+from fakedata import write_cifar100, write_image_folder, write_mnist
+from test_data import CONF, _assert_same_set, _pixels, no_download  # noqa: F401  (no_download: autouse fixture)
+
+
+def _cfg(name: str, **overrides):
+    return OmegaConf.merge(OmegaConf.load(CONF / f"{name}.yaml"), overrides)
+
+
+def test_cifar100_loads_pickled_files_with_fine_labels(tmp_path):
+    files = write_cifar100(tmp_path, n_train=40, n_test=12)
+    s = data.build(_cfg("cifar100", root=str(tmp_path), val_fraction=0.25))
+    assert s.input_shape == (3, 32, 32) and s.num_classes == 100 and s.name == "cifar100" and s.in_memory
+    assert s.mean == data.CIFAR100_MEAN and s.std == data.CIFAR100_STD
+    assert (len(s.train), len(s.val), len(s.test)) == (30, 10, 12)
+    images = files["train"]["data"].reshape(-1, 3, 32, 32)
+    x_tr = torch.cat([_pixels(s.train.tensors[0], s), _pixels(s.val.tensors[0], s)])
+    y_tr = torch.cat([s.train.tensors[1], s.val.tensors[1]])
+    _assert_same_set(x_tr, y_tr, images, np.array(files["train"]["fine_labels"]))  # fine, not coarse, labels
+    test = files["test"]
+    assert torch.equal(_pixels(s.test.tensors[0], s), torch.from_numpy(test["data"].reshape(-1, 3, 32, 32)))
+    assert s.test.tensors[1].tolist() == test["fine_labels"]
+    assert isinstance(s.train_transform, data.RandomCropFlip)
+    # streamed: the same samples, bitwise, read one at a time
+    st = data.build(_cfg("cifar100", root=str(tmp_path), val_fraction=0.25, in_memory=False))
+    assert not st.in_memory and isinstance(st.test, data.SampleDataset)
+    for split in ("train", "val", "test"):
+        xs = torch.stack([getattr(st, split)[i][0] for i in range(len(getattr(st, split)))])
+        assert torch.equal(xs, getattr(s, split).tensors[0]), split
+        assert torch.equal(getattr(st, split).targets, getattr(s, split).tensors[1])
+
+
+def test_cifar100_missing_files_are_one_line(tmp_path):
+    with pytest.raises(ConfigError, match=r"^dataset.root=.*no cifar100 files there \(expected "
+                                          r"cifar-100-python/\{train,test,meta\}\); set dataset.download=true"):
+        data.build(_cfg("cifar100", root=str(tmp_path)))
+
+
+def _by_hand(path, resize: int, crop: int, mean, std) -> torch.Tensor:
+    """torchvision's own functional ops on the decoded PNG (a PIL image, as ImageFolder's loader gives): shorter
+    side to ``resize``, centre ``crop``, then pixels / 255, then (x - mean) / std."""
+    import torchvision.transforms.v2.functional as F
+
+    img = F.center_crop(F.resize(Image.open(path).convert("RGB"), resize, antialias=True), [crop, crop])
+    img = F.pil_to_tensor(img)
+    return (img.float() / 255 - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
+
+
+def test_imagefolder_loads_a_png_tree(tmp_path):
+    tree = write_image_folder(tmp_path, classes=("cat", "ant", "bee"), per_class={"train": 5, "val": 2})
+    cfg = _cfg("imagefolder", root=str(tmp_path), image_size=16, resize=18, num_classes=3, val_fraction=0.2)
+    s = data.build(cfg)
+    assert s.num_classes == 3 and s.input_shape == (3, 16, 16) and s.mean == data.IMAGENET_MEAN
+    assert not s.in_memory and s.per_sample  # random crops: streamed
+    assert (len(s.train), len(s.val), len(s.test)) == (12, 3, 6)
+    assert s.train.base.classes == ["ant", "bee", "cat"]  # sorted folder names are the classes
+    # the test split is val/, in ImageFolder's order; each image through Resize + CenterCrop by hand
+    for i, (path, label, _) in enumerate(tree["val"]):
+        x, y = s.test[i]
+        assert int(y) == label and x.shape == (3, 16, 16)
+        assert torch.allclose(x, _by_hand(path, 18, 16, data.IMAGENET_MEAN, data.IMAGENET_STD), atol=1e-6)
+    # train + val are train/, split by the seed; train samples are random crops of the right size
+    paths = {str(p) for p, _, _ in tree["train"]}
+    used = [s.train.base.samples[int(j)][0] for j in torch.cat([s.train.indices, s.val.indices])]
+    assert set(used) == paths and len(used) == len(paths)
+    assert s.train[(7, 0)][0].shape == (3, 16, 16)
+    assert torch.equal(s.train[(7, 0)][0], s.train[(7, 0)][0]) and not torch.equal(s.train[(7, 0)][0], s.train[(8, 0)][0])
+    # without random train transforms a small tree is held in memory: the eval pipeline's tensors
+    m = data.build(OmegaConf.merge(cfg, {"train_transforms": []}))
+    assert m.in_memory and torch.equal(m.test.tensors[0], torch.stack([s.test[i][0] for i in range(6)]))
+    assert torch.equal(m.train.tensors[0], torch.stack([s.train.plain()[i][0] for i in range(12)]))
+
+
+def test_imagefolder_bad_trees_are_one_line(tmp_path):
+    write_image_folder(tmp_path, classes=("x", "y"))
+    with pytest.raises(ConfigError, match=r"^dataset.num_classes=5: the imagefolder data has 2 classes$"):
+        data.build(_cfg("imagefolder", root=str(tmp_path), num_classes=5))
+    with pytest.raises(ConfigError, match=r"^dataset.root=.*: a folder with test/<class>/<image> inside"):
+        data.build(_cfg("imagefolder", root=str(tmp_path), num_classes=2, test_dir="test"))
+    with pytest.raises(ConfigError, match=r"^dataset.eval_transforms=.*input_shape \[3, 64, 64\]"):
+        data.build(_cfg("imagefolder", root=str(tmp_path), num_classes=2, eval_transforms=[]))
+    write_image_folder(tmp_path / "z", classes=("z",), per_class={"val": 1})  # val/ with a class train/ lacks
+    (tmp_path / "z" / "val" / "z").rename(tmp_path / "val" / "z")
+    with pytest.raises(ConfigError, match=r"^dataset.test_dir='val': a folder with the classes of train/ "
+                                          r"\(2 there, 3 here\)$"):
+        data.build(_cfg("imagefolder", root=str(tmp_path), num_classes=2))
+
+
+def test_any_torchvision_dataset_by_name(tmp_path):
+    write_mnist(tmp_path, "MNIST", gz=False)
+    cfg = _cfg("torchvision", root=str(tmp_path), cls="MNIST", input_shape=[1, 28, 28], num_classes=10,
+               mean=[0.1307], std=[0.3081], val_fraction=0.2, split_seed=3)
+    cfg.train_kwargs, cfg.test_kwargs = {"train": True}, {"train": False}  # replace SVHN's {split: ...}
+    s = data.build(cfg)
+    ref = data.build({"name": "mnist", "root": str(tmp_path), "val_fraction": 0.2, "split_seed": 3})
+    assert s.in_memory and s.name == "torchvision.MNIST"
+    for split in ("train", "val", "test"):  # the same split and values as the mnist builder
+        for a, b in zip(getattr(s, split).tensors, getattr(ref, split).tensors):
+            assert torch.equal(a, b), split
+    with pytest.raises(ConfigError, match=r"^dataset.cls='Nope': a torchvision.datasets class"):
+        data.build(OmegaConf.merge(cfg, {"cls": "Nope"}))
+    with pytest.raises(ConfigError, match=r"^dataset.train_kwargs=.*arguments MNIST accepts"):
+        cfg.train_kwargs = {"split": "train"}
+        data.build(cfg)
