@@ -89,7 +89,7 @@ def test_a_target_set_by_a_group_option_counts_too():
 def test_criteria_fmnist_preset_composes(tmp_path):
     proc = cli(["+experiment=criteria_fmnist", "--cfg", "hydra"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    for line in ("criterion: glob(*,exclude=[rigl,set])", "schedule.target_sparsity: 0.0,0.5,0.75,0.875,0.9375,0.96875,0.984375",
+    for line in ("criterion: glob(*,exclude=[rigl,set,static_erk,gmp])", "schedule.target_sparsity: 0.0,0.5,0.75,0.875,0.9375,0.96875,0.984375",
                  "seed: 0,1,2,3,4", "JoblibLauncher", "n_jobs: 2",
                  "_target_: hydra_plugins.prunelab_sweeper.dense_once.DenseOnceSweeper"):  # conf/config.yaml's default
         assert line in proc.stdout, line
