@@ -150,6 +150,39 @@ def test_settings_that_differ_label_the_series(tmp_path):
                       "c": "snip [pattern.type=1x1]"}
 
 
+def dst_run(path: Path, arm: str, target: float, seed: int, acc: float) -> Path:
+    """A hand-made run of one arm of the dst_fmnist comparison: the keys its criterion option sets for itself."""
+    criterion, regrowth, distribution, start = {"rigl": ("random", "rigl", "erk", 0), "set": ("random", "set", "erk", 0),
+                                                "static": ("random", "none", "erk", 0),
+                                                "gmp": ("magnitude", "none", "global", 300)}[arm]
+    write_fake_run(path, criterion, target, seed, acc)
+    cfg = path / "config.yaml"
+    cfg.write_text(cfg.read_text().replace("schedule:\n", f"schedule:\n  start_step: {start}\n")
+                   + f"regrowth:\n  name: {regrowth}\ndistribution:\n  name: {distribution}\n")
+    return path
+
+
+def test_what_a_criterion_option_sets_for_itself_is_not_a_setting(tmp_path):
+    """rigl/set (named after their updater), static ERK-random and gradual magnitude differ in regrowth,
+    distribution and schedule keys that each arm sets for itself: one setting, compared as criteria (RigL against
+    the magnitude and random references), where a key that varies within a series still splits it."""
+    for seed in (0, 1):
+        for arm, acc in (("rigl", 0.86), ("set", 0.85), ("static", 0.84), ("gmp", 0.87)):
+            dst_run(tmp_path / f"{arm}-{seed}", arm, 0.9, seed, acc + seed / 100)
+        dst_run(tmp_path / f"dense-{seed}", "gmp", 0.0, seed, 0.88)
+    series = {r.path.name: r.series for r in load_runs([tmp_path])}
+    assert {n.split("-")[0]: s for n, s in series.items()} == {
+        "rigl": "rigl", "set": "set", "static": "random", "gmp": "magnitude", "dense": "dense"}
+    out = tmp_path / "out"
+    assert report.main([str(tmp_path), "--out", str(out)]) == 0
+    assert "rigl" in (out / "report.md").read_text().split("## Paired differences")[1]
+    dst_run(tmp_path / "gmp-other", "gmp", 0.9, 2, 0.8)  # a second window for magnitude only: now a setting
+    cfg = tmp_path / "gmp-other" / "config.yaml"
+    cfg.write_text(cfg.read_text().replace("start_step: 300", "start_step: 100"))
+    series = {r.path.name: r.series for r in load_runs([tmp_path])}
+    assert series["gmp-other"] != series["gmp-0"] and "schedule.start_step" in series["gmp-other"]
+
+
 def test_a_repeated_run_counts_once(tmp_path):
     old = write_fake_run(tmp_path / "old", "magnitude", 0.5, 0, 0.5)
     new = write_fake_run(tmp_path / "new", "magnitude", 0.5, 0, 0.9)

@@ -49,8 +49,12 @@ class Run:
 
     @property
     def criterion(self) -> str:
-        """The criterion, with its ablation if any: ``synflow``, ``synflow [shuffle]``."""
-        name = str(self.summary.get("criterion") or self.config.get("criterion.criterion_type") or "unknown")
+        """The criterion, with its ablation if any: ``synflow``, ``synflow [shuffle]``. A run whose masks a
+        regrowth updater moves (dynamic sparse training: ``criterion=rigl`` / ``set``, random initial masks) is
+        named after the updater: ``rigl``, ``set``."""
+        regrowth = self.config.get("regrowth.name")
+        name = str(regrowth) if regrowth not in (None, "none") else \
+            str(self.summary.get("criterion") or self.config.get("criterion.criterion_type") or "unknown")
         ablation = self.summary.get("ablation") or self.config.get("criterion.ablation") or "none"
         return name if ablation == "none" else f"{name} [{ablation}]"
 
@@ -246,9 +250,17 @@ def _under(key: str, prefixes: Sequence[str]) -> bool:
 def label_settings(runs: list[Run]) -> dict[str, dict[str, str]]:
     """Give each run a ``setting`` label naming what (other than criterion, target sparsity and seed) differs
     between the finished runs, so lines of different models or patterns never mix: ``key=value`` for up to two
-    differing config keys, else ``setting N``. One setting: label "". Returns ``label -> {key: value}``."""
+    differing config keys, else ``setting N``. One setting: label "". Returns ``label -> {key: value}``.
+
+    A key that has one value within every series (criterion, or the dense baseline) and differs between them is
+    part of the series, not a setting: what a criterion option chooses for itself (wanda's ``per_row``
+    distribution; rigl's and set's ERK split, regrowth and at_init schedule; a gradual arm's window), so such
+    arms are compared with each other as criteria are."""
     drop = (*CRITERION_KEYS, TARGET_KEY, SEED_KEY)
     keys = {id(r): dict(comparable_key(r.config, drop)) for r in runs}
+    for name in series_keys(runs, keys):
+        for k in keys.values():
+            k.pop(name, None)
     done = [keys[id(r)] for r in runs if r.finished]
     distinct = sorted({tuple(sorted(k.items())) for k in done})
     if len(distinct) <= 1:
@@ -263,6 +275,23 @@ def label_settings(runs: list[Run]) -> dict[str, dict[str, str]]:
             if tuple(sorted(keys[id(run)].items())) == key:
                 run.setting = label
     return legend
+
+
+def series_keys(runs: list[Run], keys: dict[int, dict[str, str]]) -> list[str]:
+    """The config keys that are constant within each series of the finished runs and differ between series."""
+    groups: dict[str, list[dict[str, str]]] = {}
+    for run in runs:
+        if run.finished:
+            groups.setdefault(DENSE if run.dense else run.criterion, []).append(keys[id(run)])
+    if len(groups) < 2:
+        return []
+    names = sorted(set().union(*(k for ks in groups.values() for k in ks)))
+    out = []
+    for name in names:
+        per_group = [{k.get(name) for k in ks} for ks in groups.values()]
+        if all(len(v) == 1 for v in per_group) and len(set().union(*per_group)) > 1:
+            out.append(name)
+    return out
 
 
 def _short(value: str) -> str:
