@@ -152,9 +152,9 @@ def test_settings_that_differ_label_the_series(tmp_path):
 
 def dst_run(path: Path, arm: str, target: float, seed: int, acc: float) -> Path:
     """A hand-made run of one arm of the dst_fmnist comparison: the keys its criterion option sets for itself."""
-    criterion, regrowth, distribution, start = {"rigl": ("random", "rigl", "erk", 0), "set": ("random", "set", "erk", 0),
-                                                "static": ("random", "none", "erk", 0),
-                                                "gmp": ("magnitude", "none", "global", 300)}[arm]
+    criterion, regrowth, distribution, start = {
+        "rigl": ("random", "rigl", "erk", 0), "set": ("random", "set", "erk", 0),
+        "static": ("random", "none", "erk", 0), "gmp": ("magnitude", "none", "global", 300)}[arm]
     write_fake_run(path, criterion, target, seed, acc)
     cfg = path / "config.yaml"
     cfg.write_text(cfg.read_text().replace("schedule:\n", f"schedule:\n  start_step: {start}\n")
