@@ -157,15 +157,17 @@ def dst_run(path: Path, arm: str, target: float, seed: int, acc: float) -> Path:
         "static": ("random", "none", "erk", 0), "gmp": ("magnitude", "none", "global", 300)}[arm]
     write_fake_run(path, criterion, target, seed, acc)
     cfg = path / "config.yaml"
+    seed_key = f"  seed: {seed}\n" if arm == "set" else ""  # regrowth.seed: ${seed}, resolved
     cfg.write_text(cfg.read_text().replace("schedule:\n", f"schedule:\n  start_step: {start}\n")
-                   + f"regrowth:\n  name: {regrowth}\ndistribution:\n  name: {distribution}\n")
+                   + f"regrowth:\n  name: {regrowth}\n{seed_key}distribution:\n  name: {distribution}\n")
     return path
 
 
 def test_what_a_criterion_option_sets_for_itself_is_not_a_setting(tmp_path):
     """rigl/set (named after their updater), static ERK-random and gradual magnitude differ in regrowth,
-    distribution and schedule keys that each arm sets for itself: one setting, compared as criteria (RigL against
-    the magnitude and random references), where a key that varies within a series still splits it."""
+    distribution and schedule keys each arm sets for itself (and SET's regrowth.seed, the seed): one setting,
+    compared as criteria (RigL against the magnitude and random references), where a key that varies within a
+    series still splits it."""
     for seed in (0, 1):
         for arm, acc in (("rigl", 0.86), ("set", 0.85), ("static", 0.84), ("gmp", 0.87)):
             dst_run(tmp_path / f"{arm}-{seed}", arm, 0.9, seed, acc + seed / 100)

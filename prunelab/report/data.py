@@ -258,7 +258,7 @@ def label_settings(runs: list[Run]) -> dict[str, dict[str, str]]:
     arms are compared with each other as criteria are."""
     drop = (*CRITERION_KEYS, TARGET_KEY, SEED_KEY)
     keys = {id(r): dict(comparable_key(r.config, drop)) for r in runs}
-    for name in series_keys(runs, keys):
+    for name in seed_keys(runs, keys) + series_keys(runs, keys):
         for k in keys.values():
             k.pop(name, None)
     done = [keys[id(r)] for r in runs if r.finished]
@@ -275,6 +275,17 @@ def label_settings(runs: list[Run]) -> dict[str, dict[str, str]]:
             if tuple(sorted(keys[id(run)].items())) == key:
                 run.setting = label
     return legend
+
+
+def seed_keys(runs: list[Run], keys: dict[int, dict[str, str]]) -> list[str]:
+    """The config keys that equal the run's seed wherever they are set (``regrowth.seed: ${seed}``): they vary
+    with the seed, as ``seed`` itself, and say nothing about the setting."""
+    values: dict[str, set[bool]] = {}
+    for run in runs:
+        seed = json.dumps(run.seed)
+        for name, value in keys[id(run)].items():
+            values.setdefault(name, set()).add(value == seed)
+    return [name for name, same in values.items() if same == {True}]
 
 
 def series_keys(runs: list[Run], keys: dict[int, dict[str, str]]) -> list[str]:
