@@ -721,8 +721,8 @@ def print_tables(results: dict[str, Any], targets: list[dict[str, Any]]) -> None
                       + f"  {ag.get('agree', float('nan')):.4f} (step {ag.get('step')})")
         if res.get("hook_costs"):
             print(f"\n  pruner hooks alone ({model}, 1x1 global, rigl/set 1x1 erk, masks active; median us, and in "
-                  f"dense steps; scores of a model-level criterion = its calibration passes; update_masks of rigl/set = "
-                  f"one drop-and-grow)")
+                  f"dense steps; scores of a model-level criterion = its calibration passes; update_masks of "
+                  f"rigl/set = one drop-and-grow)")
             print(f"  {'criterion':<14} {'apply masks':>20} {'scores':>20} {'update_masks':>20}"
                   f"  {'ordinary from hooks':>19}")
             for h in res["hook_costs"]:
