@@ -21,6 +21,7 @@ import torch
 from browser import layout_facts, screenshot
 from prunelab import report
 from prunelab.report import figures as rf
+from prunelab.report import data as rd
 from prunelab.report.data import Stat, load_runs, rebin, split_duplicates
 from realdata import FMNIST_FAST, require_fashion_mnist
 
@@ -175,6 +176,17 @@ def test_what_a_criterion_option_sets_for_itself_is_not_a_setting(tmp_path):
     series = {r.path.name: r.series for r in load_runs([tmp_path])}
     assert {n.split("-")[0]: s for n, s in series.items()} == {
         "rigl": "rigl", "set": "set", "static": "random", "gmp": "magnitude", "dense": "dense"}
+    kept = torch.zeros(4, 5, dtype=torch.bool)
+    kept[0] = True  # 5 of 20 kept: rigl keeps row 0; gmp 3 of row 0 and 2 of row 1: Jaccard 3 / (5 + 5 - 3)
+    other = torch.zeros(4, 5, dtype=torch.bool)
+    other[0, :3] = True
+    other[1, :2] = True
+    for seed in (0, 1):
+        torch.save({"fc1": kept}, tmp_path / f"rigl-{seed}" / "masks.pt")
+        torch.save({"fc1": other}, tmp_path / f"gmp-{seed}" / "masks.pt")
+    (agreement,) = rd.agreements(load_runs([tmp_path]))  # their masks are compared, as criteria's are
+    assert agreement.criteria == ["magnitude", "rigl"]
+    assert agreement.values["fc1"][("rigl", "magnitude")].mean == pytest.approx(3 / 7)
     out = tmp_path / "out"
     assert report.main([str(tmp_path), "--out", str(out)]) == 0
     assert "rigl" in (out / "report.md").read_text().split("## Paired differences")[1]

@@ -543,13 +543,14 @@ def mask_jaccards(masks_a: dict[str, Any], masks_b: dict[str, Any]) -> dict[str,
 
 
 def criterion_groups(runs: Iterable[Run]) -> list[dict[str, Run]]:
-    """Groups of finished, pruned runs that differ only in their criterion (config minus criterion and execution
-    details: same model, dataset, pattern, scope, schedule, target, seed...), as ``criterion -> run``; the first
-    run (by path) wins if a criterion repeats. Only groups with two or more criteria."""
+    """Groups of finished, pruned runs that differ only in their criterion (the same setting, target and seed:
+    same model, dataset, pattern, scope, schedule...; what a criterion option sets for itself, such as rigl's
+    regrowth and at_init schedule, counts as the criterion, see :func:`label_settings`), as ``criterion -> run``;
+    the first run (by path) wins if a criterion repeats. Only groups with two or more criteria."""
     groups: dict[tuple, dict[str, Run]] = defaultdict(dict)
     for run in sorted(finished_runs(runs), key=lambda r: str(r.path)):
         if run.target and (run.path / "masks.pt").exists():
-            groups[comparable_key(run.config, CRITERION_KEYS)].setdefault(run.criterion, run)
+            groups[(run.setting, float(run.target), run.seed)].setdefault(run.criterion, run)
     return [g for g in groups.values() if len(g) > 1]
 
 
