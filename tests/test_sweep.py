@@ -102,7 +102,8 @@ def test_criteria_fmnist_preset_composes(tmp_path):
 
 def test_glob_sweeps_every_registered_criterion():
     """The preset's criterion glob expands to exactly the registered criteria: a new criterion's YAML is swept, and a
-    criterion-group preset that is not one (rigl, set: dynamic sparse training) must be excluded by name."""
+    criterion-group preset that is not one (rigl, set, static_erk: dynamic sparse training and its baseline; gmp:
+    magnitude with a window) must be excluded by name."""
     from hydra._internal.config_loader_impl import ConfigLoaderImpl
     from hydra._internal.utils import create_config_search_path
     from hydra.core.override_parser.overrides_parser import OverridesParser
