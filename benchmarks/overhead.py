@@ -15,11 +15,20 @@ dense, ...), and reports:
   (for a model-level criterion, wanda, its calibration passes are timed within its pruning steps and reported
   apart, in dense steps, each over the paired dense step; the judged mask update is the rest).
 
+Dynamic sparse training (``rigl``, Evci et al. 2020; ``set``, Mocanu et al. 2018) is timed the same way, as
+1x1 ERK variants: random ERK masks at the target at step 0 (``Schedule(target, 0, 0)``, criterion ``random``, as
+``criterion=rigl`` / ``criterion=set`` in the app), then the updater's drop-and-grow at steps 10, 20, ..., 90
+(``delta_t = 10``, ``t_end = 100``, drop fraction 0.3: cosine-decayed for RigL, constant for SET; grown weights
+and their momentum zeroed). Its rows read: **ordinary** = a step without an update (re-applying the masks),
+**pruning** = a step that updates the masks (the whole step: drop and grow, optimizer-state reset, training
+step), **amortized** = the mean over the 100 steps, **update** = what the drop-and-grow adds, in dense steps.
+
 Variants: the wave-1 criteria (magnitude, gradient, snip, snip_momentum, random) x every pattern x {global,
 uniform}; the wave-2 criteria scored in training (taylor, movement, lamp) and wanda x every pattern x every
 distribution (global, uniform, erk, er, per_row) that applies (lamp: global only; per_row: not with channel);
 magnitude x every pattern x {erk, er, per_row} (what a distribution's split costs, next to the same criterion under
-global and uniform). ``--criteria`` / ``--distributions`` restrict the set.
+global and uniform); rigl and set x 1x1 x erk (dynamic sparse training, below). ``--criteria`` /
+``--distributions`` restrict the set.
 
 Each figure is a ratio over the dense step timed in the same window: every pruned step is divided by the dense
 step timed next to it; who runs first alternates step by step and repeat by repeat, and the two orders are
@@ -82,6 +91,8 @@ from prunelab import Pattern, Pruner, Schedule, select_layers  # noqa: E402
 WAVE1 = ("magnitude", "gradient", "snip", "snip_momentum", "random")
 WAVE2 = ("taylor", "movement", "lamp", "wanda")
 CRITERIA = WAVE1 + WAVE2
+DST = ("rigl", "set")  # mask updaters (prunelab.regrowth): random ERK masks at init, then drop-and-grow
+DST_DROP = 0.3  # the drop fraction at the first update (Evci et al. 2020's alpha; Mocanu et al. 2018's zeta)
 PATTERNS = ("1x1", "4x1", "2:4", "channel")
 DISTRIBUTIONS = ("global", "uniform", "erk", "er", "per_row")
 TORCH_METHODS = {"torch_l1": "magnitude", "torch_custom": "snip"}  # torch.nn.utils.prune way -> our criterion
@@ -93,6 +104,7 @@ LIMITS = {
     "mlp_update_dense_steps": 2.0,
     "resnet20_ordinary": 1.03,
     "mlp_ordinary_fused": 1.10,  # snip_momentum with its fused (compiled) score update
+    "mlp_dst_update_step": 2.0,  # rigl/set: a step that updates the masks, in dense steps (issue 16)
 }
 
 
@@ -209,17 +221,26 @@ class DenseRunner:
         self.opt.step()
 
 
+def dst_updater(name: str) -> Any:
+    """The mask updater of ``rigl`` / ``set`` on the benchmark's grid: updates at 10, 20, ..., 90."""
+    from prunelab.regrowth import UPDATERS
+
+    return UPDATERS.get(name)(delta_t=FREQ, t_end=TOTAL, drop_fraction=DST_DROP, start_step=0, seed=0)
+
+
 class OursRunner:
     """The five hooks, exactly as a training loop calls them."""
 
     def __init__(self, model: nn.Module, criterion: str, pattern: str, distribution: str,
                  calibration: list | None = None, options: dict[str, Any] | None = None) -> None:
         self.model, self.opt = model, sgd(model)
-        self.schedule = schedule_for(pattern)
+        dst = criterion in DST
+        # rigl/set: the app's criterion=rigl / set: random masks at the target at step 0, then the updater
+        self.schedule = Schedule(target_for(pattern), start_step=0, end_step=0) if dst else schedule_for(pattern)
         self.pruner = Pruner(
-            model, criterion={"criterion_type": criterion, **(options or {})}, pattern=pattern,
-            distribution=distribution, schedule=self.schedule,
-            head=model.head,
+            model, criterion={"criterion_type": "random" if dst else criterion, **(options or {})}, pattern=pattern,
+            distribution=distribution, schedule=self.schedule, head=model.head, optimizer=self.opt,
+            updater=dst_updater(criterion) if dst else None,
         )
         # model-level criteria (wanda) score on the benchmark's batches, as many as they ask for; the time of their
         # own passes is recorded per step (reported apart from the mask update)
@@ -234,10 +255,13 @@ class OursRunner:
 
         self.pruner._score_model = timed_score_model  # type: ignore[method-assign]
         self.pruner.on_train_begin()
+        self.flips = 0  # rigl/set: mask entries flipped by the updates (checks that drop-and-grow happened)
 
     def step(self, t: int, x: torch.Tensor, y: torch.Tensor) -> None:
         p = self.pruner
         p.on_step_begin(t)
+        if p.updater is not None and p.updater.is_update_step(t):  # not step 0's initial masks
+            self.flips += sum(p.changed.values())
         self.opt.zero_grad(set_to_none=True)
         F.cross_entropy(self.model(x), y).backward()
         p.on_before_optimizer_step()
@@ -326,6 +350,8 @@ def applies(criterion: str, pattern: str, distribution: str) -> bool:
     from prunelab.criteria import CRITERIA as REGISTERED
     from prunelab.sparsity.distribution import build_distribution
 
+    if criterion in DST:  # drop-and-grow works on single weights; any distribution sets the initial masks
+        return pattern == "1x1"
     allowed = REGISTERED.get(criterion).distributions
     if allowed is not None and distribution not in allowed:
         return False
@@ -337,10 +363,11 @@ def full_combos() -> list[tuple[str, str, str]]:
     combos = [(c, p, d) for c in WAVE1 for p in PATTERNS for d in ("global", "uniform")]
     combos += [(c, p, d) for c in WAVE2 for p in PATTERNS for d in DISTRIBUTIONS]
     combos += [("magnitude", p, d) for p in PATTERNS for d in ("erk", "er", "per_row")]
+    combos += [(c, "1x1", "erk") for c in DST]
     return [c for c in combos if applies(*c)]
 
 
-def variants_for(quick: bool, model: str, focus_only: bool = False, criteria: tuple[str, ...] = CRITERIA,
+def variants_for(quick: bool, model: str, focus_only: bool = False, criteria: tuple[str, ...] = CRITERIA + DST,
                  distributions: tuple[str, ...] = DISTRIBUTIONS, fused: bool = False) -> list[Variant]:
     vs: list[Variant] = []
     if quick:  # every criterion, pattern and distribution at least once on the MLP; one variant on ResNet-20
@@ -349,14 +376,16 @@ def variants_for(quick: bool, model: str, focus_only: bool = False, criteria: tu
             combos += [("snip", "1x1", "global"), ("gradient", "channel", "global"),
                        ("snip_momentum", "2:4", "uniform"), ("random", "4x1", "uniform"),
                        ("taylor", "channel", "erk"), ("movement", "4x1", "er"), ("lamp", "1x1", "global"),
-                       ("wanda", "2:4", "per_row"), ("wanda", "1x1", "global")]
+                       ("wanda", "2:4", "per_row"), ("wanda", "1x1", "global"), ("rigl", "1x1", "erk"),
+                       ("set", "1x1", "erk")]
     elif focus_only:
-        combos = [(c, "1x1", "global") for c in CRITERIA]
+        combos = [(c, "1x1", "global") for c in CRITERIA] + [(c, "1x1", "erk") for c in DST]
     else:
         combos = full_combos()
     combos = [(c, p, d) for c, p, d in combos if c in criteria and d in distributions]
     for c, p, d in combos:
-        vs.append(Variant(f"{c}/{p}/{d}", "ours", c, p, d, focus=(p == "1x1" and d == "global")))
+        judged = "erk" if c in DST else "global"  # the distribution a target is judged on
+        vs.append(Variant(f"{c}/{p}/{d}", "ours", c, p, d, focus=(p == "1x1" and d == judged)))
     if fused and "snip_momentum" in criteria and "global" in distributions:
         vs.append(Variant("snip_momentum+fused/1x1/global", "ours", "snip_momentum", focus=True, options=FUSED))
     methods = ["torch_l1"] if (quick and model != "mlp") else list(TORCH_METHODS)
@@ -402,7 +431,7 @@ def run_window(spec: ModelSpec, base: nn.Module, batches: list, variant: Variant
         gc.enable()
     first = [(i + flip) % 2 == 1 for i in range(len(spec.window))]  # True where the pruned step ran first
     return {"dense": d_times, "pruned": v_times, "calibration": c_times, "pruned_first": first,
-            "sparsity": runner.sparsity()}
+            "sparsity": runner.sparsity(), "mask_flips": getattr(runner, "flips", 0)}
 
 
 def balanced_ratio(runs: list[dict[str, Any]], idx: list[int]) -> tuple[float, float]:
@@ -469,6 +498,7 @@ def summarize(spec: ModelSpec, runs: list[dict[str, Any]]) -> dict[str, Any]:
         "ordinary_se": ordinary_se,  # noise of the ordinary ratio (standard error)
         "amortized_se": amortized_se(runs),
         "sparsity": statistics.median(run["sparsity"] for run in runs),
+        "mask_flips": statistics.median(run["mask_flips"] for run in runs),  # rigl/set: entries flipped by updates
         "repeats": len(runs),
     }
 
@@ -519,7 +549,7 @@ def bench_model(spec: ModelSpec, variants: list[Variant], repeats: int, focus_re
         out_variants.append(s)
     agreement = {m: mask_agreement(spec, base, batches, m) for m in TORCH_METHODS if any(v.key == m for v in variants)}
     dense_all = statistics.median(d for v in variants for r in v.runs for d in r["dense"]) * 1e3
-    hooks = [hook_costs(spec, base, batches, c, dense_all) for c in CRITERIA
+    hooks = [hook_costs(spec, base, batches, c, dense_all) for c in CRITERIA + DST
              if any(v.kind == "ours" and v.criterion == c and not v.options for v in variants)]
     hooks += [hook_costs(spec, base, batches, v.criterion, dense_all, v.options) for v in variants if v.options]
     return {
@@ -538,8 +568,12 @@ def bench_model(spec: ModelSpec, variants: list[Variant], repeats: int, focus_re
 def hook_costs(spec: ModelSpec, base: nn.Module, batches: list, criterion: str, dense_ms: float,
                options: dict[str, Any] | None = None) -> dict[str, Any]:
     """The pruner's own work per hook, timed alone (median of many calls; 1x1 global, masks active): where an
-    overhead comes from, without a training step's noise around it."""
-    runner = OursRunner(copy.deepcopy(base), criterion, "1x1", "global", batches, options)
+    overhead comes from, without a training step's noise around it. rigl/set (1x1 erk): ``update_masks`` is the
+    updater's drop-and-grow (new masks, grown weights and momentum zeroed, masks applied), from the gradient of the
+    last backward."""
+    dst = criterion in DST
+    distribution = "erk" if dst else "global"
+    runner = OursRunner(copy.deepcopy(base), criterion, "1x1", distribution, batches, options)
     sch, p = runner.schedule, runner.pruner
     nb = len(batches)
     first = next(t for t in sch.steps if sch.target(t) > 0)
@@ -559,13 +593,19 @@ def hook_costs(spec: ModelSpec, base: nn.Module, batches: list, criterion: str, 
             ts.append(time.perf_counter() - t0)
         return statistics.median(ts) * 1e6
 
+    if dst:  # a drop-and-grow at update step 10 (a fraction of 0.3 for SET, RigL's cosine value there)
+        def update() -> None:
+            p._apply_update(p.updater.update(p, FREQ), p.updater.resets_grown_state)
+    else:
+        def update() -> None:
+            p.update_masks(sch.target_sparsity)
     us = {
         "apply_masks_us": med(p.on_after_optimizer_step, n),  # every step
         # every step for the stateful criteria; before/at a pruning step for the others; wanda: the calibration passes
         "scores_us": med(score, n if not model_level else max(5, n // 5)),
-        "update_masks_us": med(lambda: p.update_masks(sch.target_sparsity), max(5, n // 5)),  # a pruning step
+        "update_masks_us": med(update, max(5, n // 5)),  # a pruning step (rigl/set: an update step)
     }
-    out: dict[str, Any] = {"criterion": criterion, "pattern": "1x1", "distribution": "global",
+    out: dict[str, Any] = {"criterion": criterion, "pattern": "1x1", "distribution": distribution,
                            "model_level": model_level, "options": options or {}, **us}
     out.update({k.replace("_us", "_dense_steps"): v / 1e3 / dense_ms for k, v in us.items()})
     # what an ordinary step would cost if the pruner's own work were all (no step noise): a lower bound
@@ -650,6 +690,13 @@ def judge(results: dict[str, Any]) -> list[dict[str, Any]]:
             elif model == "resnet20":
                 add(f"resnet20 {c} 1x1 global: ordinary step / dense", v["ordinary_ratio"],
                     LIMITS["resnet20_ordinary"], v["ordinary_se"])
+        for c in DST:  # issue 16: an ordinary step <= 1.15x dense, a step that updates the masks <= 2 dense steps
+            v = by_key.get(f"{c}/1x1/erk")
+            if v is None or model != "mlp":
+                continue
+            add(f"mlp {c} 1x1 erk: ordinary step / dense", v["ordinary_ratio"], LIMITS["mlp_ordinary"],
+                v["ordinary_se"])
+            add(f"mlp {c} 1x1 erk: update step, dense steps", v["pruning_ratio"], LIMITS["mlp_dst_update_step"])
         for method, crit in TORCH_METHODS.items():
             t, o = by_key.get(method), by_key.get(f"{crit}/1x1/global")
             if t is None or o is None:
@@ -688,8 +735,9 @@ def print_tables(results: dict[str, Any], targets: list[dict[str, Any]]) -> None
                                  ("ordinary_ratio", "pruning_ratio", "amortized_ratio"))
                       + f"  {ag.get('agree', float('nan')):.4f} (step {ag.get('step')})")
         if res.get("hook_costs"):
-            print(f"\n  pruner hooks alone ({model}, 1x1 global, masks active; median us, and in dense steps; "
-                  f"scores of a model-level criterion = its calibration passes)")
+            print(f"\n  pruner hooks alone ({model}, 1x1 global, rigl/set 1x1 erk, masks active; median us, and in "
+                  f"dense steps; scores of a model-level criterion = its calibration passes; update_masks of "
+                  f"rigl/set = one drop-and-grow)")
             print(f"  {'criterion':<19} {'apply masks':>20} {'scores':>20} {'update_masks':>20}"
                   f"  {'ordinary from hooks':>19}")
             for h in res["hook_costs"]:
@@ -730,11 +778,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", metavar="PATH", help="write the results as JSON to PATH")
     ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
     ap.add_argument("--models", default="mlp,resnet20", help="comma-separated: mlp, resnet20")
-    ap.add_argument("--criteria", default=",".join(CRITERIA), help="comma-separated criteria (default: all)")
+    ap.add_argument("--criteria", default=",".join(CRITERIA + DST),
+                    help="comma-separated criteria, rigl and set included (default: all)")
     ap.add_argument("--distributions", default=",".join(DISTRIBUTIONS),
                     help="comma-separated distributions (default: all that apply)")
     ap.add_argument("--focus-only", action="store_true",
-                    help="only the variants a target is judged on (every criterion 1x1 global, torch.nn.utils.prune)")
+                    help="only the variants a target is judged on (every criterion 1x1 global, rigl/set 1x1 erk, "
+                         "torch.nn.utils.prune)")
     ap.add_argument("--mlp-repeats", type=int, default=None, help="repeats of every MLP variant (default 3)")
     ap.add_argument("--resnet-repeats", type=int, default=None, help="repeats of every ResNet-20 variant (default 1)")
     ap.add_argument("--focus-repeats", type=int, default=None,
@@ -749,7 +799,7 @@ def main(argv: list[str] | None = None) -> int:
     specs = model_specs(args.quick)
     criteria = tuple(c.strip() for c in args.criteria.split(",") if c.strip())
     distributions = tuple(d.strip() for d in args.distributions.split(",") if d.strip())
-    for name, given, known in (("criterion", criteria, CRITERIA), ("distribution", distributions, DISTRIBUTIONS)):
+    for name, given, known in (("criterion", criteria, CRITERIA + DST), ("distribution", distributions, DISTRIBUTIONS)):
         for x in given:
             if x not in known:
                 ap.error(f"unknown {name} {x!r}; choose from {', '.join(known)}")
@@ -764,7 +814,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"prunelab overhead benchmark: torch {torch.__version__}, torch.set_num_threads({torch.get_num_threads()}), "
           f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, quick={args.quick}")
     print(f"schedule: prune at steps {START}, {START + FREQ}, ..., {END} of {TOTAL} (exp decay); target 0.9 "
-          f"(2:4: 0.5); SGD(lr=0.01, momentum=0.9); head excluded")
+          f"(2:4: 0.5); SGD(lr=0.01, momentum=0.9); head excluded; rigl/set: ERK masks at step 0, drop-and-grow at "
+          f"{START + FREQ}, ..., {END} (drop fraction {DST_DROP})")
     t_start = time.perf_counter()
     monitor = CpuMonitor()
     results = {}

@@ -21,6 +21,7 @@ import torch
 from browser import layout_facts, screenshot
 from prunelab import report
 from prunelab.report import figures as rf
+from prunelab.report import data as rd
 from prunelab.report.data import Stat, load_runs, rebin, split_duplicates
 from realdata import FMNIST_FAST, require_fashion_mnist
 
@@ -148,6 +149,52 @@ def test_settings_that_differ_label_the_series(tmp_path):
     series = {r.path.name: r.series for r in load_runs([tmp_path])}
     assert series == {"a": "magnitude [pattern.type=1x1]", "b": "magnitude [pattern.type=4x1]",
                       "c": "snip [pattern.type=1x1]"}
+
+
+def dst_run(path: Path, arm: str, target: float, seed: int, acc: float) -> Path:
+    """A hand-made run of one arm of the dst_fmnist comparison: the keys its criterion option sets for itself."""
+    criterion, regrowth, distribution, start = {
+        "rigl": ("random", "rigl", "erk", 0), "set": ("random", "set", "erk", 0),
+        "static": ("random", "none", "erk", 0), "gmp": ("magnitude", "none", "global", 300)}[arm]
+    write_fake_run(path, criterion, target, seed, acc)
+    cfg = path / "config.yaml"
+    seed_key = f"  seed: {seed}\n" if arm == "set" else ""  # regrowth.seed: ${seed}, resolved
+    cfg.write_text(cfg.read_text().replace("schedule:\n", f"schedule:\n  start_step: {start}\n")
+                   + f"regrowth:\n  name: {regrowth}\n{seed_key}distribution:\n  name: {distribution}\n")
+    return path
+
+
+def test_what_a_criterion_option_sets_for_itself_is_not_a_setting(tmp_path):
+    """rigl/set (named after their updater), static ERK-random and gradual magnitude differ in regrowth,
+    distribution and schedule keys each arm sets for itself (and SET's regrowth.seed, the seed): one setting,
+    compared as criteria (RigL against the magnitude and random references), where a key that varies within a
+    series still splits it."""
+    for seed in (0, 1):
+        for arm, acc in (("rigl", 0.86), ("set", 0.85), ("static", 0.84), ("gmp", 0.87)):
+            dst_run(tmp_path / f"{arm}-{seed}", arm, 0.9, seed, acc + seed / 100)
+        dst_run(tmp_path / f"dense-{seed}", "gmp", 0.0, seed, 0.88)
+    series = {r.path.name: r.series for r in load_runs([tmp_path])}
+    assert {n.split("-")[0]: s for n, s in series.items()} == {
+        "rigl": "rigl", "set": "set", "static": "random", "gmp": "magnitude", "dense": "dense"}
+    kept = torch.zeros(4, 5, dtype=torch.bool)
+    kept[0] = True  # 5 of 20 kept: rigl keeps row 0; gmp 3 of row 0 and 2 of row 1: Jaccard 3 / (5 + 5 - 3)
+    other = torch.zeros(4, 5, dtype=torch.bool)
+    other[0, :3] = True
+    other[1, :2] = True
+    for seed in (0, 1):
+        torch.save({"fc1": kept}, tmp_path / f"rigl-{seed}" / "masks.pt")
+        torch.save({"fc1": other}, tmp_path / f"gmp-{seed}" / "masks.pt")
+    (agreement,) = rd.agreements(load_runs([tmp_path]))  # their masks are compared, as criteria's are
+    assert agreement.criteria == ["magnitude", "rigl"]
+    assert agreement.values["fc1"][("rigl", "magnitude")].mean == pytest.approx(3 / 7)
+    out = tmp_path / "out"
+    assert report.main([str(tmp_path), "--out", str(out)]) == 0
+    assert "rigl" in (out / "report.md").read_text().split("## Paired differences")[1]
+    dst_run(tmp_path / "gmp-other", "gmp", 0.9, 2, 0.8)  # a second window for magnitude only: now a setting
+    cfg = tmp_path / "gmp-other" / "config.yaml"
+    cfg.write_text(cfg.read_text().replace("start_step: 300", "start_step: 100"))
+    series = {r.path.name: r.series for r in load_runs([tmp_path])}
+    assert series["gmp-other"] != series["gmp-0"] and "schedule.start_step" in series["gmp-other"]
 
 
 def test_a_repeated_run_counts_once(tmp_path):

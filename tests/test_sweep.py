@@ -143,7 +143,7 @@ def test_a_target_set_by_a_group_option_counts_too():
 def test_criteria_fmnist_preset_composes(tmp_path):
     proc = cli(["+experiment=criteria_fmnist", "--cfg", "hydra"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    for line in ("criterion: glob(*,exclude=[rigl,set])", "schedule.target_sparsity: 0.0,0.5,0.75,0.875,0.9375,0.96875,0.984375",
+    for line in ("criterion: glob(*,exclude=[rigl,set,static_erk,gmp])", "schedule.target_sparsity: 0.0,0.5,0.75,0.875,0.9375,0.96875,0.984375",
                  "seed: 0,1,2,3,4", "JoblibLauncher", "n_jobs: 2",
                  "_target_: hydra_plugins.prunelab_sweeper.dense_once.DenseOnceSweeper"):  # conf/config.yaml's default
         assert line in proc.stdout, line
@@ -156,7 +156,8 @@ def test_criteria_fmnist_preset_composes(tmp_path):
 
 def test_glob_sweeps_every_registered_criterion():
     """The preset's criterion glob expands to exactly the registered criteria: a new criterion's YAML is swept, and a
-    criterion-group preset that is not one (rigl, set: dynamic sparse training) must be excluded by name."""
+    criterion-group preset that is not one (rigl, set, static_erk: dynamic sparse training and its baseline; gmp:
+    magnitude with a window) must be excluded by name."""
     from hydra._internal.config_loader_impl import ConfigLoaderImpl
     from hydra._internal.utils import create_config_search_path
     from hydra.core.override_parser.overrides_parser import OverridesParser

@@ -50,8 +50,12 @@ class Run:
 
     @property
     def criterion(self) -> str:
-        """The criterion, with its ablation if any: ``synflow``, ``synflow [shuffle]``."""
-        name = str(self.summary.get("criterion") or self.config.get("criterion.criterion_type") or "unknown")
+        """The criterion, with its ablation if any: ``synflow``, ``synflow [shuffle]``. A run whose masks a
+        regrowth updater moves (dynamic sparse training: ``criterion=rigl`` / ``set``, random initial masks) is
+        named after the updater: ``rigl``, ``set``."""
+        regrowth = self.config.get("regrowth.name")
+        name = str(regrowth) if regrowth not in (None, "none") else \
+            str(self.summary.get("criterion") or self.config.get("criterion.criterion_type") or "unknown")
         ablation = self.summary.get("ablation") or self.config.get("criterion.ablation") or "none"
         return name if ablation == "none" else f"{name} [{ablation}]"
 
@@ -319,9 +323,17 @@ def _under(key: str, prefixes: Sequence[str]) -> bool:
 def label_settings(runs: list[Run]) -> dict[str, dict[str, str]]:
     """Give each run a ``setting`` label naming what (other than criterion, target sparsity and seed) differs
     between the finished runs, so lines of different models or patterns never mix: ``key=value`` for up to two
-    differing config keys, else ``setting N``. One setting: label "". Returns ``label -> {key: value}``."""
+    differing config keys, else ``setting N``. One setting: label "". Returns ``label -> {key: value}``.
+
+    A key that has one value within every series (criterion, or the dense baseline) and differs between them is
+    part of the series, not a setting: what a criterion option chooses for itself (wanda's ``per_row``
+    distribution; rigl's and set's ERK split, regrowth and at_init schedule; a gradual arm's window), so such
+    arms are compared with each other as criteria are."""
     drop = (*CRITERION_KEYS, TARGET_KEY, SEED_KEY)
     keys = {id(r): dict(comparable_key(r.config, drop)) for r in runs}
+    for name in seed_keys(runs, keys) + series_keys(runs, keys):
+        for k in keys.values():
+            k.pop(name, None)
     done = [keys[id(r)] for r in runs if r.finished]
     distinct = sorted({tuple(sorted(k.items())) for k in done})
     if len(distinct) <= 1:
@@ -336,6 +348,34 @@ def label_settings(runs: list[Run]) -> dict[str, dict[str, str]]:
             if tuple(sorted(keys[id(run)].items())) == key:
                 run.setting = label
     return legend
+
+
+def seed_keys(runs: list[Run], keys: dict[int, dict[str, str]]) -> list[str]:
+    """The config keys that equal the run's seed wherever they are set (``regrowth.seed: ${seed}``): they vary
+    with the seed, as ``seed`` itself, and say nothing about the setting."""
+    values: dict[str, set[bool]] = {}
+    for run in runs:
+        seed = json.dumps(run.seed)
+        for name, value in keys[id(run)].items():
+            values.setdefault(name, set()).add(value == seed)
+    return [name for name, same in values.items() if same == {True}]
+
+
+def series_keys(runs: list[Run], keys: dict[int, dict[str, str]]) -> list[str]:
+    """The config keys that are constant within each series of the finished runs and differ between series."""
+    groups: dict[str, list[dict[str, str]]] = {}
+    for run in runs:
+        if run.finished:
+            groups.setdefault(DENSE if run.dense else run.criterion, []).append(keys[id(run)])
+    if len(groups) < 2:
+        return []
+    names = sorted(set().union(*(k for ks in groups.values() for k in ks)))
+    out = []
+    for name in names:
+        per_group = [{k.get(name) for k in ks} for ks in groups.values()]
+        if all(len(v) == 1 for v in per_group) and len(set().union(*per_group)) > 1:
+            out.append(name)
+    return out
 
 
 def _short(value: str) -> str:
@@ -576,13 +616,14 @@ def mask_jaccards(masks_a: dict[str, Any], masks_b: dict[str, Any]) -> dict[str,
 
 
 def criterion_groups(runs: Iterable[Run]) -> list[dict[str, Run]]:
-    """Groups of finished, pruned runs that differ only in their criterion (config minus criterion and execution
-    details: same model, dataset, pattern, scope, schedule, target, seed...), as ``criterion -> run``; the first
-    run (by path) wins if a criterion repeats. Only groups with two or more criteria."""
+    """Groups of finished, pruned runs that differ only in their criterion (the same setting, target and seed:
+    same model, dataset, pattern, scope, schedule...; what a criterion option sets for itself, such as rigl's
+    regrowth and at_init schedule, counts as the criterion, see :func:`label_settings`), as ``criterion -> run``;
+    the first run (by path) wins if a criterion repeats. Only groups with two or more criteria."""
     groups: dict[tuple, dict[str, Run]] = defaultdict(dict)
     for run in sorted(finished_runs(runs), key=lambda r: str(r.path)):
         if run.target and (run.path / "masks.pt").exists():
-            groups[comparable_key(run.config, CRITERION_KEYS)].setdefault(run.criterion, run)
+            groups[(run.setting, float(run.target), run.seed)].setdefault(run.criterion, run)
     return [g for g in groups.values() if len(g) > 1]
 
 
