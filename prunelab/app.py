@@ -51,11 +51,14 @@ log = logging.getLogger("prunelab")
 def run_name(cfg: DictConfig) -> str:
     """``<criterion>-s<target>-seed<seed>``, e.g. ``snip_momentum-s0.90-seed0`` or ``magnitude-s0.9375-seed1``;
     with an ablation ``<criterion>-<ablation>-s<target>-seed<seed>``, e.g. ``synflow-shuffle-s0.90-seed0``; a
-    dense run (target 0, whatever its criterion) is ``dense-seed<seed>``."""
+    dense run (target 0, whatever its criterion) is ``dense-seed<seed>``; a run whose masks a regrowth updater
+    moves (``criterion=rigl`` / ``set``: random initial masks) is named after the updater, ``rigl-s0.90-seed0``."""
     if is_dense(cfg):
         return f"dense-seed{cfg.seed}"
+    regrowth = (cfg.get("regrowth") or {}).get("name")
+    criterion = str(regrowth) if regrowth not in (None, "none") else str(cfg.criterion.criterion_type)
     ablation = ablation_of(cfg)
-    criterion = cfg.criterion.criterion_type if ablation == "none" else f"{cfg.criterion.criterion_type}-{ablation}"
+    criterion = criterion if ablation == "none" else f"{criterion}-{ablation}"
     return f"{criterion}-s{sparsity_text(cfg.schedule.target_sparsity)}-seed{cfg.seed}"
 
 

@@ -273,10 +273,6 @@ def run_job_payload(payload: bytes, out: str) -> None:
     Path(out).write_bytes(data)
 
 
-class JobLost(RuntimeError):
-    """A job's process ended without a result (killed by a signal, e.g. by the OS when memory ran out)."""
-
-
 def job_lost(job: Job, sweep_dir: Path, code: int | None) -> JobReturn:
     """The ``JobReturn`` of a job whose process died, recorded as failed in its directory (never over a finished
     or a live run; its checkpoint stays)."""
@@ -290,9 +286,11 @@ def job_lost(job: Job, sweep_dir: Path, code: int | None) -> JobReturn:
         job_dir.mkdir(parents=True, exist_ok=True)
         rundir.write_status(job_dir, "failed", error=error, name=(state.summary or {}).get("name") or job.subdir)
     print(f"prunelab: error: {job.label}: {error}", file=sys.stderr, flush=True)
+    # returned like a job that failed in its process (recorded, not raised: Hydra's sweeper would raise a FAILED
+    # return's exception and end the sweep with a traceback); the sweep's end lists it from its directory
     ret = JobReturn(overrides=job.overrides, cfg=job.config, hydra_cfg=job.config, working_dir=os.getcwd(),
-                    task_name=str(job.config.hydra.job.name), status=JobStatus.FAILED)
-    ret.return_value = JobLost(error)
+                    task_name=str(job.config.hydra.job.name), status=JobStatus.COMPLETED)
+    ret.return_value = None
     return ret
 
 

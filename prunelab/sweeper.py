@@ -4,7 +4,7 @@ A sweep such as ``criterion=a,b,c schedule.target_sparsity=0.0,0.5 seed=0,1`` ex
 combination, so Hydra's basic sweeper would train the same dense model (target sparsity 0: nothing is pruned,
 the criterion never acts) once per criterion and seed. :func:`canonical_jobs` rewrites every job whose composed
 config has target sparsity 0 into one criterion-independent dense job (the criterion overrides dropped,
-``criterion=<dense_criterion>``, the job directory ``<num>_dense-seed<seed>``) and drops the duplicates this
+``criterion=<dense_criterion>``, the job directory ``dense-seed<seed>_<fingerprint>``) and drops the duplicates this
 makes, keeping the order of the first occurrences. The report then uses that one dense run per seed as the
 baseline of every criterion.
 
@@ -15,12 +15,11 @@ module holds the logic and stays importable without Hydra's plugin machinery.
 """
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
 DENSE_CRITERION = "magnitude"  # the criterion a dense job is run with (it prunes nothing, so any would do)
-DENSE_SUBDIR = "${hydra.job.num}_dense-seed${seed}"
+DENSE_SUBDIR = "dense-seed${seed}_${prunelab.fingerprint:}"  # named by what it computes, as every job (config.yaml)
 
 
 def override_key(override: str) -> str:
@@ -40,7 +39,7 @@ def is_dense(cfg: Any) -> bool:
 
 def dense_job(overrides: Sequence[str], dense_criterion: str = DENSE_CRITERION) -> list[str]:
     """A dense job's overrides without the criterion (``criterion=...``, ``criterion.*``), run with
-    ``dense_criterion`` in the job directory ``<num>_dense-seed<seed>`` (unless the job sets its own)."""
+    ``dense_criterion`` in the job directory ``dense-seed<seed>_<fingerprint>`` (unless the job sets its own)."""
     kept = [o for o in overrides if not (override_key(o) == "criterion" or override_key(o).startswith("criterion."))]
     kept.append(f"criterion={dense_criterion}")
     if not any(override_key(o) == "hydra.sweep.subdir" for o in overrides):
@@ -74,4 +73,5 @@ def describe(before: int, after: Sequence[Sequence[str]]) -> str:
 
 
 def announce(before: int, after: Sequence[Sequence[str]]) -> None:
-    print(describe(before, after), file=sys.stderr, flush=True)
+    """The sweep's job count, on stdout (stderr is for warnings and the one-line error of a refused sweep)."""
+    print(describe(before, after), flush=True)

@@ -12,6 +12,7 @@ from omegaconf import OmegaConf
 from appkit import compose
 from prunelab.app import validate
 from prunelab.regrowth import build_updater
+from prunelab.schedule import Schedule
 
 REPO = Path(__file__).resolve().parents[1]
 PRESET = OmegaConf.load(REPO / "conf" / "experiment" / "dst_fmnist.yaml")
@@ -31,7 +32,9 @@ def arm(name: str, target: float = 0.9):
 
 
 def window(cfg) -> dict[str, int]:
-    return {k: int(cfg.schedule[k]) for k in AT_INIT}
+    """The schedule's steps as the app resolves them (fractions of training where no step is set)."""
+    schedule = Schedule.from_config(cfg.schedule, total_steps=int(cfg.trainer.max_steps))
+    return {k: getattr(schedule, k) for k in AT_INIT}
 
 
 def test_sweep_is_four_arms_three_sparsities_three_seeds_and_dense_once():
@@ -65,7 +68,7 @@ def test_mask_updates_every_100_steps_until_three_quarters_of_training(name):
     """Evci et al. 2020's defaults for a 3,000-step run: delta_t = 100, T_end = 0.75 * 3000 = 2250, alpha = 0.3, so
     updates at 100, 200, ..., 2200 (22); RigL's fraction cosine-decays from 0.3, SET's stays 0.3."""
     cfg = arm(name)
-    updater = build_updater(cfg.regrowth, int(cfg.trainer.max_steps), int(cfg.schedule.end_step), int(cfg.seed))
+    updater = build_updater(cfg.regrowth, int(cfg.trainer.max_steps), window(cfg)["end_step"], int(cfg.seed))
     updates = [t for t in range(3000) if updater.is_update_step(t)]
     assert updates == list(range(100, 2201, 100))
     assert updater.drop_fraction(0) == pytest.approx(0.3)

@@ -167,9 +167,14 @@ def test_set_growth_is_seeded_by_seed_and_step():
 @pytest.mark.parametrize("option", ["rigl", "set"])
 def test_rigl_and_set_options_choose_at_init_erk_and_their_regrowth_unless_overridden(option):
     cfg = compose([f"criterion={option}"])
-    assert (cfg.schedule.end_step, cfg.distribution.name, cfg.regrowth.name) == (0, "erk", option)  # at_init
+    end = Schedule.from_config(cfg.schedule, total_steps=cfg.trainer.max_steps).end_step
+    assert (end, cfg.distribution.name, cfg.regrowth.name) == (0, "erk", option)  # at_init
+    from prunelab.app import run_name
+
+    assert run_name(cfg) == f"{option}-s0.90-seed0"  # named after the updater, not its random initial masks
     cfg = compose([f"criterion={option}", "distribution=uniform", "schedule=iterative"])
-    assert cfg.schedule.end_step > 0 and (cfg.distribution.name, cfg.regrowth.name) == ("uniform", option)
+    end = Schedule.from_config(cfg.schedule, total_steps=cfg.trainer.max_steps).end_step
+    assert end > 0 and (cfg.distribution.name, cfg.regrowth.name) == ("uniform", option)
 
 
 RUN = ["logger=none", "trainer.progress=none", "trainer.max_steps=120", "trainer.eval_every=40",

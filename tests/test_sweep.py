@@ -119,7 +119,7 @@ def test_dense_jobs_run_once_per_seed_whatever_the_criteria():
     assert len(composed) == 12
     dense = [j for j in kept if "schedule.target_sparsity=0" in j]
     assert dense == [["schedule.target_sparsity=0", f"seed={s}", "criterion=magnitude",
-                      "hydra.sweep.subdir=${hydra.job.num}_dense-seed${seed}"] for s in (0, 1)]
+                      "hydra.sweep.subdir=dense-seed${seed}_${prunelab.fingerprint:}"] for s in (0, 1)]
     pruned = [j for j in kept if j not in dense]
     assert pruned == [j for j in jobs if "schedule.target_sparsity=0.5" in j]  # untouched, in Hydra's order
     assert kept.index(dense[0]) == 0 and kept.index(dense[1]) == 1  # where their first occurrences were
@@ -182,14 +182,15 @@ def test_a_tiny_criteria_fmnist_runs_end_to_end(tmp_path):
                cwd=tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     # Hydra really ran prunelab's sweeper (its line, and one dense job where the basic sweeper would run two)
-    assert "[prunelab] sweep: 3 jobs (1 dense, once per seed; 1 duplicate dense jobs dropped)" in proc.stderr
-    jobs = {p.name: json.loads((p / "summary.json").read_text()) for p in sweep.iterdir() if p.is_dir()}
-    assert sorted(jobs) == ["0_dense-seed0", "1_magnitude-s0.984375-seed0", "2_random-s0.984375-seed0"]
+    assert "[prunelab] sweep: 3 jobs (1 dense, once per seed; 1 duplicate dense jobs dropped)" in proc.stdout
+    jobs = {p.name.rsplit("_", 1)[0]: json.loads((p / "summary.json").read_text()) for p in sweep.iterdir()
+            if p.is_dir() and not p.name.startswith(".")}  # <name>_<fingerprint>
+    assert sorted(jobs) == ["dense-seed0", "magnitude-s0.984375-seed0", "random-s0.984375-seed0"]
     for name, s in jobs.items():
         assert s["status"] == "finished" and s["dataset"] == "fashion_mnist" and s["model"] == "mlp", name
-    dense = jobs["0_dense-seed0"]
+    dense = jobs["dense-seed0"]
     assert dense["dense"] is True and dense["name"] == "dense-seed0" and dense["sparsity/actual"] == 0.0
-    pruned = jobs["1_magnitude-s0.984375-seed0"]
+    pruned = jobs["magnitude-s0.984375-seed0"]
     assert pruned["dense"] is False and pruned["name"] == "magnitude-s0.984375-seed0"
     assert pruned["sparsity/actual"] == pytest.approx(0.984375, abs=1e-5)
     assert max(pruned["sparsity/layers"].values()) <= 0.999 + 1e-9
