@@ -349,7 +349,7 @@ def test_files_written(built):
 def test_the_dense_baseline_runs_once_per_seed(built):
     jobs = sorted(p.name for p in built["sweep"].iterdir() if p.is_dir())
     assert len(jobs) == len(CRITERIA) * len(SEEDS) + len(SEEDS)
-    assert sorted(j.split("_", 1)[1] for j in jobs if "dense" in j) == [f"dense-seed{s}" for s in SEEDS]
+    assert sorted(j.rsplit("_", 1)[0] for j in jobs if "dense" in j) == [f"dense-seed{s}" for s in SEEDS]
     dense = [s for _, s in summaries(built["sweep"]) if s["dense"]]
     assert sorted(s["seed"] for s in dense) == list(SEEDS) and {s["sparsity/target"] for s in dense} == {0.0}
     accs = [s["test/acc"] for s in dense]
