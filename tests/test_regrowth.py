@@ -5,13 +5,12 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
-import textwrap
 
 import pytest
 import torch
 from torch import nn
 
-from appkit import cli, compose, env, metrics, summary
+from appkit import cli, compose, env, faulty, metrics, summary
 from prunelab.errors import ConfigError
 from prunelab.pruner import Pruner
 from prunelab.regrowth import RigLUpdater, SETUpdater, build_updater, drop_and_grow
@@ -198,20 +197,6 @@ def test_rigl_and_set_end_to_end(tmp_path, option):
     assert targets["fc2"] > 0.9 > targets["fc1"]
 
 
-KILL = textwrap.dedent("""
-    import os, signal, sys
-    from prunelab import pruner
-    at = int(sys.argv[1])
-    begin = pruner.Pruner.on_step_begin
-    def on_step_begin(self, step=None):
-        if step == at:
-            os.kill(os.getpid(), signal.SIGKILL)
-        return begin(self, step)
-    pruner.Pruner.on_step_begin = on_step_begin
-    from prunelab.__main__ import cli
-    sys.argv = ["prunelab", *sys.argv[2:]]
-    cli()
-""")
 
 
 @pytest.mark.slow
@@ -221,9 +206,7 @@ def test_resume_across_an_update_step_is_bitwise(tmp_path):
     args = ["criterion=rigl", *RUN]
     ref, run = tmp_path / "ref", tmp_path / "run"
     assert cli([*args, f"hydra.run.dir={ref}"], cwd=tmp_path).returncode == 0
-    (tmp_path / "kill.py").write_text(KILL)
-    killed = subprocess.run([sys.executable, str(tmp_path / "kill.py"), "57", *args, f"hydra.run.dir={run}"],
-                            cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=300)
+    killed = cli([*args, f"hydra.run.dir={run}"], cwd=tmp_path, **faulty("kill@57"))  # SIGKILL at step 57
     assert killed.returncode == -9, killed.stderr[-2000:]
     assert torch.load(run / "checkpoint.pt", weights_only=True)["step"] == 49
     resumed = cli([*args, f"hydra.run.dir={run}", "trainer.resume=true"], cwd=tmp_path)

@@ -7,9 +7,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -23,7 +20,7 @@ from prunelab.training.batches import MemoryBatches, StreamBatches, batch_source
 from prunelab.training.distributed import DistInfo
 from prunelab.criteria.base import Calibration
 
-from appkit import env, run_inprocess, summary
+from appkit import cli, faulty, run_inprocess, summary
 from fakedata import write_cifar, write_cifar100
 
 CONF = Path(__file__).parents[1] / "conf" / "dataset"
@@ -174,20 +171,6 @@ RUN = [
     "trainer.log_every=2",
 ]
 
-DRIVER = textwrap.dedent("""
-    import os, signal, sys
-    from prunelab import pruner
-    at = int(sys.argv[1])
-    begin = pruner.Pruner.on_step_begin
-    def on_step_begin(self, step=None):
-        if step == at:
-            os.kill(os.getpid(), signal.SIGKILL)
-        return begin(self, step)
-    pruner.Pruner.on_step_begin = on_step_begin
-    from prunelab.__main__ import cli
-    sys.argv = ["prunelab", *sys.argv[2:]]
-    cli()
-""")
 
 
 def _state(run_dir: Path) -> dict:
@@ -217,10 +200,8 @@ def test_resume_through_the_stream_is_bitwise_exact(tmp_path, monkeypatch, resto
     run_inprocess(common, tmp_path / "ref")
     want = _state(tmp_path / "ref")
 
-    driver = tmp_path / "driver.py"  # SIGKILL: a real process, killed
-    driver.write_text(DRIVER)
-    killed = subprocess.run([sys.executable, str(driver), "13", *common, f"hydra.run.dir={tmp_path / 'kill'}"],
-                            cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=300)
+    # SIGKILL: a real process, killed at the start of step 13
+    killed = cli([*common, f"hydra.run.dir={tmp_path / 'kill'}"], cwd=tmp_path, timeout=300, **faulty("kill@13"))
     assert killed.returncode == -9, killed.stderr[-2000:]
     assert torch.load(tmp_path / "kill" / "checkpoint.pt", weights_only=True)["step"] == 9
 
