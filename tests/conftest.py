@@ -2,6 +2,9 @@
 first, so the suite does not end waiting on one of them while the other workers idle."""
 from __future__ import annotations
 
+import pytest
+import torch
+
 LONGEST_FIRST = ("test_badinput.py", "test_reliability.py", "test_sweep.py", "test_distributed.py",
                  "test_report.py", "test_benchmarks.py", "test_dashboard.py")
 
@@ -9,3 +12,13 @@ LONGEST_FIRST = ("test_badinput.py", "test_reliability.py", "test_sweep.py", "te
 def pytest_collection_modifyitems(items: list) -> None:
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: every other test keeps its order
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models: one intra-op thread is ~10x faster than two contending ones (and just as exact); restored
+    after the module."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -19,12 +19,7 @@ from prunelab.pruner import Pruner
 from prunelab.schedule import Schedule
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 AT_INIT = Schedule(0.8, start_step=0, end_step=0)

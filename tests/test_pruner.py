@@ -21,13 +21,7 @@ CRITERIA = ["magnitude", "gradient", "snip", "snip_momentum", "random"]
 TRAINING = ["taylor", "movement"]  # wave 2, scored during training (lamp needs a global ranking: toy test only)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: one intra-op thread is ~10x faster than two contending ones (and just as exact)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 class MLP(nn.Module):

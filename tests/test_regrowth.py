@@ -19,12 +19,7 @@ from prunelab.schedule import Schedule
 T, F = True, False
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 # --- one layer, by hand ---------------------------------------------------------------------------------------
