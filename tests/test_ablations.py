@@ -17,7 +17,9 @@ from prunelab.errors import ConfigError
 from prunelab.pruner import Pruner
 from prunelab.schedule import Schedule
 
-from test_at_init import bias_free_relu, linears, one_thread, synflow_rounds_by_hand  # noqa: F401 (fixture)
+from test_at_init import bias_free_relu, linears, synflow_rounds_by_hand
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 class Net(nn.Module):
