@@ -47,6 +47,7 @@ from .regrowth import MaskUpdater, reset_optimizer_state
 from .schedule import Schedule
 from .sparsity.distribution import Distribution, resolve_distribution
 from .sparsity.patterns import Pattern
+from .sparsity.maskops import count_true, zero_where
 
 log = logging.getLogger("prunelab")
 
@@ -354,13 +355,14 @@ class Pruner:
     @torch.no_grad()
     def _apply_update(self, new: Mapping[str, Tensor], reset_grown: bool) -> None:
         """Take new masks: count the flips, zero grown weights (and their optimizer state), apply."""
-        flips = torch.stack([torch.count_nonzero(self.masks[n] ^ new[n]) for n in self.names]).tolist()
+        diffs = [self.masks[n] ^ new[n] for n in self.names]
+        flips = count_true(diffs)
         grown: dict[Tensor, Tensor] = {}
-        for name, w, flipped in zip(self.names, self._weights, flips):
+        for name, w, diff, flipped in zip(self.names, self._weights, diffs, flips):
             old, mask = self.masks[name], new[name]
             if reset_grown and flipped:
-                on = mask & ~old
-                w.masked_fill_(on, 0.0)
+                on = diff.logical_and_(mask)  # flipped and now kept: grown
+                zero_where(w, on)
                 grown[w] = on
             old.copy_(mask)
         if grown:
@@ -371,7 +373,7 @@ class Pruner:
         self.apply_masks()
 
     def _refresh_active(self) -> None:
-        kept = torch.stack([torch.count_nonzero(m) for m in self.masks.values()]).tolist()
+        kept = count_true(list(self.masks.values()))
         self._active = [i for i, (k, m) in enumerate(zip(kept, self.masks.values())) if k < m.numel()]
         self._active_w = [self._weights[i] for i in self._active]
         # uint8 views of the bool masks (no copy): float * uint8 takes torch's fast path, float * bool does not
@@ -400,7 +402,7 @@ class Pruner:
     @torch.no_grad()
     def sparsity(self) -> dict[str, Any]:
         """Actual sparsity counted from zeros in the weights (not from the target): per layer and overall."""
-        nonzero = torch.stack([torch.count_nonzero(w) for w in self._weights]).tolist()
+        nonzero = count_true(self._weights)
         zeros = [w.numel() - n for w, n in zip(self._weights, nonzero)]
         sizes = [w.numel() for w in self._weights]
         total, nz = sum(sizes), sum(zeros)
@@ -414,12 +416,12 @@ class Pruner:
     def mask_sparsity(self) -> dict[str, float]:
         """Fraction of pruned entries per mask (what the masks remove; differs from the zeros in the weights when a
         kept weight is exactly 0, e.g. one just grown back)."""
-        kept = torch.stack([torch.count_nonzero(m) for m in self.masks.values()]).tolist()
+        kept = count_true(list(self.masks.values()))
         return {n: 1.0 - k / m.numel() for (n, m), k in zip(self.masks.items(), kept)}
 
     def masked_fraction(self) -> float:
         """The fraction of the pruned layers' weights that the masks remove."""
-        kept = int(torch.stack([torch.count_nonzero(m) for m in self.masks.values()]).sum())
+        kept = sum(count_true(list(self.masks.values())))
         return 1.0 - kept / sum(m.numel() for m in self.masks.values())
 
     # --- checkpoints ---

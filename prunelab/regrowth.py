@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from .registry import Registry
+from .sparsity.maskops import zero_where
 
 if TYPE_CHECKING:
     from .pruner import Pruner
@@ -63,7 +64,7 @@ def reset_optimizer_state(optimizer: torch.optim.Optimizer | None, grown: Mappin
     for param, mask in grown.items():
         for value in optimizer.state.get(param, {}).values():
             if isinstance(value, Tensor) and value.shape == param.shape:
-                value.masked_fill_(mask.to(value.device), 0)
+                zero_where(value, mask.to(value.device))
                 touched += 1
     return touched
 
@@ -124,26 +125,31 @@ class DropAndGrow(MaskUpdater):
         grow = self.grow_scores(pruner, step)
         new = {}
         for name, w in zip(pruner.names, pruner.criterion.weights):
-            new[name] = drop_and_grow(pruner.masks[name], w.detach().abs(), grow[name], f)
+            new[name] = drop_and_grow(pruner.masks[name], w, grow[name], f)
         return new
 
 
 @torch.no_grad()
-def drop_and_grow(mask: Tensor, magnitude: Tensor, grow_score: Tensor, fraction: float) -> Tensor:
-    """One layer's update: drop ``n = floor(fraction * kept)`` kept entries of smallest ``magnitude``, grow ``n``
-    of highest ``grow_score`` among the entries not kept after the drop. Returns the new keep-mask."""
+def drop_and_grow(mask: Tensor, weight: Tensor, grow_score: Tensor, fraction: float) -> Tensor:
+    """One layer's update: drop ``n = floor(fraction * kept)`` kept entries of smallest ``|weight|``, grow ``n``
+    of highest ``grow_score`` among the entries not kept after the drop. Returns the new keep-mask.
+
+    ``grow_score`` is overwritten (the entries kept after the drop become -inf): the updaters pass fresh scores.
+    The drop selects among the kept entries only (a tenth of the layer at 90% sparsity), so the one pass over the
+    whole layer is the grow selection's.
+    """
+    from .sparsity.maskops import true_positions
     from .sparsity.selection import lowest_k, round_count
 
     keep = mask.reshape(-1)
-    kept = int(keep.sum())
-    n = math.floor(round_count(fraction * kept))
+    kept_at = true_positions(keep)  # ascending: a tie among the kept drops the earlier position
+    n = math.floor(round_count(fraction * kept_at.numel()))
     if n == 0:
         return mask.clone()
-    inf = torch.tensor(float("inf"), device=mask.device)
-    dropped = lowest_k(torch.where(keep, magnitude.reshape(-1).float(), inf), n)
-    after = keep & ~dropped
-    candidates = grow_score.reshape(-1).float().masked_fill(after, -math.inf)
-    grown = ~lowest_k(candidates, keep.numel() - n)
+    after = keep.clone()
+    after[kept_at[lowest_k(weight.detach().reshape(-1)[kept_at].abs().float(), n)]] = False
+    candidates = grow_score.reshape(-1).masked_fill_(after, -math.inf)
+    grown = ~lowest_k(candidates.float(), keep.numel() - n)  # of equal scores, the later position grows
     return (after | grown).reshape(mask.shape)
 
 

@@ -237,6 +237,30 @@ def test_lamp_numpy_and_torch_paths_agree(seed):
     assert torch.equal(torch.from_numpy(_lamp_np(sq.numpy())), _lamp_torch(sq))
 
 
+def _lamp_by_definition(w: torch.Tensor) -> torch.Tensor:
+    """W_i^2 over the sum of W_j^2 of every j ranked at or after i (larger, or equal and at a later position)."""
+    sq = w.reshape(-1).double().square()
+    pos = torch.arange(sq.numel())
+    after = (sq[None, :] > sq[:, None]) | ((sq[None, :] == sq[:, None]) & (pos[None, :] >= pos[:, None]))
+    tail = (after * sq[None, :]).sum(1)
+    return torch.where(sq > 0, sq / tail, 0.0).float().reshape(w.shape)
+
+
+def test_lamp_scratch_buffers_carry_nothing_from_one_layer_to_the_next():
+    """The scratch buffers a LAMP criterion keeps between layers and steps (grown to the largest layer) leave no
+    trace: layers of every size and sparsity, scored in turn and again after pruning, match the definition."""
+    from prunelab.criteria.lamp import LampWorkspace, lamp_scores
+
+    g = torch.Generator().manual_seed(3)
+    ws = LampWorkspace()
+    layers = [torch.randint(-5, 6, shape, generator=g).float() for shape in ((12, 15), (3, 4), (20, 9), (1, 7))]
+    for w in [*layers, *(w * (torch.rand(w.shape, generator=g) > 0.6) for w in layers)]:  # then pruned ones
+        out = torch.full(w.shape, 7.0)
+        assert lamp_scores(w, ws, out=out) is out
+        torch.testing.assert_close(out, _lamp_by_definition(w), rtol=1e-6, atol=0)
+        torch.testing.assert_close(lamp_scores(w, ws), out, rtol=0, atol=0)
+
+
 def test_lamp_global_threshold_gives_layer_adaptive_sparsity():
     """Layer a has large weights, b small ones: global magnitude empties b; global LAMP keeps every layer's largest
     weight (score 1) and prunes by the rescaled scores. a = [4, 5, 6, 7], b = [0.1, 0.2, 0.3, 0.4]; 6 of 8 go.

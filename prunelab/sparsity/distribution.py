@@ -21,6 +21,7 @@ from torch import Tensor
 from ..errors import ConfigError
 from ..options import config_to_dict
 from ..registry import Registry
+from .maskops import count_true
 from .selection import lowest_k, lowest_k_rows, round_count
 
 if TYPE_CHECKING:
@@ -98,7 +99,7 @@ class GlobalDistribution(Distribution):
         while free:
             flat = torch.cat([layers[i].blocks for i in free])
             pruned = lowest_k(flat, budget).split([sizes[i] for i in free])
-            counts = torch.stack([torch.count_nonzero(p) for p in pruned]).tolist()
+            counts = count_true(pruned)
             if any(c < layers[i].lo for c, i in zip(counts, free)):
                 return self._bounded(layers, k)
             over = [i for c, i in zip(counts, free) if c > layers[i].hi]

@@ -1,0 +1,43 @@
+"""The mask bookkeeping of a mask update (prunelab/sparsity/maskops.py): the numpy fast paths and the torch
+fallbacks (non-contiguous tensors, bfloat16) give the same counts, positions and zeros as indexing does."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from prunelab.sparsity.maskops import count_true, true_positions, zero_where
+
+
+def _masks():
+    g = torch.Generator().manual_seed(0)
+    m = torch.rand(6, 9, generator=g) < 0.3
+    return [m, m.t(), m[:, ::2], torch.zeros(0, dtype=torch.bool), torch.ones(5, dtype=torch.bool)]
+
+
+def test_counts_and_positions_match_indexing():
+    masks = _masks()
+    assert count_true(masks) == [sum(bool(v) for v in m.reshape(-1).tolist()) for m in masks]
+    floats = [torch.tensor([0.0, -0.0, 1.5, math.nan]), torch.tensor([[0.0, 2.0], [3.0, 0.0]]).t()]
+    assert count_true(floats) == [2, 2]  # -0.0 is zero, NaN is not
+    for m in masks:
+        want = [i for i, v in enumerate(m.reshape(-1).tolist()) if v]
+        assert true_positions(m).tolist() == want
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("layout", ["contiguous", "transposed"])
+def test_zero_where_writes_exact_zeros_in_place_and_nothing_else(dtype, layout):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(5, 7, generator=g).to(dtype)
+    x[0, 0], x[1, 1] = math.nan, math.inf  # zeroed too: not multiplied by 0
+    mask = torch.rand(5, 7, generator=g) < 0.4
+    mask[0, 0] = mask[1, 1] = True
+    if layout == "transposed":
+        x, mask = x.t(), mask.t()
+    before = x.clone()
+    zero_where(x, mask)
+    assert torch.equal(x[mask], torch.zeros(int(mask.sum()), dtype=dtype))
+    assert torch.equal(x[~mask], before[~mask])
+    assert not torch.signbit(x[mask]).any()  # +0.0, as masked_fill_ writes
