@@ -1,6 +1,7 @@
 """Running the real app in tests: as a CLI subprocess (what a user types) or composed in-process (faster)."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -50,6 +51,13 @@ def run_inprocess(overrides: list[str], run_dir: Path) -> dict[str, Any]:
 
 def summary(run_dir: Path) -> dict[str, Any]:
     return json.loads((run_dir / "summary.json").read_text())
+
+
+def tree_digest(root: Path, skip: tuple[str, ...] = (".lock",)) -> dict[str, str]:
+    """sha256 of every file under ``root`` (relative path -> digest), less the names in ``skip`` (the lock file,
+    which every command that looks at a run directory touches)."""
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file() and p.name not in skip}
 
 
 def metrics(run_dir: Path) -> list[dict[str, Any]]:

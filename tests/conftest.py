@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-LONGEST_FIRST = ("test_badinput.py", "test_reliability.py", "test_sweep.py", "test_distributed.py",
-                 "test_report.py", "test_benchmarks.py", "test_dashboard.py")
+LONGEST_FIRST = ("test_kill_resume.py", "test_badinput.py", "test_sweep.py", "test_distributed.py",
+                 "test_benchmarks.py", "test_report.py", "test_dashboard.py", "test_reliability.py", "test_regrowth.py")
 
 
 def pytest_collection_modifyitems(items: list) -> None:

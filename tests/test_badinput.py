@@ -7,7 +7,6 @@ fails) are caught after Hydra made the directory, which the run then removes aga
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from appkit import cli, faulty
+from appkit import cli, faulty, tree_digest
 
 # (overrides, key, value, what is allowed) — the one line on stderr must name all three
 ISSUE = [  # the mishaps issue 12 lists
@@ -112,11 +111,6 @@ def earlier_run(tmp_path_factory):
     return base / "run"
 
 
-def _digest(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file() and p.name != ".lock"}
-
-
 def check_refused(proc: subprocess.CompletedProcess, key: str, value: str, allowed: str, code: int = 2) -> str:
     assert proc.returncode == code, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
@@ -138,7 +132,7 @@ def _attempt(case: tuple[int, list[str], str], base: Path) -> tuple[subprocess.C
 
 
 def test_bad_inputs_fail_with_one_line_and_write_nothing(tmp_path, earlier_run):
-    before = _digest(earlier_run)
+    before = tree_digest(earlier_run)
     empty = tmp_path / "no-data"
     empty.mkdir()
     file = tmp_path / "a-file"
@@ -164,7 +158,7 @@ def test_bad_inputs_fail_with_one_line_and_write_nothing(tmp_path, earlier_run):
             failures.append(f"{args} {fault}: {exc}")
     assert not failures, "\n".join(failures)
     assert len(ISSUE + MORE) - len(ISSUE) >= 40
-    assert _digest(earlier_run) == before and file.read_text() == "not a directory\n"
+    assert tree_digest(earlier_run) == before and file.read_text() == "not a directory\n"
     assert sorted(p.name for p in empty.iterdir()) == []  # the failed download left nothing under dataset.root
 
 

@@ -4,7 +4,6 @@ refused; the dense baseline runs once per seed (prunelab's sweeper, and Hydra re
 launcher and the experiment presets compose; a tiny criteria_fmnist runs."""
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -12,18 +11,13 @@ import pytest
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
-from appkit import FAST, cli, faulty, metrics
+from appkit import FAST, cli, faulty, metrics, tree_digest
 from realdata import FMNIST_FAST, require_fashion_mnist
 
 
 def _jobs(sweep: Path) -> dict[str, dict]:
     return {p.name: json.loads((p / "summary.json").read_text()) for p in sweep.iterdir()
             if p.is_dir() and not p.name.startswith(".")}
-
-
-def _digest(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file() and p.name != ".lock"}
 
 
 @pytest.mark.slow
@@ -59,17 +53,17 @@ def test_a_job_killed_by_the_os_costs_no_other_and_a_rerun_continues_the_sweep(t
     killed = next(n for n in jobs if n.startswith("snip"))
     assert jobs[killed]["status"] == "failed" and "SIGKILL" in jobs[killed]["error"]
     assert all(s["status"] == "finished" for n, s in jobs.items() if n != killed)
-    finished = {n: _digest(sweep / n) for n in jobs if n != killed}
+    finished = {n: tree_digest(sweep / n) for n in jobs if n != killed}
 
     # the same sweep again without resume=auto is refused (nothing of it changes)
-    before = _digest(sweep)
+    before = tree_digest(sweep)
     again = cli([*base, "criterion=random,snip,magnitude"], cwd=tmp_path)
     assert again.returncode == 2 and "trainer.resume=auto" in again.stderr.strip().splitlines()[-1]
     # another sweep into this directory is refused too, with resume=auto or not
     other = cli([*base, "criterion=magnitude,gradient", "trainer.resume=auto"], cwd=tmp_path)
     lines = other.stderr.strip().splitlines()
     assert other.returncode == 2 and len(lines) == 1 and "a directory without another sweep" in lines[0], lines
-    assert _digest(sweep) == before
+    assert tree_digest(sweep) == before
 
     # re-run in another order with resume=auto: the finished jobs are returned as they are (the same config, found
     # by its directory's fingerprint), the killed one resumes from its checkpoint
@@ -78,7 +72,7 @@ def test_a_job_killed_by_the_os_costs_no_other_and_a_rerun_continues_the_sweep(t
     assert "3 of 3 jobs finished" in rerun.stderr
     jobs = _jobs(sweep)
     assert all(s["status"] == "finished" for s in jobs.values()) and len(jobs) == 3
-    assert all(_digest(sweep / n) == d for n, d in finished.items())
+    assert all(tree_digest(sweep / n) == d for n, d in finished.items())
     assert jobs[killed]["attempt"] == 2 and jobs[killed]["criterion"] == "snip"
     steps = [r["step"] for r in metrics(sweep / killed)]
     assert steps == sorted(set(steps)) and steps[-1] == 59
