@@ -139,7 +139,7 @@ def drop_and_grow(mask: Tensor, weight: Tensor, grow_score: Tensor, fraction: fl
     whole layer is the grow selection's.
     """
     from .sparsity.maskops import true_positions
-    from .sparsity.selection import lowest_k, round_count
+    from .sparsity.selection import highest_k, lowest_k, round_count
 
     keep = mask.reshape(-1)
     kept_at = true_positions(keep)  # ascending: a tie among the kept drops the earlier position
@@ -149,8 +149,8 @@ def drop_and_grow(mask: Tensor, weight: Tensor, grow_score: Tensor, fraction: fl
     after = keep.clone()
     after[kept_at[lowest_k(weight.detach().reshape(-1)[kept_at].abs().float(), n)]] = False
     candidates = grow_score.reshape(-1).masked_fill_(after, -math.inf)
-    grown = ~lowest_k(candidates.float(), keep.numel() - n)  # of equal scores, the later position grows
-    return (after | grown).reshape(mask.shape)
+    grown = highest_k(candidates.float(), n)  # of equal scores, the later position grows
+    return grown.logical_or_(after).reshape(mask.shape)
 
 
 @UPDATERS.register("set")

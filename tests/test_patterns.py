@@ -13,7 +13,7 @@ from torch import nn
 from prunelab.errors import ConfigError
 import prunelab.sparsity.selection as selection_mod
 from prunelab.sparsity.patterns import Pattern, as_2d, from_2d
-from prunelab.sparsity.selection import _lowest_k_of, kept_in_groups, kth_smallest_np, lowest_k
+from prunelab.sparsity.selection import _lowest_k_of, highest_k, kept_in_groups, kth_smallest_np, lowest_k
 from prunelab.pruner import Pruner
 
 T, F = True, False
@@ -380,6 +380,22 @@ def test_lowest_k_numpy_and_torch_paths_agree(dtype, n):
             want[torch.sort(x.float(), stable=True).indices[:k]] = True
             assert int(got.sum()) == k and torch.equal(got, want) and torch.equal(torch_path, want)
 
+
+
+@pytest.mark.parametrize("n", [1_000, 200_000])  # a full selection; a sample-bracketed one
+def test_highest_k_takes_the_k_largest_and_of_ties_the_later(n):
+    """highest_k against a stable sort: the k last positions of the ascending order (ties: the later index), with
+    the -inf of drop-and-grow's excluded candidates and heavy ties at the threshold."""
+    g = torch.Generator().manual_seed(6)
+    excluded = torch.rand(n, generator=g) < 0.1
+    for x in (torch.rand(n, generator=g), torch.randint(0, 7, (n,), generator=g).float(),
+              torch.rand(n, generator=g).double()):
+        x = x.masked_fill(excluded, -math.inf)
+        for k in (1, 17, n // 10, n // 2, n - 1):
+            want = torch.zeros(n, dtype=torch.bool)
+            want[torch.sort(x, stable=True).indices[n - k:]] = True
+            assert torch.equal(highest_k(x, k), want)
+    assert not highest_k(x, 0).any() and highest_k(x, n).all()
 
 
 @pytest.mark.parametrize("n, m", [(2, 4), (1, 4), (3, 4), (2, 8), (1, 2)])

@@ -37,6 +37,19 @@ def lowest_k(x: Tensor, k: int) -> Tensor:
     return _lowest_k_of(x, torch.kthvalue(x, k).values, k, torch.count_nonzero)
 
 
+def highest_k(x: Tensor, k: int) -> Tensor:
+    """Bool mask of exactly the ``k`` highest entries of 1-D ``x``; of equal values the later index is taken: the
+    complement of ``lowest_k(x, n - k)``, in one comparison when no tie straddles the threshold (the usual case)."""
+    n = x.numel()
+    if k <= 0 or k >= n or x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
+        return ~lowest_k(x, n - k)
+    a = x.detach().numpy()
+    above = a > kth_smallest_np(a, n - k)
+    if int(np.count_nonzero(above)) == k:
+        return torch.from_numpy(above)
+    return ~lowest_k(x, n - k)
+
+
 _SAMPLE = 4096
 
 
