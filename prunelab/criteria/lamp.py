@@ -65,20 +65,22 @@ class LampWorkspace:
 def _lamp_np(a: np.ndarray, workspace: LampWorkspace | None = None, out: np.ndarray | None = None) -> np.ndarray:
     """:func:`lamp_scores` of non-negative float32 squares ``a`` (1-D), in numpy (into ``out`` when given)."""
     ws = workspace or LampWorkspace()
-    if out is None:
-        out = np.zeros(a.size, np.float32)
-    else:
-        out.fill(0)
+    out = np.empty(a.size, np.float32) if out is None else out
     kept = int(np.count_nonzero(a))
-    if kept == 0:
-        return out
-    whole = kept == a.size  # all kept (the first pruning step): no index of the nonzeros needed
+    # most kept (the first pruning steps): the zeros are sorted along (they come first and score 0 / tail = 0),
+    # cheaper than gathering the nonzeros; fewer kept: only the nonzeros are sorted, the rest of out is 0
+    whole = kept > 0 and kept >= a.size // 2
+    if not whole:
+        out.fill(0)
+        if kept == 0:
+            return out
     nz = None if whole else np.flatnonzero(a)
+    n = a.size if whole else kept
     # 64-bit keys: the square's float32 bits in the high word (they order like the values), the position in the low
-    key = ws.array("key", kept, np.uint64)
+    key = ws.array("key", n, np.uint64)
     words = key.view(np.uint32).reshape(-1, 2)
     low, high = (0, 1) if sys.byteorder == "little" else (1, 0)
-    words[:, low] = ws.array("positions", kept, np.uint32)
+    words[:, low] = ws.array("positions", n, np.uint32)
     words[:, high] = (a if whole else a[nz]).view(np.uint32)
     # sorted as float64: a key's high word is a non-negative float32's bits (< 0x7FF00000 even for inf or NaN), so
     # read as a double it is a finite positive number ordered like the integer, and numpy's SIMD sort of doubles
@@ -87,12 +89,12 @@ def _lamp_np(a: np.ndarray, workspace: LampWorkspace | None = None, out: np.ndar
     vals = words[:, high].view(np.float32)
     # tail sums: the reversed squares copied into a contiguous float64 buffer and summed in place (a casting cumsum
     # over the reversed view gives the same sums ~8x slower)
-    tail = ws.array("tail", kept, np.float64)
+    tail = ws.array("tail", n, np.float64)
     np.copyto(tail, vals[::-1])
     np.cumsum(tail, out=tail)
-    order = ws.array("order", kept, np.intp)
+    order = ws.array("order", n, np.intp)
     np.copyto(order, words[:, low])
-    score = ws.array("score", kept, np.float32)
+    score = ws.array("score", n, np.float32)
     np.divide(vals, tail[::-1], out=score, casting="unsafe")  # in float64, rounded once to float32
     out[order if whole else nz[order]] = score
     return out
