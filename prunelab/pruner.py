@@ -47,7 +47,7 @@ from .regrowth import MaskUpdater, reset_optimizer_state
 from .schedule import Schedule
 from .sparsity.distribution import Distribution, resolve_distribution
 from .sparsity.patterns import Pattern
-from .sparsity.maskops import count_true, zero_where
+from .sparsity.maskops import count_true, fill_where
 
 log = logging.getLogger("prunelab")
 
@@ -362,7 +362,7 @@ class Pruner:
             old, mask = self.masks[name], new[name]
             if reset_grown and flipped:
                 on = diff.logical_and_(mask)  # flipped and now kept: grown
-                zero_where(w, on)
+                fill_where(w, on)
                 grown[w] = on
             old.copy_(mask)
         if grown:

@@ -10,14 +10,14 @@ pruner counts the weights whose mask flipped at each update (``masks/changed``).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
 from .registry import Registry
-from .sparsity.maskops import zero_where
+from .sparsity.maskops import fill_where
 
 if TYPE_CHECKING:
     from .pruner import Pruner
@@ -64,7 +64,7 @@ def reset_optimizer_state(optimizer: torch.optim.Optimizer | None, grown: Mappin
     for param, mask in grown.items():
         for value in optimizer.state.get(param, {}).values():
             if isinstance(value, Tensor) and value.shape == param.shape:
-                zero_where(value, mask.to(value.device))
+                fill_where(value, mask.to(value.device))
                 touched += 1
     return touched
 
@@ -115,17 +115,31 @@ class DropAndGrow(MaskUpdater):
             return self.alpha
         return self.alpha / 2 * (1 + math.cos(math.pi * step / self.t_end))
 
-    def grow_scores(self, pruner: "Pruner", step: int) -> dict[str, Tensor]:
-        """Per pruned layer, how much each position deserves to grow (higher = grown first)."""
+    def layer_grow_scores(self, pruner: "Pruner", step: int) -> Iterator[Tensor]:
+        """Per pruned layer, in order, how much each position deserves to grow (higher = grown first). A yielded
+        tensor may be scratch that the next one reuses (:meth:`scratch`): use it before asking for the next."""
         raise NotImplementedError
+
+    def grow_scores(self, pruner: "Pruner", step: int) -> dict[str, Tensor]:
+        """:meth:`layer_grow_scores` by layer name, each a tensor of its own."""
+        return {n: g.clone() for n, g in zip(pruner.names, self.layer_grow_scores(pruner, step))}
+
+    def scratch(self, like: Tensor) -> Tensor:
+        """A float32 buffer of ``like``'s shape and device, shared by all layers (grown to the largest): a fresh
+        megabyte tensor per layer and update costs a page fault per 4 KiB, as much as the selection."""
+        buf = self.__dict__.get("_scratch")
+        if buf is None or buf.numel() < like.numel() or buf.device != like.device:
+            buf = torch.empty(like.numel(), dtype=torch.float32, device=like.device)
+            self.__dict__["_scratch"] = buf
+        return buf[: like.numel()].view(like.shape)
 
     @torch.no_grad()
     def update(self, pruner: "Pruner", step: int) -> dict[str, Tensor]:
         f = self.drop_fraction(step)
-        grow = self.grow_scores(pruner, step)
         new = {}
-        for name, w in zip(pruner.names, pruner.criterion.weights):
-            new[name] = drop_and_grow(pruner.masks[name], w, grow[name], f)
+        layers = zip(pruner.names, pruner.criterion.weights, self.layer_grow_scores(pruner, step))
+        for name, w, grow in layers:  # each layer's grow scores are used up before the next layer's are made
+            new[name] = drop_and_grow(pruner.masks[name], w, grow, f)
         return new
 
 
@@ -146,11 +160,11 @@ def drop_and_grow(mask: Tensor, weight: Tensor, grow_score: Tensor, fraction: fl
     n = math.floor(round_count(fraction * kept_at.numel()))
     if n == 0:
         return mask.clone()
-    after = keep.clone()
-    after[kept_at[lowest_k(weight.detach().reshape(-1)[kept_at].abs().float(), n)]] = False
-    candidates = grow_score.reshape(-1).masked_fill_(after, -math.inf)
+    dropped = lowest_k(weight.detach().reshape(-1)[kept_at].abs().float(), n)
+    still = kept_at[~dropped]  # kept after the drop: by index (a masked fill over the layer is ~5x slower)
+    candidates = grow_score.reshape(-1).index_fill_(0, still, -math.inf)
     grown = highest_k(candidates.float(), n)  # of equal scores, the later position grows
-    return grown.logical_or_(after).reshape(mask.shape)
+    return grown.index_fill_(0, still, True).reshape(mask.shape)
 
 
 @UPDATERS.register("set")
@@ -166,9 +180,13 @@ class SETUpdater(DropAndGrow):
     paper = "Mocanu et al. 2018, Scalable training of artificial neural networks with adaptive sparse connectivity"
     decay = "constant"
 
-    def grow_scores(self, pruner: "Pruner", step: int) -> dict[str, Tensor]:
+    def layer_grow_scores(self, pruner: "Pruner", step: int) -> Iterator[Tensor]:
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
-        return {n: torch.rand(w.shape, generator=gen).to(w.device) for n, w in zip(pruner.names, pruner.criterion.weights)}
+        for w in pruner.criterion.weights:
+            if w.device.type == "cpu":
+                yield torch.rand(w.shape, generator=gen, out=self.scratch(w))
+            else:  # drawn on the CPU (the generator's device), the same numbers on every device
+                yield torch.rand(w.shape, generator=gen).to(w.device)
 
 
 @UPDATERS.register("rigl")
@@ -185,16 +203,15 @@ class RigLUpdater(DropAndGrow):
     paper = "Evci et al. 2020, Rigging the Lottery: Making All Tickets Winners"
     decay = "cosine"
 
-    def grow_scores(self, pruner: "Pruner", step: int) -> dict[str, Tensor]:
-        out = {}
+    def layer_grow_scores(self, pruner: "Pruner", step: int) -> Iterator[Tensor]:
         for n, w in zip(pruner.names, pruner.criterion.weights):
             if w.grad is None:
                 from .errors import ConfigError
 
                 raise ConfigError("regrowth", "rigl", f"a gradient on {n} at step {step} (RigL grows by the last "
                                   "backward's gradient: call the pruner's hooks after a backward)")
-            out[n] = w.grad.detach().abs()
-        return out
+            grad = w.grad.detach()
+            yield torch.abs(grad, out=self.scratch(grad)) if grad.dtype == torch.float32 else grad.abs().float()
 
 
 def build_updater(cfg: object, total_steps: int, start_step: int, seed: int = 0) -> MaskUpdater | None:

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from prunelab.sparsity.maskops import count_true, true_positions, zero_where
+from prunelab.sparsity.maskops import count_true, fill_where, true_positions
 
 
 def _masks():
@@ -28,7 +28,8 @@ def test_counts_and_positions_match_indexing():
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("layout", ["contiguous", "transposed"])
-def test_zero_where_writes_exact_zeros_in_place_and_nothing_else(dtype, layout):
+def test_fill_where_writes_exact_values_in_place_and_nothing_else(dtype, layout):
+    """Zeros (grown weights, their optimizer state) and -inf (drop-and-grow's excluded candidates)."""
     g = torch.Generator().manual_seed(1)
     x = torch.randn(5, 7, generator=g).to(dtype)
     x[0, 0], x[1, 1] = math.nan, math.inf  # zeroed too: not multiplied by 0
@@ -37,7 +38,10 @@ def test_zero_where_writes_exact_zeros_in_place_and_nothing_else(dtype, layout):
     if layout == "transposed":
         x, mask = x.t(), mask.t()
     before = x.clone()
-    zero_where(x, mask)
+    assert fill_where(x, mask) is x
     assert torch.equal(x[mask], torch.zeros(int(mask.sum()), dtype=dtype))
     assert torch.equal(x[~mask], before[~mask])
     assert not torch.signbit(x[mask]).any()  # +0.0, as masked_fill_ writes
+    fill_where(x, ~mask, -math.inf)
+    assert torch.equal(x[~mask], torch.full((int((~mask).sum()),), -math.inf, dtype=dtype))
+    assert torch.equal(x[mask], torch.zeros(int(mask.sum()), dtype=dtype))

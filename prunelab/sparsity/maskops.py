@@ -1,6 +1,6 @@
 """Mask bookkeeping at a mask update: counts, positions and zeroing, on the CPU in numpy.
 
-numpy counts a bool mask ~5x faster than ``torch.count_nonzero`` and zeroes the entries a mask selects ~4x faster
+numpy counts a bool mask ~5x faster than ``torch.count_nonzero`` and fills the entries a mask selects ~4x faster
 than ``masked_fill_``; a mask update of dynamic sparse training does several of each per layer. Elsewhere (GPU
 tensors, dtypes numpy lacks) the torch operations. The results are identical.
 """
@@ -39,12 +39,12 @@ def true_positions(mask: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def zero_where(x: Tensor, mask: Tensor) -> None:
-    """``x[mask] = 0`` in place (exact zeros, whatever x held there: also NaN or inf). The numpy path writes through
-    a view and does not bump autograd's version counter: for weights and optimizer state between steps, where no
-    graph holds them."""
+def fill_where(x: Tensor, mask: Tensor, value: float = 0.0) -> Tensor:
+    """``x[mask] = value`` in place (exactly ``value``, whatever x held there: also NaN or inf); returns ``x``. The
+    numpy path writes through a view and does not bump autograd's version counter: for weights, optimizer state
+    and scratch scores between steps, where no graph holds them."""
     view, where = _numpy(x), _numpy(mask)
     if view is None or where is None:
-        x.masked_fill_(mask, 0)
-    else:
-        np.copyto(view, 0, where=where)
+        return x.masked_fill_(mask, value)
+    np.copyto(view, value, where=where)
+    return x
