@@ -18,8 +18,9 @@ def lamp_scores(weight: Tensor, workspace: "LampWorkspace | None" = None, out: T
 
     On the CPU, one numpy sort of 64-bit keys (the square's float32 bits, which order like the values for
     non-negative floats, above the position) sorts and breaks ties at once, ~10x faster than ``torch.sort``;
-    zeros are left out of the sort (they add nothing to any tail), so later pruning steps sort only the kept
-    weights; a :class:`LampWorkspace` kept between calls spares the page faults of fresh buffers.
+    once fewer than half the weights are kept, the zeros are left out of the sort (they add nothing to any tail),
+    so later pruning steps sort only the kept weights; a :class:`LampWorkspace` kept between calls spares the page
+    faults of fresh buffers.
     Elsewhere a stable ``torch.sort``. The tail sums run in float64.
     """
     w = weight.detach().reshape(-1).float()
