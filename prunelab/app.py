@@ -32,8 +32,8 @@ from .checks import fingerprint_of
 from .criteria.base import ScoreHook
 from .errors import ConfigError
 from .pruner import Pruner
+from .naming import ablation_of, run_name
 from .regrowth import build_updater
-from .rundir import sparsity_text
 from .schedule import Schedule
 from .sweeper import is_dense
 from .tracking.build import build_tracker
@@ -46,25 +46,6 @@ from .training.batches import check_loader
 from .training.trainer import Interrupted, Trainer, TrainerConfig, resolve_device
 
 log = logging.getLogger("prunelab")
-
-
-def run_name(cfg: DictConfig) -> str:
-    """``<criterion>-s<target>-seed<seed>``, e.g. ``snip_momentum-s0.90-seed0`` or ``magnitude-s0.9375-seed1``;
-    with an ablation ``<criterion>-<ablation>-s<target>-seed<seed>``, e.g. ``synflow-shuffle-s0.90-seed0``; a
-    dense run (target 0, whatever its criterion) is ``dense-seed<seed>``; a run whose masks a regrowth updater
-    moves (``criterion=rigl`` / ``set``: random initial masks) is named after the updater, ``rigl-s0.90-seed0``."""
-    if is_dense(cfg):
-        return f"dense-seed{cfg.seed}"
-    regrowth = (cfg.get("regrowth") or {}).get("name")
-    criterion = str(regrowth) if regrowth not in (None, "none") else str(cfg.criterion.criterion_type)
-    ablation = ablation_of(cfg)
-    criterion = criterion if ablation == "none" else f"{criterion}-{ablation}"
-    return f"{criterion}-s{sparsity_text(cfg.schedule.target_sparsity)}-seed{cfg.seed}"
-
-
-def ablation_of(cfg: DictConfig) -> str:
-    """``criterion.ablation`` (``none`` when unset)."""
-    return str(cfg.criterion.get("ablation") or "none")
 
 
 def validate(cfg: DictConfig) -> None:

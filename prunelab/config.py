@@ -127,7 +127,9 @@ def register_schemas() -> None:
     from hydra.core.config_store import ConfigStore
 
     ConfigStore.instance().store(name=SCHEMA_NAME, node=PrunelabSchema)
-    for name, fn in (("prunelab.run_id", run_id), ("prunelab.fingerprint", fingerprint_resolver)):
+    resolvers = (("prunelab.run_id", run_id), ("prunelab.fingerprint", fingerprint_resolver),
+                 ("prunelab.run_name", run_name_resolver))
+    for name, fn in resolvers:
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
 
@@ -566,6 +568,14 @@ def fingerprint_resolver(*, _root_: DictConfig) -> str:
     from .rundir import config_fingerprint
 
     return config_fingerprint(task_config(_root_), int(os.environ.get("WORLD_SIZE", "1")))[:8]
+
+
+def run_name_resolver(*, _root_: DictConfig) -> str:
+    """``${prunelab.run_name:}``: the run's name (:func:`prunelab.naming.run_name`: criterion or updater, ablation,
+    target, seed; ``dense-seed<seed>``), which names run and job directories as it names the W&B run."""
+    from .naming import dir_name
+
+    return dir_name(_root_)
 
 
 def task_config(cfg: DictConfig) -> dict[str, Any]:

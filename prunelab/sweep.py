@@ -1,7 +1,7 @@
 """Sweeps that survive their jobs: checks before any job runs, a job per process, and the failed-jobs list.
 
-* **Job directories are named by what they compute**: ``<criterion>-s<target>-seed<seed>_<fingerprint>``
-  (``conf/config.yaml``), so a re-run sweep, in any order, finds each job's directory, and jobs of different
+* **Job directories are named by what they compute**: ``<run name>_<fingerprint>``
+  (``conf/config.yaml``, :mod:`prunelab.naming`), so a re-run sweep, in any order, finds each job's directory, and jobs of different
   configs never share one.
 * **Before any job runs** (:func:`check_sweep`, called by prunelab's launchers with the composed jobs): every
   job's config is valid, no two jobs compute the same run, the sweep directory holds no other sweep (its

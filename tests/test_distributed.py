@@ -97,7 +97,7 @@ def test_submitit_local_multirun_survives_a_killed_job(tmp_path):
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr and "UncompletedJobError" not in proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith(f"prunelab: error: sweep={sweep}: 1 failed job(s): snip-s0.9-seed0_"), last
+    assert last.startswith(f"prunelab: error: sweep={sweep}: 1 failed job(s): snip-s0.90-seed0_"), last
     jobs = {p.parent.name: json.loads(p.read_text()) for p in sweep.glob("*/summary.json")}
     assert {s["status"] for n, s in jobs.items() if n.startswith("magnitude")} == {"finished"}
     (killed,) = [s for n, s in jobs.items() if n.startswith("snip")]

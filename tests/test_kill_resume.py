@@ -90,7 +90,7 @@ def test_stopped_then_resumed_is_bitwise_identical(tmp_path, reference_runs, cas
     first = cli([*args, *([] if default_dir else [f"hydra.run.dir={explicit}"])], cwd=tmp_path,
                 **faulty(f"noise,{kind}@{at}"))
     if default_dir:  # outputs/<group>/<time>_<random>_<name>: found by its name
-        (run_dir,) = (tmp_path / "outputs" / "default").glob(f"*_{criterion}-s0.9-seed0")
+        (run_dir,) = (tmp_path / "outputs" / "default").glob(f"*_{criterion}-s0.90-seed0")
     else:
         run_dir = explicit
     if kind == "term":  # SIGTERM: a checkpoint at the end of that step, a one-line message, exit 130

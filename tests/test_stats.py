@@ -76,6 +76,28 @@ def test_seeds_needed_matches_published_paired_t_sample_sizes(effect, n):
     assert stats.seeds_needed(-effect * 0.01, 0.01) == n  # only |delta| / sd matters
 
 
+def test_power_at_two_seeds_by_simulation_where_scipys_noncentral_t_gives_nan():
+    """n = 2 (1 degree of freedom): T = (Z + nc) / |Z2| by definition; its two-sided power, simulated, at
+    noncentralities where scipy's ``nct.sf`` returns NaN (which made 2 seeds look enough for a 1-point
+    difference at a spread of 0.16 points)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    z, z2 = rng.standard_normal(1_000_000), rng.standard_normal(1_000_000)
+    crit = stats.t_quantile(0.975, 1)
+    for nc in (8.0, 10.0, 15.0):
+        simulated = float(np.mean(np.abs((z + nc) / np.abs(z2)) > crit))
+        assert stats._power(nc / math.sqrt(2), 1.0, 2, 0.05) == pytest.approx(simulated, abs=0.002), nc
+
+
+def test_seeds_needed_never_grows_with_the_difference():
+    """A larger true difference never needs more seeds, at any spread (0.10 to 0.30 points)."""
+    for sd in [0.001 + 0.0001 * i for i in range(21)]:
+        needed = [stats.seeds_needed(d, sd) for d in (0.0025, 0.005, 0.01, 0.02)]
+        assert needed == sorted(needed, reverse=True), (sd, needed)
+    assert stats.seeds_needed(0.01, 0.0016) == 3  # power at 2 seeds is 0.24 (it read 2: NaN taken for enough)
+
+
 def test_seeds_needed_edge_cases():
     assert stats.seeds_needed(0.0, 0.01) is None
     assert stats.seeds_needed(0.01, 0.0) == 2

@@ -49,7 +49,7 @@ def test_a_job_killed_by_the_os_costs_no_other_and_a_rerun_continues_the_sweep(t
     assert "Traceback" not in proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
     jobs = _jobs(sweep)
-    assert len(jobs) == 3 and last.startswith(f"prunelab: error: sweep={sweep}: 1 failed job(s): snip-s0.9-seed0_")
+    assert len(jobs) == 3 and last.startswith(f"prunelab: error: sweep={sweep}: 1 failed job(s): snip-s0.90-seed0_")
     killed = next(n for n in jobs if n.startswith("snip"))
     assert jobs[killed]["status"] == "failed" and "SIGKILL" in jobs[killed]["error"]
     assert all(s["status"] == "finished" for n, s in jobs.items() if n != killed)
@@ -188,3 +188,28 @@ def test_a_tiny_criteria_fmnist_runs_end_to_end(tmp_path):
     assert pruned["dense"] is False and pruned["name"] == "magnitude-s0.984375-seed0"
     assert pruned["sparsity/actual"] == pytest.approx(0.984375, abs=1e-5)
     assert max(pruned["sparsity/layers"].values()) <= 0.999 + 1e-9
+
+
+@pytest.mark.parametrize("overrides, name", [
+    (["criterion=snip"], "snip-s0.90-seed0"),
+    (["criterion=snip", "criterion.ablation=shuffle"], "snip-shuffle-s0.90-seed0"),
+    (["criterion=rigl"], "rigl-s0.90-seed0"),  # not "random-...": its initial masks' criterion
+    (["criterion=set", "seed=2"], "set-s0.90-seed2"),
+    (["criterion=snip", "schedule.target_sparsity=0.0", "seed=3"], "dense-seed3"),
+    (["schedule.target_sparsity=0.9375"], "magnitude-s0.9375-seed0"),
+])
+def test_run_and_job_directories_carry_the_run_name(overrides, name):
+    """A job directory says what it computes, as the W&B run name does: the ablation and the regrowth updater
+    included (two sweeps' jobs that differ only there no longer read alike), then the config's fingerprint."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+    from omegaconf import OmegaConf
+
+    from prunelab.app import run_name
+    from prunelab.config import fingerprint_resolver
+
+    with initialize_config_module("prunelab.conf", version_base=None):
+        cfg = hydra_compose("config", overrides=overrides, return_hydra_config=True)
+    assert run_name(cfg) == name
+    assert OmegaConf.select(cfg, "hydra.sweep.subdir") == f"{name}_{fingerprint_resolver(_root_=cfg)}"
+    assert OmegaConf.select(cfg, "hydra.run.dir").endswith(f"_{name}")

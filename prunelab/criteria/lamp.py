@@ -88,16 +88,20 @@ def _lamp_np(a: np.ndarray, workspace: LampWorkspace | None = None, out: np.ndar
     # is ~2x faster than its sort of 64-bit integers
     key.view(np.float64).sort()
     vals = words[:, high].view(np.float32)
-    # tail sums: the reversed squares copied into a contiguous float64 buffer and summed in place (a casting cumsum
-    # over the reversed view gives the same sums ~8x slower)
-    tail = ws.array("tail", n, np.float64)
-    np.copyto(tail, vals[::-1])
-    np.cumsum(tail, out=tail)
+    # from here on in descending order (the largest first), in contiguous buffers: the squares in float64, their
+    # running sums (each one's tail), the quotients and the positions they go back to. torch's sequential CPU
+    # cumsum gives numpy's sums bit for bit ~6x faster, and its division of contiguous doubles into float32 (in
+    # float64, rounded once) is ~4x faster than numpy's over the strided float32 and reversed views
+    desc = torch.from_numpy(ws.array("desc", n, np.float64))
+    np.copyto(desc.numpy(), vals[::-1])
+    tail = torch.from_numpy(ws.array("tail", n, np.float64))
+    torch.cumsum(desc, 0, out=tail)
+    score = torch.from_numpy(ws.array("score", n, np.float32))
+    torch.div(desc, tail, out=score)
     order = ws.array("order", n, np.intp)
-    np.copyto(order, words[:, low])
-    score = ws.array("score", n, np.float32)
-    np.divide(vals, tail[::-1], out=score, casting="unsafe")  # in float64, rounded once to float32
-    out[order if whole else nz[order]] = score
+    np.copyto(order, words[::-1, low])
+    # torch's scatter writes the scores back ~1.6x faster than numpy's fancy-index assignment
+    torch.from_numpy(out).scatter_(0, torch.from_numpy(order if whole else nz[order]), score)
     return out
 
 

@@ -14,7 +14,7 @@ when nothing differs); the report says so.
 How many seeds a difference needs (:func:`seeds_needed`): the smallest n for which the two-sided paired t-test
 at level 0.05 detects a true difference ``delta`` with power 0.8, given the spread ``sd`` of the paired
 differences: power = P(|T| > t_{0.975, n-1}) with T noncentral t (n - 1 degrees of freedom, noncentrality
-``delta * sqrt(n) / sd``). Effect size delta/sd = 1 needs 10 seeds, 0.5 needs 34 (Cohen 1988; G*Power's
+``delta * sqrt(n) / sd``), integrated numerically (:func:`_power`). Effect size delta/sd = 1 needs 10 seeds, 0.5 needs 34 (Cohen 1988; G*Power's
 one-sample / paired t-test).
 """
 from __future__ import annotations
@@ -98,12 +98,28 @@ def paired_difference(a: str, b: str, target: float, values_a: Mapping[int, floa
 
 
 def _power(delta: float, sd: float, n: int, alpha: float) -> float:
-    from scipy.stats import nct
+    """P(|T| > t_{1-alpha/2, n-1}) for T = (Z + nc) / S, nc = |delta| sqrt(n) / sd, S = sqrt(V / (n - 1)) with V
+    chi-squared (n - 1 degrees of freedom): the expectation over S of Phi(nc - c S) + Phi(-nc - c S), integrated
+    numerically over S's density. scipy's noncentral t (``nct.sf``) returns NaN for some large noncentralities
+    (e.g. 1 degree of freedom, nc ~ 8), which a search for the first n with enough power took for enough."""
+    from scipy.integrate import quad
+    from scipy.special import gammaln, ndtr
 
     df = n - 1
     crit = t_quantile(1 - alpha / 2, df)
     nc = abs(delta) * math.sqrt(n) / sd
-    return float(nct.sf(crit, df, nc) + nct.cdf(-crit, df, nc))
+    # the density of S: 2 (df/2)^(df/2) / Gamma(df/2) s^(df-1) exp(-df s^2 / 2), in logs; S is within ~14 of its
+    # standard deviations (~1 / sqrt(2 df)) of 1 but for ~1e-12 of its mass
+    log_norm = math.log(2.0) + df / 2 * math.log(df / 2) - float(gammaln(df / 2))
+
+    def integrand(x: float) -> float:
+        if x <= 0.0:
+            return 0.0
+        density = math.exp(log_norm + (df - 1) * math.log(x) - df * x * x / 2)
+        return float(ndtr(nc - crit * x) + ndtr(-nc - crit * x)) * density
+
+    value, _ = quad(integrand, 0.0, 1.0 + 10.0 / math.sqrt(df), points=[1.0], limit=200)
+    return min(1.0, max(0.0, value))
 
 
 def seeds_needed(delta: float, sd: float, power: float = POWER, alpha: float = ALPHA) -> int | None:
