@@ -4,7 +4,8 @@ A sweep such as ``criterion=a,b,c schedule.target_sparsity=0.0,0.5 seed=0,1`` ex
 combination, so Hydra's basic sweeper would train the same dense model (target sparsity 0: nothing is pruned,
 the criterion never acts) once per criterion and seed. :func:`canonical_jobs` rewrites every job whose composed
 config has target sparsity 0 into one criterion-independent dense job (the criterion overrides dropped,
-``criterion=<dense_criterion>``, the job directory ``dense-seed<seed>_<fingerprint>``) and drops the duplicates this
+``criterion=<dense_criterion>``; its directory is named ``dense-seed<seed>_<fingerprint>`` by
+:mod:`prunelab.naming`, as every job's) and drops the duplicates this
 makes, keeping the order of the first occurrences. The report then uses that one dense run per seed as the
 baseline of every criterion.
 
@@ -16,10 +17,9 @@ module holds the logic and stays importable without Hydra's plugin machinery.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 DENSE_CRITERION = "magnitude"  # the criterion a dense job is run with (it prunes nothing, so any would do)
-DENSE_SUBDIR = "dense-seed${seed}_${prunelab.fingerprint:}"  # named by what it computes, as every job (config.yaml)
 
 
 def override_key(override: str) -> str:
@@ -39,39 +39,46 @@ def is_dense(cfg: Any) -> bool:
 
 def dense_job(overrides: Sequence[str], dense_criterion: str = DENSE_CRITERION) -> list[str]:
     """A dense job's overrides without the criterion (``criterion=...``, ``criterion.*``), run with
-    ``dense_criterion`` in the job directory ``dense-seed<seed>_<fingerprint>`` (unless the job sets its own)."""
+    ``dense_criterion`` (its directory name comes from :mod:`prunelab.naming`: ``dense-seed<seed>_<fp>``)."""
     kept = [o for o in overrides if not (override_key(o) == "criterion" or override_key(o).startswith("criterion."))]
     kept.append(f"criterion={dense_criterion}")
-    if not any(override_key(o) == "hydra.sweep.subdir" for o in overrides):
-        kept.append(f"hydra.sweep.subdir={DENSE_SUBDIR}")
     return kept
 
 
+class Plan(NamedTuple):
+    """The jobs a sweep launches, and how many of them are dense baselines."""
+
+    jobs: list[list[str]]
+    dense: int
+
+
 def canonical_jobs(jobs: Sequence[Sequence[str]], compose: Callable[[list[str]], Any],
-                   dense_criterion: str = DENSE_CRITERION) -> list[list[str]]:
+                   dense_criterion: str = DENSE_CRITERION) -> Plan:
     """The jobs to launch: each job whose composed config (``compose(overrides)``) is dense becomes
     :func:`dense_job`, and a job equal to an earlier one is dropped (first occurrences keep their order)."""
     out: list[list[str]] = []
     seen: set[tuple[str, ...]] = set()
+    dense = 0
     for job in jobs:
         job = list(job)
-        if is_dense(compose(job)):
+        is_baseline = is_dense(compose(job))
+        if is_baseline:
             job = dense_job(job, dense_criterion)
         key = tuple(job)
         if key not in seen:
             seen.add(key)
             out.append(job)
-    return out
+            dense += is_baseline
+    return Plan(out, dense)
 
 
-def describe(before: int, after: Sequence[Sequence[str]]) -> str:
+def describe(before: int, plan: Plan) -> str:
     """One line for the sweep's start: how many jobs run, and how many dense duplicates were dropped."""
-    dense = sum(1 for job in after if any(o.startswith("hydra.sweep.subdir=") and "dense" in o for o in job))
-    dropped = before - len(after)
-    return (f"[prunelab] sweep: {len(after)} jobs" + (f" ({dense} dense, once per seed; {dropped} duplicate dense "
-            "jobs dropped)" if dropped else ""))
+    dropped = before - len(plan.jobs)
+    return (f"[prunelab] sweep: {len(plan.jobs)} jobs" + (f" ({plan.dense} dense, once per seed; {dropped} duplicate "
+            "dense jobs dropped)" if dropped else ""))
 
 
-def announce(before: int, after: Sequence[Sequence[str]]) -> None:
+def announce(before: int, plan: Plan) -> None:
     """The sweep's job count, on stdout (stderr is for warnings and the one-line error of a refused sweep)."""
-    print(describe(before, after), flush=True)
+    print(describe(before, plan), flush=True)

@@ -109,11 +109,10 @@ def test_dense_jobs_run_once_per_seed_whatever_the_criteria():
             for c in ("snip", "gradient", "random") for t in ("0", "0.5") for s in (0, 1)]
     composed = []
     with initialize_config_module("prunelab.conf", version_base=None):
-        kept = canonical_jobs(jobs, lambda o: composed.append(o) or compose("config", overrides=o[:3]))
-    assert len(composed) == 12
+        kept, n_dense = canonical_jobs(jobs, lambda o: composed.append(o) or compose("config", overrides=o[:3]))
+    assert len(composed) == 12 and n_dense == 2
     dense = [j for j in kept if "schedule.target_sparsity=0" in j]
-    assert dense == [["schedule.target_sparsity=0", f"seed={s}", "criterion=magnitude",
-                      "hydra.sweep.subdir=dense-seed${seed}_${prunelab.fingerprint:}"] for s in (0, 1)]
+    assert dense == [["schedule.target_sparsity=0", f"seed={s}", "criterion=magnitude"] for s in (0, 1)]
     pruned = [j for j in kept if j not in dense]
     assert pruned == [j for j in jobs if "schedule.target_sparsity=0.5" in j]  # untouched, in Hydra's order
     assert kept.index(dense[0]) == 0 and kept.index(dense[1]) == 1  # where their first occurrences were
@@ -124,9 +123,9 @@ def test_a_target_set_by_a_group_option_counts_too():
 
     jobs = [["criterion=snip", "schedule=oneshot"], ["criterion=random", "schedule=oneshot"]]
     with initialize_config_module("prunelab.conf", version_base=None):
-        assert canonical_jobs(jobs, lambda o: compose("config", overrides=o)) == jobs  # oneshot: 0.9, not dense
+        assert canonical_jobs(jobs, lambda o: compose("config", overrides=o)) == (jobs, 0)  # oneshot: 0.9, not dense
     zero = {"schedule": {"target_sparsity": 0.0}}
-    assert canonical_jobs(jobs, lambda o: zero) == [dense_job(jobs[0])]
+    assert canonical_jobs(jobs, lambda o: zero) == ([dense_job(jobs[0])], 1)
     own_dir = ["criterion=snip", "hydra.sweep.subdir=x"]
     assert dense_job(own_dir) == ["hydra.sweep.subdir=x", "criterion=magnitude"]  # the user's folder name stays
 

@@ -24,8 +24,9 @@ class DenseOnceSweeper(BasicSweeper):
         from prunelab.sweeper import announce, canonical_jobs
 
         jobs = [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
-        kept = canonical_jobs(jobs, self._compose, self.dense_criterion)
-        announce(len(jobs), kept)
+        plan = canonical_jobs(jobs, self._compose, self.dense_criterion)
+        announce(len(jobs), plan)
+        kept = plan.jobs
         if max_batch_size is None:
             return [kept]
         return list(BasicSweeper.split_overrides_to_chunks(kept, max_batch_size))
