@@ -418,11 +418,17 @@ def test_kth_smallest_np_bracket_and_fallback(monkeypatch):
         "uniform": rng.random(n, dtype=np.float32),
         "zeros": np.concatenate([np.zeros(250_000, np.float32), rng.random(50_000, dtype=np.float32)]),
         "few values": rng.integers(0, 5, n).astype(np.float32),
+        "skewed": rng.exponential(size=n).astype(np.float32) ** 8,
+        "-inf": np.where(rng.random(n) < 0.08, -np.inf, rng.random(n)).astype(np.float32),
+        "tie block": np.where(rng.random(n) < 0.3, 0.5, rng.random(n)).astype(np.float32),
+        "constant": np.ones(n, np.float32),
+        "nan": np.concatenate([np.full(1000, np.nan, np.float32), rng.random(n - 1000, dtype=np.float32)]),
     }
     for name, a in cases.items():
-        ref = np.sort(a)
-        for k in (1, 1000, 150_000, 249_999, 250_000, 250_001, 299_000, n):
-            assert kth_smallest_np(a, k) == ref[k - 1], (name, k)
+        ref = np.sort(a)  # NaN last, as np.partition puts it
+        for k in (1, 2, 1000, 150_000, 249_999, 250_000, 250_001, 299_000, n - 1, n):
+            got, want = kth_smallest_np(a, k), ref[k - 1]
+            assert got == want or (np.isnan(got) and np.isnan(want)), (name, k)
     # a sample drawn only from the smallest entries brackets the wrong range: the answer is still exact
     a = cases["uniform"]
     for sampled in (np.argsort(a)[: selection_mod._SAMPLE], np.argsort(a)[-selection_mod._SAMPLE:]):  # too low, too high

@@ -226,15 +226,37 @@ def test_lamp_ties_and_zeros():
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-def test_lamp_numpy_and_torch_paths_agree(seed):
-    """The CPU path (one numpy sort of packed keys) and the torch path (a stable torch.sort, used on GPUs) give the
-    same scores, ties and zeros included."""
+@pytest.mark.parametrize("zeros", [0.0, 0.15, 0.25, 0.6])
+def test_lamp_numpy_and_torch_paths_agree(seed, zeros):
+    """The CPU path (one numpy sort of packed keys: of all weights while nearly all are kept, of the nonzero ones
+    from 20% zeros on) and the torch path (a stable torch.sort, used on GPUs) give the same scores, ties and zeros
+    included, and the definition's."""
     from prunelab.criteria.lamp import _lamp_np, _lamp_torch
 
     g = torch.Generator().manual_seed(seed)
-    w = torch.randint(-6, 7, (40, 50), generator=g).float() * torch.rand(1, 50, generator=g)  # many ties, zeros
-    sq = w.reshape(-1).square()
-    assert torch.equal(torch.from_numpy(_lamp_np(sq.numpy())), _lamp_torch(sq))
+    w = torch.randint(1, 7, (40, 50), generator=g).float() * torch.rand(1, 50, generator=g)  # many ties
+    w = w * torch.where(torch.rand(w.shape, generator=g) < 0.5, -1.0, 1.0) * (torch.rand(w.shape, generator=g) >= zeros)
+    got = torch.from_numpy(_lamp_np(w.reshape(-1).numpy()))
+    assert torch.equal(got, _lamp_torch(w.reshape(-1).square()))
+    torch.testing.assert_close(got.reshape(w.shape), _lamp_by_definition(w), rtol=1e-6, atol=0)
+
+
+def test_lamp_of_tiny_negative_zero_and_non_finite_weights():
+    """Squares that underflow to 0 score 0 (no 0/0 when a whole layer squares to 0); subnormal squares rank by value;
+    -0.0 (what masking a negative weight leaves) is a zero; an inf or NaN weight gives the GPU path's scores."""
+    from prunelab.criteria.lamp import _lamp_np, _lamp_torch
+
+    underflow = torch.tensor([1e-30, -1e-30, -0.0, 0.0] * 30)  # 1e-60 is 0 in float32
+    assert torch.equal(torch.from_numpy(_lamp_np(underflow.numpy())), torch.zeros(120))
+    mixed = torch.tensor([1e-30, 2.0, -0.0, 1e-20, -3e-20, 0.5, -2.0, -0.0, 1e-21] * 10)  # 1e-40: subnormal squares
+    got = torch.from_numpy(_lamp_np(mixed.numpy()))
+    torch.testing.assert_close(got, _lamp_by_definition(mixed), rtol=1e-6, atol=0)
+    assert torch.equal(got, _lamp_torch(mixed.square()))
+    assert bool((got[[2, 7]] == 0).all()) and float(got[3]) > 0  # -0.0 scores 0, a subnormal square does not
+    for bad in (float("inf"), float("nan")):
+        w = torch.tensor([1.0, bad, -2.0, 0.0, 3.0] * 20)
+        torch.testing.assert_close(torch.from_numpy(_lamp_np(w.numpy())), _lamp_torch(w.square()), equal_nan=True,
+                                   rtol=0, atol=0)
 
 
 def _lamp_by_definition(w: torch.Tensor) -> torch.Tensor:

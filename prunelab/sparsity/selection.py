@@ -64,31 +64,46 @@ def kth_smallest_np(a: np.ndarray, k: int) -> Any:
     """The k-th smallest (1-based) entry of 1-D ``a``, exactly as a full selection would give it.
 
     A full ``np.partition`` (introselect) is ~10x faster than ``torch.kthvalue`` on the CPU, but slows down
-    ~10x when most entries are equal, as the zero scores of already pruned weights are late in a schedule. So
-    a fixed-seed sample first brackets the k-th value between two sample quantiles ``lo < v <= hi``; the
-    entries in that bracket (a few percent of ``a``, none of the ties at or below ``lo``) are counted and
-    partitioned alone. If the bracket misses (rare, or an adversarial sample), the full partition decides.
+    ~10x when most entries are equal, as the zero scores of already pruned weights are late in a schedule. So a
+    sorted fixed-seed sample supplies candidate values, and exact counts (``a <= v``: one vectorised pass each,
+    ~10x cheaper than extracting entries) narrow a bracket ``lo < v_k <= hi`` around the k-th value, probing
+    where the counts so far put it (every other probe halves the bracket, for skewed data); the few entries left
+    in the bracket (under 1/128 of ``a``, none of the ties at or below ``lo``) are extracted and partitioned
+    alone. A bracket that stays wide is a block of ties at ``hi`` (then ``hi`` is the answer) or a sample that
+    missed: then the full partition decides.
     """
     n = a.size
     if n <= 16 * _SAMPLE:
         return np.partition(a, k - 1)[k - 1]
-    sample = a[_sample_positions(n)]
-    q = k / n
-    margin = 4.0 * math.sqrt(q * (1.0 - q) / _SAMPLE) + 2.0 / _SAMPLE
-    i_lo, i_hi = math.floor((q - margin) * _SAMPLE), math.ceil((q + margin) * _SAMPLE)
-    if 0 <= i_lo < i_hi < _SAMPLE:
-        sample.partition((i_lo, i_hi))
-        lo, hi = sample[i_lo], sample[i_hi]
-        at_or_below = int(np.count_nonzero(a <= lo))
-        if at_or_below >= k:  # the k-th value is lo itself when fewer than k lie strictly below it
-            if int(np.count_nonzero(a < lo)) < k:
-                return lo
+    s = np.sort(a[_sample_positions(n)])
+    # sample indices lo < hi (lo = -1: below every entry, hi = _SAMPLE: above every entry) and exact counts
+    # below = #(a <= s[lo]) < k <= upto = #(a <= s[hi])
+    lo, hi, below, upto = -1, _SAMPLE, 0, n
+    for probe in range(8):
+        if hi - lo <= 1 or upto - below <= n >> 7:
+            break
+        i = lo + round((k - below) / (upto - below) * (hi - lo)) if probe % 2 == 0 else (lo + hi) // 2
+        i = min(max(i, lo + 1), hi - 1)
+        if hi < _SAMPLE and s[i] == s[hi]:  # a tie with the upper bound tells nothing: probe the value below it
+            i = int(np.searchsorted(s, s[hi], "left")) - 1
+            if i <= lo:
+                break
+        c = int(np.count_nonzero(a <= s[i]))
+        if c >= k:
+            hi, upto = i, c
         else:
-            inside = a[(a > lo) & (a <= hi)]
-            if k - at_or_below <= inside.size:
-                j = k - at_or_below - 1
-                return np.partition(inside, j)[j]
-    return np.partition(a, k - 1)[k - 1]
+            lo, below = i, c
+    top = s[hi] if hi < _SAMPLE else None
+    if top is not None and upto - below > n >> 7 and int(np.count_nonzero(a < top)) < k:
+        return top  # the k-th value is the upper bound itself (a block of ties)
+    if top is None and lo < 0:
+        return np.partition(a, k - 1)[k - 1]
+    inside = (a <= top) if lo < 0 else (a > s[lo]) if top is None else (a > s[lo]) & (a <= top)
+    inside = np.compress(inside, a)  # ~1.3x faster than boolean indexing
+    j = k - below - 1
+    if not 0 <= j < inside.size or inside.size > n >> 3:  # NaN (above every value) or a missed sample
+        return np.partition(a, k - 1)[k - 1]
+    return np.partition(inside, j)[j]
 
 
 def _lowest_k_of(x: Any, thr: Any, k: int, nnz: Callable[[Any], Any]) -> Any:
