@@ -467,19 +467,20 @@ def amortized_se(runs: list[dict[str, Any]]) -> float:
     return statistics.stdev(per_run) / math.sqrt(len(per_run)) if len(per_run) > 1 else float("nan")
 
 
-def summarize(spec: ModelSpec, runs: list[dict[str, Any]]) -> dict[str, Any]:
+def summarize(spec: ModelSpec, runs: list[dict[str, Any]], dst: bool = False) -> dict[str, Any]:
     """Combine the repeats of one variant.
 
     Ordinary = the order-balanced ratio (:func:`balanced_ratio`) over the non-pruning steps of all repeats,
     pruning = the same over the pruning steps with a nonzero target, amortized = the mean over the window's steps
     of each step's order-balanced ratio (one step at a time, so that every step of the schedule counts once),
     update = pruning - ordinary (in dense steps). Milliseconds are medians of the raw step times over all
-    repeats (for reading; the ratios are what is judged).
+    repeats (for reading; the ratios are what is judged). ``dst`` (rigl, set): pruning = the drop-and-grow steps
+    10..90 only (step 0 sets the initial masks: not an update).
     """
     sch = schedule_for("1x1")  # every schedule here prunes at the same steps
     w = spec.window
     prune_idx = [i for i, t in enumerate(w) if sch.is_pruning_step(t)]
-    real_prune = [i for i in prune_idx if sch.target(w[i]) > 0] or prune_idx
+    real_prune = [i for i in prune_idx if (w[i] > 0 if dst else sch.target(w[i]) > 0)] or prune_idx
     ord_idx = [i for i in range(len(w)) if i not in prune_idx]
     ordinary, ordinary_se = balanced_ratio(runs, ord_idx)
     pruning, _ = balanced_ratio(runs, real_prune)
@@ -543,7 +544,7 @@ def bench_model(spec: ModelSpec, variants: list[Variant], repeats: int, focus_re
     elapsed = time.perf_counter() - t0
     out_variants = []
     for v in variants:
-        s = summarize(spec, v.runs)
+        s = summarize(spec, v.runs, dst=v.criterion in DST)
         s.update({"key": v.key, "kind": v.kind, "criterion": v.criterion, "pattern": v.pattern,
                   "distribution": v.distribution, "target": target_for(v.pattern), "options": v.options})
         out_variants.append(s)

@@ -66,11 +66,11 @@ def kth_smallest_np(a: np.ndarray, k: int) -> Any:
     A full ``np.partition`` (introselect) is ~10x faster than ``torch.kthvalue`` on the CPU, but slows down
     ~10x when most entries are equal, as the zero scores of already pruned weights are late in a schedule. So a
     sorted fixed-seed sample supplies candidate values, and exact counts (``a <= v``: one vectorised pass each,
-    ~10x cheaper than extracting entries) narrow a bracket ``lo < v_k <= hi`` around the k-th value, probing
-    where the counts so far put it (every other probe halves the bracket, for skewed data); the few entries left
-    in the bracket (under 1/128 of ``a``, none of the ties at or below ``lo``) are extracted and partitioned
-    alone. A bracket that stays wide is a block of ties at ``hi`` (then ``hi`` is the answer) or a sample that
-    missed: then the full partition decides.
+    ~10x cheaper than extracting entries) narrow a bracket ``lo < v_k <= hi`` around the k-th value; the few
+    entries left in it (under 1/64 of ``a``, none of the ties at or below ``lo``) are extracted and partitioned
+    alone (~1.4x faster than extracting the sample's first bracket at 265k scores). A bracket that stays wide is
+    a block of ties at ``hi`` (then ``hi`` is the answer) or a sample that missed: then the full partition
+    decides.
     """
     n = a.size
     if n <= 16 * _SAMPLE:
@@ -79,10 +79,18 @@ def kth_smallest_np(a: np.ndarray, k: int) -> Any:
     # sample indices lo < hi (lo = -1: below every entry, hi = _SAMPLE: above every entry) and exact counts
     # below = #(a <= s[lo]) < k <= upto = #(a <= s[hi])
     lo, hi, below, upto = -1, _SAMPLE, 0, n
+    # first the sample quantiles 4 standard errors either side of k / n (the k-th value is between them unless
+    # the sample is far off), then where the counts put it (every other probe halves the bracket instead)
+    q = k / n
+    margin = 4.0 * math.sqrt(q * (1.0 - q) / _SAMPLE) + 2.0 / _SAMPLE
+    first = [math.floor((q - margin) * _SAMPLE), math.ceil((q + margin) * _SAMPLE)]
     for probe in range(8):
-        if hi - lo <= 1 or upto - below <= n >> 7:
+        if hi - lo <= 1 or upto - below <= n >> 6:
             break
-        i = lo + round((k - below) / (upto - below) * (hi - lo)) if probe % 2 == 0 else (lo + hi) // 2
+        if first:
+            i = first.pop(0)
+        else:
+            i = lo + round((k - below) / (upto - below) * (hi - lo)) if probe % 2 == 0 else (lo + hi) // 2
         i = min(max(i, lo + 1), hi - 1)
         if hi < _SAMPLE and s[i] == s[hi]:  # a tie with the upper bound tells nothing: probe the value below it
             i = int(np.searchsorted(s, s[hi], "left")) - 1
@@ -94,7 +102,7 @@ def kth_smallest_np(a: np.ndarray, k: int) -> Any:
         else:
             lo, below = i, c
     top = s[hi] if hi < _SAMPLE else None
-    if top is not None and upto - below > n >> 7 and int(np.count_nonzero(a < top)) < k:
+    if top is not None and upto - below > n >> 6 and int(np.count_nonzero(a < top)) < k:
         return top  # the k-th value is the upper bound itself (a block of ties)
     if top is None and lo < 0:
         return np.partition(a, k - 1)[k - 1]
