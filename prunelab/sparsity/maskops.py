@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-_NUMPY_DTYPES = (torch.bool, torch.float32, torch.float64, torch.float16)
+_NUMPY_DTYPES = (torch.bool, torch.float32, torch.float64, torch.float16, torch.int64)
 
 
 def _numpy(x: Tensor) -> np.ndarray | None:
@@ -37,6 +37,15 @@ def true_positions(mask: Tensor) -> Tensor:
     if view is None:
         return mask.reshape(-1).nonzero().flatten()
     return torch.from_numpy(np.flatnonzero(view))
+
+
+def select_where(x: Tensor, mask: Tensor) -> Tensor:
+    """The entries of 1-D ``x`` where ``mask`` is True, in order (numpy's ``compress``: ~3x ``masked_select`` on
+    the CPU)."""
+    view, where = _numpy(x), _numpy(mask)
+    if view is None or where is None:
+        return x.masked_select(mask)
+    return torch.from_numpy(np.compress(where, view))
 
 
 @torch.no_grad()
