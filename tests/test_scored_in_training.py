@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -248,6 +249,7 @@ def test_lamp_of_tiny_negative_zero_and_non_finite_weights():
 
     underflow = torch.tensor([1e-30, -1e-30, -0.0, 0.0] * 30)  # 1e-60 is 0 in float32
     assert torch.equal(torch.from_numpy(_lamp_np(underflow.numpy())), torch.zeros(120))
+    assert _lamp_np(np.zeros(0, np.float32)).size == 0 and not _lamp_np(np.zeros(7, np.float32)).any()
     mixed = torch.tensor([1e-30, 2.0, -0.0, 1e-20, -3e-20, 0.5, -2.0, -0.0, 1e-21] * 10)  # 1e-40: subnormal squares
     got = torch.from_numpy(_lamp_np(mixed.numpy()))
     torch.testing.assert_close(got, _lamp_by_definition(mixed), rtol=1e-6, atol=0)

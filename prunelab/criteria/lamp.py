@@ -85,7 +85,7 @@ def _lamp_np(w: np.ndarray, workspace: LampWorkspace | None = None, out: np.ndar
     # nearly all kept (before the first pruning step): the zeros are sorted along (they score 0 / tail = 0),
     # cheaper than gathering the nonzeros; from ~20% zeros on, sorting only the nonzeros (the rest of out is 0) is
     # faster (measured on a 784x300 layer: equal at ~18% zeros, 1.8x faster at 50%)
-    whole = 5 * kept >= 4 * w.size
+    whole = kept > 0 and 5 * kept >= 4 * w.size
     if not whole:
         out.fill(0)
         if kept == 0:
