@@ -47,7 +47,7 @@ from .regrowth import MaskUpdater, reset_optimizer_state
 from .schedule import Schedule
 from .sparsity.distribution import Distribution, resolve_distribution
 from .sparsity.patterns import Pattern
-from .sparsity.maskops import count_true, fill_where
+from .sparsity.maskops import count_true
 
 log = logging.getLogger("prunelab")
 
@@ -361,12 +361,10 @@ class Pruner:
         for name, w, diff, flipped in zip(self.names, self._weights, diffs, flips):
             old, mask = self.masks[name], new[name]
             if reset_grown and flipped:
-                on = diff.logical_and_(mask)  # flipped and now kept: grown
-                fill_where(w, on)
-                grown[w] = on
+                grown[w] = diff.logical_and_(mask)  # flipped and now kept: grown
             old.copy_(mask)
-        if grown:
-            reset_optimizer_state(self.optimizer, grown)
+        if grown:  # grown weights and their optimizer state zeroed
+            reset_optimizer_state(self.optimizer, grown, weights_too=True)
         self.changed = dict(zip(self.names, flips))
         self.pruned_at_step = True
         self._refresh_active()

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from .registry import Registry
-from .sparsity.maskops import fill_where
+from .sparsity.maskops import fill_where_all
 
 if TYPE_CHECKING:
     from .pruner import Pruner
@@ -53,19 +53,18 @@ class MaskUpdater:
 
 
 @torch.no_grad()
-def reset_optimizer_state(optimizer: torch.optim.Optimizer | None, grown: Mapping[Tensor, Tensor]) -> int:
+def reset_optimizer_state(optimizer: torch.optim.Optimizer | None, grown: Mapping[Tensor, Tensor],
+                          weights_too: bool = False) -> int:
     """Zero, for every parameter in ``grown`` (parameter -> bool mask of its grown entries), the entries of each of
     its optimizer state tensors that have the parameter's shape (SGD ``momentum_buffer``; Adam/AdamW ``exp_avg``,
-    ``exp_avg_sq``, ``max_exp_avg_sq``). Scalar state (Adam's ``step``) is left alone. Returns the number of state
-    tensors touched."""
-    if optimizer is None:
-        return 0
+    ``exp_avg_sq``, ``max_exp_avg_sq``), and with ``weights_too`` the parameter's own (a grown weight starts at 0).
+    Scalar state (Adam's ``step``) is left alone. Returns the number of state tensors touched."""
     touched = 0
     for param, mask in grown.items():
-        for value in optimizer.state.get(param, {}).values():
-            if isinstance(value, Tensor) and value.shape == param.shape:
-                fill_where(value, mask.to(value.device))
-                touched += 1
+        state = optimizer.state.get(param, {}).values() if optimizer is not None else ()
+        tensors = [v for v in state if isinstance(v, Tensor) and v.shape == param.shape]
+        touched += len(tensors)
+        fill_where_all([param, *tensors] if weights_too else tensors, mask)
     return touched
 
 
@@ -163,7 +162,7 @@ def drop_and_grow(mask: Tensor, weight: Tensor, grow_score: Tensor, fraction: fl
     # index_select and compress: ~5x and ~12x faster here than the same gathers by advanced indexing
     kept_w = weight.detach().reshape(-1).index_select(0, kept_at).abs_()
     dropped = lowest_k(kept_w.float(), n)
-    still = select_where(kept_at, ~dropped)  # kept after the drop: by index (a masked fill over the layer is ~5x slower)
+    still = select_where(kept_at, ~dropped)  # kept after the drop: by index (a masked fill of the layer: ~5x slower)
     candidates = grow_score.reshape(-1).index_fill_(0, still, -math.inf)
     grown = highest_k(candidates.float(), n)  # of equal scores, the later position grows
     return grown.index_fill_(0, still, True).reshape(mask.shape)

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from prunelab.sparsity.maskops import count_true, fill_where, select_where, true_positions
+from prunelab.sparsity.maskops import count_true, fill_where, fill_where_all, select_where, true_positions
 
 
 def _masks():
@@ -33,7 +33,8 @@ def test_select_where_keeps_the_selected_entries_in_order():
             want = [v for v, keep in zip(x.tolist(), flat.tolist()) if keep]
             assert select_where(x, flat).tolist() == want
             strided = x.repeat_interleave(2)[::2], flat.repeat_interleave(2)[::2]  # not contiguous: torch's path
-            assert (strided[0].numel() < 2 or not strided[0].is_contiguous()) and select_where(*strided).tolist() == want
+            assert strided[0].numel() < 2 or not strided[0].is_contiguous()
+            assert select_where(*strided).tolist() == want
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
@@ -55,3 +56,23 @@ def test_fill_where_writes_exact_values_in_place_and_nothing_else(dtype, layout)
     fill_where(x, ~mask, -math.inf)
     assert torch.equal(x[~mask], torch.full((int((~mask).sum()),), -math.inf, dtype=dtype))
     assert torch.equal(x[mask], torch.zeros(int(mask.sum()), dtype=dtype))
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "transposed"])
+def test_fill_where_all_zeroes_every_tensor_where_the_mask_is_and_nothing_else(layout):
+    """A grown weight and its optimizer state: by index through numpy views, or masked fills where there are none
+    (bfloat16, non-contiguous); NaN and inf become exactly 0 too."""
+    g = torch.Generator().manual_seed(2)
+    mask = torch.rand(6, 9, generator=g) < 0.3
+    mask[0, 0] = True
+    xs = [torch.randn(6, 9, generator=g) for _ in range(3)] + [torch.randn(6, 9, generator=g).bfloat16()]
+    xs[0][0, 0], xs[1][0, 0] = math.nan, math.inf
+    if layout == "transposed":
+        xs, mask = [x.t() for x in xs], mask.t()
+    for group in (xs[:3], xs):  # numpy views (contiguous) / a bfloat16 among them: masked fills
+        before = [x.clone() for x in group]
+        fill_where_all(group, mask, 0.0)
+        for x, b in zip(group, before):
+            assert torch.equal(x[mask], torch.zeros(int(mask.sum()), dtype=x.dtype))
+            assert not torch.signbit(x[mask]).any()
+            assert torch.equal(x[~mask], b[~mask])

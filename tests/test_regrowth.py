@@ -114,6 +114,11 @@ def test_updates_keep_per_layer_counts_and_reset_grown_state(kind, opt_name):
         grads = {n: getattr(model, n).weight.grad for n in pruner.names}
         state = {n: {k: v.clone() for k, v in opt.state[getattr(model, n).weight].items() if v.dim() > 0}
                  for n in pruner.names} if step else {}
+        if updater.is_update_step(step):  # pruned weights revived (a user's own update could): grown restart at 0
+            with torch.no_grad():
+                for n in pruner.names:
+                    getattr(model, n).weight[~old[n]] = 7.0
+        weights = {n: getattr(model, n).weight.detach().clone() for n in pruner.names}
         pruner.on_step_begin(step)
         kept = {n: int(m.sum()) for n, m in pruner.masks.items()}
         kept0 = kept0 or kept
@@ -125,7 +130,8 @@ def test_updates_keep_per_layer_counts_and_reset_grown_state(kind, opt_name):
                 grown, dropped = new & ~old[n], old[n] & ~new
                 assert int(grown.sum()) == int(dropped.sum()) > 0
                 assert pruner.changed[n] == int(grown.sum() + dropped.sum())
-                assert torch.all(w[grown] == 0)
+                assert torch.all(w[grown] == 0) and torch.all(w[~new] == 0)
+                assert torch.equal(w[new & old[n]], weights[n][new & old[n]])  # the kept ones untouched
                 if kind == "rigl":  # every grown weight has a gradient at least as large as any not grown
                     g = grads[n].abs()
                     assert g[grown].min() >= g[~new].max()
