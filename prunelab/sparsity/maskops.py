@@ -13,12 +13,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-_NUMPY_DTYPES = (torch.bool, torch.float32, torch.float64, torch.float16, torch.int64)
+_NUMPY_DTYPES = (torch.bool, torch.float32, torch.float64, torch.float16)
 
 
-def _numpy(x: Tensor) -> np.ndarray | None:
+def _numpy(x: Tensor, dtypes: tuple[torch.dtype, ...] = _NUMPY_DTYPES) -> np.ndarray | None:
     """A numpy view of ``x`` (shared memory), or None where there is none (not CPU, not contiguous, bfloat16)."""
-    if x.device.type != "cpu" or x.dtype not in _NUMPY_DTYPES or not x.is_contiguous():
+    if x.device.type != "cpu" or x.dtype not in dtypes or not x.is_contiguous():
         return None
     return x.detach().numpy()
 
@@ -42,7 +42,7 @@ def true_positions(mask: Tensor) -> Tensor:
 def select_where(x: Tensor, mask: Tensor) -> Tensor:
     """The entries of 1-D ``x`` where ``mask`` is True, in order (numpy's ``compress``: ~3x ``masked_select`` on
     the CPU)."""
-    view, where = _numpy(x), _numpy(mask)
+    view, where = _numpy(x, (*_NUMPY_DTYPES, torch.int64)), _numpy(mask)  # int64: positions
     if view is None or where is None:
         return x.masked_select(mask)
     return torch.from_numpy(np.compress(where, view))
