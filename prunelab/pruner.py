@@ -43,11 +43,11 @@ from .criteria.base import CRITERIA, Calibration, PruningCriterion, ScoreHook, g
 from .errors import ConfigError
 from .layers import DEFAULT_OP_TYPES, LayerInfo, select_layers
 from .options import config_to_dict
-from .regrowth import MaskUpdater, reset_optimizer_state
+from .regrowth import MaskChange, MaskUpdater, reset_optimizer_state
 from .schedule import Schedule
 from .sparsity.distribution import Distribution, resolve_distribution
 from .sparsity.patterns import Pattern
-from .sparsity.maskops import count_true
+from .sparsity.maskops import count_true, true_positions
 
 log = logging.getLogger("prunelab")
 
@@ -169,6 +169,7 @@ class Pruner:
         self.target: float = 0.0  # the target of the last pruning step
         self.pruned_at_step: bool = False  # masks changed at this step (a pruning step or a mask update)
         self.changed: dict[str, int] = {}  # weights whose mask flipped at the last mask change, per layer
+        self._kept_at: dict[str, tuple[Tensor, int]] = {}  # kept positions set by position, with the mask's version
 
     def _select(self, model: nn.Module | Mapping[str, nn.Module | Tensor], op_types: Sequence[str],
                 include: Sequence[str], exclude: Sequence[str], head: str | None,
@@ -254,7 +255,7 @@ class Pruner:
             self._prune(self.schedule.target(self.step))
             self.criterion.on_pruning_step()
         elif self.updater is not None and self.updater.is_update_step(self.step):
-            self._apply_update(self.updater.update(self, self.step), self.updater.resets_grown_state)
+            self._apply_changes(self.updater.changes(self, self.step), self.updater.resets_grown_state)
             self.criterion.on_pruning_step()
         elif hook is ScoreHook.MODEL and self._requested(self.step):
             self._score_model()  # scores for logging only
@@ -336,7 +337,7 @@ class Pruner:
         if new is not None and initial is not None:  # one-shot: the step's flips stay those from the masks before
             changed = self.changed
             torch._foreach_copy_(self._weights, initial)
-            self._apply_update(new, False)
+            self._apply_update(new)
             self.changed = changed
         redrawn = self.ablation.weights(self.criterion.modules, dict(zip(self.names, self._weights)), self.masks,
                                         self.step)
@@ -349,29 +350,51 @@ class Pruner:
     def update_masks(self, target: float) -> None:
         """Recompute every mask from the current scores at ``target`` sparsity and apply them."""
         ranked = self.ablation.ranking(self.criterion.scores, self.masks)
-        self._apply_update(self.pattern.masks(ranked, target, self.distribution), False)
+        self._apply_update(self.pattern.masks(ranked, target, self.distribution))
         self.target = float(target)
 
     @torch.no_grad()
-    def _apply_update(self, new: Mapping[str, Tensor], reset_grown: bool) -> None:
-        """Take new masks: count the flips, zero grown weights (and their optimizer state), apply."""
-        diffs = [self.masks[n] ^ new[n] for n in self.names]
-        flips = count_true(diffs)
+    def _apply_update(self, new: Mapping[str, Tensor]) -> None:
+        """Take new masks (a pruning step): count the flips, apply."""
+        flips = count_true([self.masks[n] ^ new[n] for n in self.names])
+        for name in self.names:
+            self.masks[name].copy_(new[name])
+        self._took(dict(zip(self.names, flips)))
+
+    @torch.no_grad()
+    def _apply_changes(self, changes: Mapping[str, MaskChange], reset_grown: bool) -> None:
+        """Take a mask updater's changes by position: the flipped mask entries set, with ``reset_grown`` the grown
+        weights and their optimizer state zeroed, the masks applied."""
         grown: dict[Tensor, Tensor] = {}
-        for name, w, diff, flipped in zip(self.names, self._weights, diffs, flips):
-            old, mask = self.masks[name], new[name]
-            if reset_grown and flipped:
-                grown[w] = diff.logical_and_(mask)  # flipped and now kept: grown
-            old.copy_(mask)
-        if grown:  # grown weights and their optimizer state zeroed
+        for name, w in zip(self.names, self._weights):
+            change, flat = changes[name], self.masks[name].view(-1)
+            flat.index_fill_(0, change.off.to(flat.device), False).index_fill_(0, change.on.to(flat.device), True)
+            self._kept_at[name] = (change.kept, flat._version)
+            grown[w] = change.on
+        if reset_grown:  # grown weights and their optimizer state zeroed
             reset_optimizer_state(self.optimizer, grown, weights_too=True)
-        self.changed = dict(zip(self.names, flips))
+        self._took({n: changes[n].off.numel() + changes[n].on.numel() for n in self.names},
+                   [changes[n].kept.numel() for n in self.names])
+
+    def kept_positions(self, name: str) -> Tensor:
+        """The flat positions of layer ``name``'s kept weights, ascending (int64, CPU): those the last update by
+        position set, while the mask's version counter says nothing has written it since (a resume, a pruning
+        step or any in-place torch write bumps it), else found anew."""
+        mask = self.masks[name]
+        kept = self._kept_at.get(name)
+        if kept is not None and kept[1] == mask._version:
+            return kept[0]
+        return true_positions(mask).cpu()
+
+    def _took(self, changed: dict[str, int], kept: list[int] | None = None) -> None:
+        """After new masks: record the flips, refresh which layers have pruned weights, apply the masks."""
+        self.changed = changed
         self.pruned_at_step = True
-        self._refresh_active()
+        self._refresh_active(kept)
         self.apply_masks()
 
-    def _refresh_active(self) -> None:
-        kept = count_true(list(self.masks.values()))
+    def _refresh_active(self, kept: list[int] | None = None) -> None:
+        kept = count_true(list(self.masks.values())) if kept is None else kept
         self._active = [i for i, (k, m) in enumerate(zip(kept, self.masks.values())) if k < m.numel()]
         self._active_w = [self._weights[i] for i in self._active]
         # uint8 views of the bool masks (no copy): float * uint8 takes torch's fast path, float * bool does not

@@ -1,8 +1,10 @@
 """Mask updaters that may grow weights back (dynamic sparse training), and the optimizer-state surgery they need.
 
 A :class:`MaskUpdater` changes the masks at its own update steps (after the schedule's pruning, or instead of it):
-it may turn pruned weights back on. The pruner then sets grown weights to exactly 0 and, when the updater asks
-for it (:attr:`MaskUpdater.resets_grown_state`), zeroes their optimizer state (SGD momentum buffers, Adam's
+it may turn pruned weights back on. It hands the pruner each layer's change by position (:class:`MaskChange`: the
+kept positions after it, and those turned off and on), so an update at 90% sparsity touches the few percent of a
+layer that change rather than every weight. The pruner then sets grown weights to exactly 0 and, when the updater
+asks for it (:attr:`MaskUpdater.resets_grown_state`), zeroes their optimizer state (SGD momentum buffers, Adam's
 first and second moments: every per-parameter state tensor of the weight's shape) through
 :func:`reset_optimizer_state`, so a grown weight starts from scratch. Masks are then no longer monotone: the
 pruner counts the weights whose mask flipped at each update (``masks/changed``).
@@ -10,23 +12,50 @@ pruner counts the weights whose mask flipped at each update (``masks/changed``).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from .registry import Registry
-from .sparsity.maskops import fill_where_all
+from .sparsity.maskops import (fill_at_all, fill_where_all, gather, nth_outside, positions_mask, sorted_minus,
+                               sorted_union, true_positions)
 
 if TYPE_CHECKING:
     from .pruner import Pruner
 
 UPDATERS: Registry[type["MaskUpdater"]] = Registry("regrowth.name")
 
+#: A layer's growth rule: given the positions kept after the drop (ascending int64 numpy array) and how many to
+#: grow, the grown positions (the same, none of them kept).
+Grow = Callable[[np.ndarray, int], np.ndarray]
+
+
+@dataclass(frozen=True)
+class MaskChange:
+    """One layer's mask update by flat position (ascending int64 tensors on the CPU): ``kept``, every kept position
+    after the update; ``off``, those kept before and pruned now; ``on``, those pruned before and kept now."""
+
+    kept: Tensor
+    off: Tensor
+    on: Tensor
+
+    @classmethod
+    def between(cls, old: Tensor, new: Tensor) -> "MaskChange":
+        """The change from keep-mask ``old`` to ``new``."""
+        return cls(*(true_positions(m).cpu() for m in (new, old & ~new, new & ~old)))
+
+    def mask(self, like: Tensor) -> Tensor:
+        """The new keep-mask (bool, ``like``'s shape and device)."""
+        return positions_mask(self.kept, like)
+
 
 class MaskUpdater:
-    """Changes masks at its update steps. Subclasses implement :meth:`is_update_step` and :meth:`update`."""
+    """Changes masks at its update steps. Subclasses implement :meth:`is_update_step` and :meth:`update` (new
+    masks), or :meth:`changes` (the same by position, what the pruner applies)."""
 
     name: str = ""
     paper: str = ""
@@ -42,8 +71,15 @@ class MaskUpdater:
         return -1
 
     def update(self, pruner: "Pruner", step: int) -> dict[str, Tensor]:
-        """New keep-masks (bool, the weights' shapes) for every pruned layer; the pruner applies them."""
-        raise NotImplementedError
+        """New keep-masks (bool, the weights' shapes) for every pruned layer."""
+        return {n: c.mask(pruner.masks[n]) for n, c in self.changes(pruner, step).items()}
+
+    def changes(self, pruner: "Pruner", step: int) -> dict[str, MaskChange]:
+        """Every pruned layer's change at update step ``step``, which the pruner applies (by default found from
+        :meth:`update`'s masks)."""
+        if type(self).update is MaskUpdater.update:
+            raise NotImplementedError(f"{type(self).__name__} implements neither update nor changes")
+        return {n: MaskChange.between(pruner.masks[n], m) for n, m in self.update(pruner, step).items()}
 
     def state_dict(self) -> dict[str, Any]:
         return {}
@@ -55,16 +91,18 @@ class MaskUpdater:
 @torch.no_grad()
 def reset_optimizer_state(optimizer: torch.optim.Optimizer | None, grown: Mapping[Tensor, Tensor],
                           weights_too: bool = False) -> int:
-    """Zero, for every parameter in ``grown`` (parameter -> bool mask of its grown entries), the entries of each of
-    its optimizer state tensors that have the parameter's shape (SGD ``momentum_buffer``; Adam/AdamW ``exp_avg``,
-    ``exp_avg_sq``, ``max_exp_avg_sq``), and with ``weights_too`` the parameter's own (a grown weight starts at 0).
-    Scalar state (Adam's ``step``) is left alone. Returns the number of state tensors touched."""
+    """Zero, for every parameter in ``grown`` (parameter -> its grown entries: a bool mask of its shape, or flat
+    positions as int64), the entries of each of its optimizer state tensors that have the parameter's shape (SGD
+    ``momentum_buffer``; Adam/AdamW ``exp_avg``, ``exp_avg_sq``, ``max_exp_avg_sq``), and with ``weights_too`` the
+    parameter's own (a grown weight starts at 0). Scalar state (Adam's ``step``) is left alone. Returns the number
+    of state tensors touched."""
     touched = 0
-    for param, mask in grown.items():
+    for param, where in grown.items():
         state = optimizer.state.get(param, {}).values() if optimizer is not None else ()
         tensors = [v for v in state if isinstance(v, Tensor) and v.shape == param.shape]
         touched += len(tensors)
-        fill_where_all([param, *tensors] if weights_too else tensors, mask)
+        targets = [param, *tensors] if weights_too else tensors
+        (fill_where_all if where.dtype == torch.bool else fill_at_all)(targets, where)
     return touched
 
 
@@ -73,9 +111,9 @@ class DropAndGrow(MaskUpdater):
     initial pruning (``start_step``) and before ``t_end``, each pruned layer drops ``n = floor(f(t) * kept)`` of
     its kept weights, those of smallest ``|W|``, and grows ``n`` among the positions not kept after the drop
     (the just-dropped ones included, as in the references: a weight dropped and grown again keeps its value and
-    optimizer state), those of highest grow score (:meth:`grow_scores`). Grown weights start at 0 with their
-    optimizer state zeroed (the pruner does that). Ties: the earlier position is dropped first and, of equal grow
-    scores, the later position is grown (the exact-count rule of every ranking here: earlier = lower).
+    optimizer state) by the rule of :meth:`growth`. Grown weights start at 0 with their optimizer state zeroed
+    (the pruner does that). Ties: the earlier position is dropped first (the exact-count rule of every ranking
+    here: earlier = lower).
 
     ``f(t)``: ``drop_fraction`` constant, or ``cosine``: ``drop_fraction / 2 * (1 + cos(pi * t / t_end))`` (Evci
     et al. 2020). Unstructured (1x1) masks only.
@@ -114,14 +152,10 @@ class DropAndGrow(MaskUpdater):
             return self.alpha
         return self.alpha / 2 * (1 + math.cos(math.pi * step / self.t_end))
 
-    def layer_grow_scores(self, pruner: "Pruner", step: int) -> Iterator[Tensor]:
-        """Per pruned layer, in order, how much each position deserves to grow (higher = grown first). A yielded
-        tensor may be scratch that the next one reuses (:meth:`scratch`): use it before asking for the next."""
+    def growth(self, pruner: "Pruner", step: int) -> Iterator[Grow]:
+        """Per pruned layer, in order, its growth rule at update step ``step``. A rule may use scratch that the
+        next layer's reuses (:meth:`scratch`): each is called before the next is asked for."""
         raise NotImplementedError
-
-    def grow_scores(self, pruner: "Pruner", step: int) -> dict[str, Tensor]:
-        """:meth:`layer_grow_scores` by layer name, each a tensor of its own."""
-        return {n: g.clone() for n, g in zip(pruner.names, self.layer_grow_scores(pruner, step))}
 
     def scratch(self, like: Tensor) -> Tensor:
         """A float32 buffer of ``like``'s shape and device, shared by all layers (grown to the largest): a fresh
@@ -133,39 +167,96 @@ class DropAndGrow(MaskUpdater):
         return buf[: like.numel()].view(like.shape)
 
     @torch.no_grad()
-    def update(self, pruner: "Pruner", step: int) -> dict[str, Tensor]:
-        f = self.drop_fraction(step)
-        new = {}
-        layers = zip(pruner.names, pruner.criterion.weights, self.layer_grow_scores(pruner, step))
-        for name, w, grow in layers:  # each layer's grow scores are used up before the next layer's are made
-            new[name] = drop_and_grow(pruner.masks[name], w, grow, f)
-        return new
+    def changes(self, pruner: "Pruner", step: int) -> dict[str, MaskChange]:
+        f, out = self.drop_fraction(step), {}
+        layers = zip(pruner.names, pruner.criterion.weights, self.growth(pruner, step))
+        for name, w, grow in layers:  # each layer's rule is used before the next layer's is made
+            out[name] = drop_and_grow(pruner.masks[name], w, grow, f, pruner.kept_positions(name))
+        return out
 
 
 @torch.no_grad()
-def drop_and_grow(mask: Tensor, weight: Tensor, grow_score: Tensor, fraction: float) -> Tensor:
-    """One layer's update: drop ``n = floor(fraction * kept)`` kept entries of smallest ``|weight|``, grow ``n``
-    of highest ``grow_score`` among the entries not kept after the drop. Returns the new keep-mask.
+def drop_and_grow(mask: Tensor, weight: Tensor, grow: Grow, fraction: float, kept_at: Tensor | None = None
+                  ) -> MaskChange:
+    """One layer's update: drop ``n = floor(fraction * kept)`` kept entries of smallest ``|weight|`` (of equal ones
+    the earlier position), then ``grow(still, n)`` among the entries not kept after the drop. ``kept_at``: the
+    mask's kept positions where the caller has them.
 
-    ``grow_score`` is overwritten (the entries kept after the drop become -inf): the updaters pass fresh scores.
-    The drop selects among the kept entries only (a tenth of the layer at 90% sparsity), so the one pass over the
-    whole layer is the grow selection's.
+    Everything but the growth rule works on the kept positions (a tenth of the layer at 90% sparsity) and on the
+    changed ones, in numpy (a torch call costs ~5x a numpy one, and a layer's update is ~30 of them): a weight
+    dropped and grown again is neither on nor off.
     """
-    from .sparsity.maskops import select_where, true_positions
-    from .sparsity.selection import highest_k, lowest_k, round_count
+    from .sparsity.selection import lowest_k, round_count
 
-    keep = mask.reshape(-1)
-    kept_at = true_positions(keep)  # ascending: a tie among the kept drops the earlier position
-    n = math.floor(round_count(fraction * kept_at.numel()))
+    kept = (true_positions(mask).cpu() if kept_at is None else kept_at).numpy()
+    n = math.floor(round_count(fraction * kept.size))
     if n == 0:
-        return mask.clone()
-    # index_select and compress: ~5x and ~12x faster here than the same gathers by advanced indexing
-    kept_w = weight.detach().reshape(-1).index_select(0, kept_at).abs_()
-    dropped = lowest_k(kept_w.float(), n)
-    still = select_where(kept_at, ~dropped)  # kept after the drop: by index (a masked fill of the layer: ~5x slower)
-    candidates = grow_score.reshape(-1).index_fill_(0, still, -math.inf)
-    grown = highest_k(candidates.float(), n)  # of equal scores, the later position grows
-    return grown.index_fill_(0, still, True).reshape(mask.shape)
+        return MaskChange(*(torch.from_numpy(a) for a in (kept, kept[:0], kept[:0])))
+    kept_w = np.abs(gather(weight, kept)).astype(np.float32, copy=False)
+    dropped = lowest_k(torch.from_numpy(kept_w), n).numpy()
+    still = np.compress(~dropped, kept)
+    grown = grow(still, n)
+    back = gather(mask, grown)  # kept before: dropped, and grown again
+    regrown = np.compress(back, grown)
+    if regrown.size:  # not off after all
+        dropped[np.searchsorted(kept, regrown)] = False
+    kept_now = sorted_union(still, grown)
+    return MaskChange(*(torch.from_numpy(a) for a in (kept_now, np.compress(dropped, kept), np.compress(~back, grown))))
+
+
+def grow_highest(score: Tensor) -> Grow:
+    """Grow the ``n`` highest of ``score`` (the layer's shape; overwritten: the kept entries become -inf) among the
+    entries not kept; of equal scores the later position (RigL's rule, with |gradient| as the score)."""
+    from .sparsity.selection import highest_k_positions
+
+    def grow(still: np.ndarray, n: int) -> np.ndarray:
+        fill_at_all([score], torch.from_numpy(still), -math.inf)
+        return highest_k_positions(score.reshape(-1).float(), n).cpu().numpy()
+
+    return grow
+
+
+def grow_at_random(numel: int, generator: torch.Generator) -> Grow:
+    """Grow ``n`` of the entries not kept, uniformly at random without replacement (SET's rule): ``n`` distinct
+    ranks among the ``C`` candidates (:func:`random_subset`), mapped to their positions."""
+
+    def grow(still: np.ndarray, n: int) -> np.ndarray:
+        return nth_outside(still, random_subset(numel - still.size, n, generator))
+
+    return grow
+
+
+def random_subset(c: int, n: int, generator: torch.Generator) -> np.ndarray:
+    """``n`` distinct integers of ``[0, c)``, ascending, every n-subset equally likely: the first ``n`` distinct
+    values of a sequence of uniform integer draws (which subset that gives does not depend on the labels, so all
+    are equally likely). The sequence is drawn long enough to hold ``n`` distinct values nearly always, and
+    extended when it does not. Above ``c / 2`` the complement is drawn instead."""
+    if 2 * n > c:
+        return sorted_minus(np.arange(c), random_subset(c, c - n, generator))
+    if n == 0:
+        return np.empty(0, dtype=np.int64)
+    # m draws hold c (1 - (1 - 1/c)^m) distinct values on average: n at m = -c ln(1 - n / c), plus a margin
+    m = math.ceil(-c * math.log1p(-n / c) + 4 * math.sqrt(n) + 16)
+    draws = torch.randint(c, (m,), generator=generator).numpy()
+    while (found := first_distinct(draws, n)) is None:
+        draws = np.concatenate([draws, torch.randint(c, (n,), generator=generator).numpy()])
+    return found
+
+
+def first_distinct(draws: np.ndarray, n: int) -> np.ndarray | None:
+    """The first ``n`` distinct values of ``draws`` (non-negative) in draw order, ascending; None if it holds
+    fewer. Sorting the keys ``value, index`` (bit-packed) puts each value's first draw first among its repeats
+    (numpy's default sort of distinct int64 keys: ~6x its stable argsort of the draws)."""
+    m, bits = draws.size, int(draws.size).bit_length()
+    keys = np.sort((draws << bits) | np.arange(m))
+    values, drawn_at = keys >> bits, keys & ((1 << bits) - 1)
+    first = np.empty(m, dtype=bool)
+    first[0] = True
+    np.not_equal(values[1:], values[:-1], out=first[1:])
+    values, drawn_at = values[first], drawn_at[first]
+    if values.size < n:
+        return None
+    return values[drawn_at <= np.partition(drawn_at, n - 1)[n - 1]]
 
 
 @UPDATERS.register("set")
@@ -174,20 +265,18 @@ class SETUpdater(DropAndGrow):
 
     The original drops positive and negative weights separately (the smallest positive and the largest negative)
     and restarts momentum every epoch; like most re-implementations (e.g. jaxpruner) we drop by |W| and reset only
-    the grown weights' state. Random grow scores come from a generator seeded by (seed, step): identical on every
-    data-parallel rank and after a resume, with no state to checkpoint. Drop fraction constant (zeta = 0.3).
+    the grown weights' state. The grown positions are a uniformly random subset of the candidates drawn from a
+    generator seeded by (seed, step): identical on every data-parallel rank and after a resume, with no state to
+    checkpoint, and drawn as n integers rather than a score per weight. Drop fraction constant (zeta = 0.3).
     """
 
     paper = "Mocanu et al. 2018, Scalable training of artificial neural networks with adaptive sparse connectivity"
     decay = "constant"
 
-    def layer_grow_scores(self, pruner: "Pruner", step: int) -> Iterator[Tensor]:
-        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
+    def growth(self, pruner: "Pruner", step: int) -> Iterator[Grow]:
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + step)  # on the CPU: the same on every device
         for w in pruner.criterion.weights:
-            if w.device.type == "cpu":
-                yield torch.rand(w.shape, generator=gen, out=self.scratch(w))
-            else:  # drawn on the CPU (the generator's device), the same numbers on every device
-                yield torch.rand(w.shape, generator=gen).to(w.device)
+            yield grow_at_random(w.numel(), gen)
 
 
 @UPDATERS.register("rigl")
@@ -197,14 +286,14 @@ class RigLUpdater(DropAndGrow):
 
     The gradient is the one the last backward left on the weights (dense: gradients are not masked), i.e. the
     previous step's batch, already all-reduced under DDP; the reference computes the update from the current
-    batch and skips that step's weight update instead. Defaults: alpha = 0.3, delta_t = 100, T_end = 75% of
-    training, ERK initial masks (``criterion=rigl``).
+    batch and skips that step's weight update instead. Of equal gradients the later position grows. Defaults:
+    alpha = 0.3, delta_t = 100, T_end = 75% of training, ERK initial masks (``criterion=rigl``).
     """
 
     paper = "Evci et al. 2020, Rigging the Lottery: Making All Tickets Winners"
     decay = "cosine"
 
-    def layer_grow_scores(self, pruner: "Pruner", step: int) -> Iterator[Tensor]:
+    def growth(self, pruner: "Pruner", step: int) -> Iterator[Grow]:
         for n, w in zip(pruner.names, pruner.criterion.weights):
             if w.grad is None:
                 from .errors import ConfigError
@@ -212,7 +301,8 @@ class RigLUpdater(DropAndGrow):
                 raise ConfigError("regrowth", "rigl", f"a gradient on {n} at step {step} (RigL grows by the last "
                                   "backward's gradient: call the pruner's hooks after a backward)")
             grad = w.grad.detach()
-            yield torch.abs(grad, out=self.scratch(grad)) if grad.dtype == torch.float32 else grad.abs().float()
+            yield grow_highest(torch.abs(grad, out=self.scratch(grad)) if grad.dtype == torch.float32
+                               else grad.abs().float())
 
 
 def build_updater(cfg: object, total_steps: int, start_step: int, seed: int = 0) -> MaskUpdater | None:

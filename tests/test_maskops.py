@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -76,3 +77,42 @@ def test_fill_where_all_zeroes_every_tensor_where_the_mask_is_and_nothing_else(l
             assert torch.equal(x[mask], torch.zeros(int(mask.sum()), dtype=x.dtype))
             assert not torch.signbit(x[mask]).any()
             assert torch.equal(x[~mask], b[~mask])
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "transposed", "channels_last"])
+def test_fill_at_all_writes_the_flat_positions_of_every_layout(layout):
+    """Positions are row-major over the logical shape, whatever the memory layout (a channels-last conv weight
+    and its momentum)."""
+    from prunelab.sparsity.maskops import fill_at_all
+
+    g = torch.Generator().manual_seed(4)
+    xs = [torch.randn(3, 4, 2, 2, generator=g) for _ in range(2)]
+    if layout == "transposed":
+        xs = [x.transpose(0, 1) for x in xs]
+    elif layout == "channels_last":
+        xs = [x.contiguous(memory_format=torch.channels_last) for x in xs]
+    at = torch.tensor([0, 5, 17, 47])
+    want = [x.clone().reshape(-1).index_fill_(0, at, 0.0).view(x.shape) for x in xs]
+    fill_at_all(xs, at)
+    assert all(torch.equal(x, w) for x, w in zip(xs, want))
+    fill_at_all(xs, at[:0], 9.0)  # no positions: nothing written
+    assert all(torch.equal(x, w) for x, w in zip(xs, want))
+
+
+def test_position_set_operations_match_python_sets():
+    from prunelab.sparsity.maskops import gather, nth_outside, sorted_minus, sorted_union
+
+    g = torch.Generator().manual_seed(5)
+    for _ in range(20):
+        universe = torch.randperm(60, generator=g)
+        a, b = universe[:15].sort().values.numpy(), universe[15:27].sort().values.numpy()
+        assert sorted_union(a, b).tolist() == sorted(a.tolist() + b.tolist())
+        c = np.sort(np.concatenate([a[::2], b[:4]]))
+        assert sorted_minus(a, c).tolist() == sorted(set(a.tolist()) - set(c.tolist()))
+        outside = [p for p in range(80) if p not in set(a.tolist())]
+        assert nth_outside(a, np.arange(len(outside))).tolist() == outside
+    assert sorted_minus(a, a[:0]).tolist() == a.tolist() and sorted_minus(a[:0], a).size == 0
+    assert sorted_minus(a, a[:3]).tolist() == a[3:].tolist()  # entries above all of b
+    x = torch.arange(24.0).view(4, 6)
+    for t in (x, x.t(), x.bfloat16()):  # a numpy view / torch's gather (not contiguous; bfloat16)
+        assert gather(t, np.array([0, 7, 23])).tolist() == [t.reshape(-1)[i].item() for i in (0, 7, 23)]

@@ -398,6 +398,46 @@ def test_highest_k_takes_the_k_largest_and_of_ties_the_later(n):
     assert not highest_k(x, 0).any() and highest_k(x, n).all()
 
 
+@pytest.mark.parametrize("n", [1_000, 200_000])
+def test_nan_ranks_above_every_number_with_exact_counts(n):
+    """A NaN score (a diverged gradient) sorts last, as a stable sort has it: the k lowest are the numbers first,
+    then the earliest NaNs, and exactly k are chosen (a NaN threshold chose none, and its complement all)."""
+    g = torch.Generator().manual_seed(8)
+    x = torch.rand(n, generator=g).masked_fill(torch.rand(n, generator=g) < 0.05, math.nan)
+    order = torch.sort(x, stable=True).indices
+    for k in (1, n // 2, n - n // 40, n - 1):
+        want = torch.zeros(n, dtype=torch.bool)
+        want[order[:k]] = True
+        assert torch.equal(lowest_k(x, k), want), k
+        top = torch.zeros(n, dtype=torch.bool)
+        top[order[n - k:]] = True
+        assert torch.equal(highest_k(x, k), top), k
+
+
+def test_highest_k_positions_are_those_of_a_stable_sort(monkeypatch):
+    """RigL's growth: the positions of the k highest (a few percent of a large layer: one pass for the tail above
+    a sampled value, ranked alone) equal the last k of a stable ascending sort, with ties at the k-th value,
+    -inf (the kept entries), NaN (above everything, as a full selection has it) and a sample that misses."""
+    from prunelab.sparsity.selection import highest_k_positions
+
+    g = torch.Generator().manual_seed(7)
+    n = 300_000
+    excluded = torch.rand(n, generator=g) < 0.08
+    cases = [torch.rand(n, generator=g), torch.randint(0, 400, (n,), generator=g).float(),
+             torch.rand(n, generator=g).double(), torch.rand(n, generator=g).masked_fill(excluded[:n], math.nan)]
+    for x in cases:
+        x = x.masked_fill(excluded, -math.inf) if not x.isnan().any() else x
+        for k in (1, 40, 7_500, n // 16, n // 16 + 1, n // 2):
+            want = torch.sort(torch.sort(x, stable=True).indices[n - k:]).values
+            assert torch.equal(highest_k_positions(x, k), want), k
+    x = cases[0]
+    order = np.argsort(x.numpy())
+    for sampled in (order[: selection_mod._SAMPLE], order[-selection_mod._SAMPLE:]):  # too low, too high
+        monkeypatch.setattr(selection_mod, "_sample_positions", lambda size, pos=np.sort(sampled): pos)
+        for k in (40, 7_500):
+            assert torch.equal(highest_k_positions(x, k), torch.sort(torch.sort(x, stable=True).indices[n - k:]).values)
+
+
 @pytest.mark.parametrize("n, m", [(2, 4), (1, 4), (3, 4), (2, 8), (1, 2)])
 def test_kept_in_groups_matches_a_stable_sort(n, m):
     """N:M within-group choice: the numpy rank path (CPU) equals a stable argsort (the GPU path), ties included."""

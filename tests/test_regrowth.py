@@ -6,6 +6,7 @@ import math
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -13,7 +14,8 @@ from torch import nn
 from appkit import cli, compose, env, faulty, metrics, summary
 from prunelab.errors import ConfigError
 from prunelab.pruner import Pruner
-from prunelab.regrowth import RigLUpdater, SETUpdater, build_updater, drop_and_grow
+from prunelab.regrowth import (MaskChange, RigLUpdater, SETUpdater, build_updater, drop_and_grow, grow_highest,
+                               random_subset)
 from prunelab.schedule import Schedule
 
 T, F = True, False
@@ -31,17 +33,21 @@ def test_drop_and_grow_on_a_hand_made_layer():
     # are the 0.1s at (0,1), (1,0), (2,1) (ties: by position, all three go). Candidates to grow: every position not
     # kept after the drop, the dropped ones included; |g| 4.0 at (0,3), (1,1), (2,2) (a tie of three for three
     # places: all grow) beat 2.0, 1.0 and the zeros of the dropped positions.
-    new = drop_and_grow(mask, w.abs(), g.abs(), 0.5)
+    change = drop_and_grow(mask, w.abs(), grow_highest(g.abs()), 0.5)
+    new = change.mask(mask)
     want = torch.tensor([[T, F, T, T], [F, T, T, F], [T, F, T, F]])
     assert torch.equal(new, want)
     assert int(new.sum()) == int(mask.sum())
+    # by position: (0,1) (1,0) (2,1) off, (0,3) (1,1) (2,2) on; kept: every True of the new mask
+    assert (change.off.tolist(), change.on.tolist()) == ([1, 4, 9], [3, 5, 10])
+    assert change.kept.tolist() == new.reshape(-1).nonzero().flatten().tolist()
 
 
 def test_ties_drop_the_earlier_and_grow_the_later_position():
     mask = torch.tensor([T, T, T, F, F, F])
     w = torch.tensor([1.0, 1.0, 1.0, 0.0, 0.0, 0.0])  # all kept weights tie: the first goes
     g = torch.tensor([0.0, 0.0, 0.0, 5.0, 5.0, 5.0])  # all candidates tie: the last grows
-    new = drop_and_grow(mask, w, g, 0.34)  # floor(0.34 * 3) = 1
+    new = drop_and_grow(mask, w, grow_highest(g), 0.34).mask(mask)  # floor(0.34 * 3) = 1
     assert new.tolist() == [F, T, T, F, F, T]
 
 
@@ -50,7 +56,9 @@ def test_a_dropped_weight_can_be_grown_again():
     mask = torch.tensor([T, T, F, F])
     w = torch.tensor([0.1, 0.9, 0.0, 0.0])
     g = torch.tensor([7.0, 0.0, 1.0, 2.0])  # the dropped weight has the largest gradient
-    assert torch.equal(drop_and_grow(mask, w, g, 0.5), mask)
+    change = drop_and_grow(mask, w, grow_highest(g), 0.5)
+    assert torch.equal(change.mask(mask), mask)
+    assert change.off.numel() == change.on.numel() == 0 and change.kept.tolist() == [0, 1]
 
 
 def test_cosine_drop_fraction_at_start_middle_and_end():
@@ -148,9 +156,9 @@ def test_updates_keep_per_layer_counts_and_reset_grown_state(kind, opt_name):
         pruner.on_before_optimizer_step()
         opt.step()
         pruner.on_after_optimizer_step()
+        for n, m in pruner.masks.items():  # every pruned weight 0 again after the step, the revived ones too
+            assert torch.all(getattr(model, n).weight[~m] == 0), (step, n)
     assert updates == 5  # steps 3, 6, 9, 12, 15
-    for n, m in pruner.masks.items():
-        assert torch.all(getattr(model, n).weight[~m] == 0)
 
 
 def test_set_growth_is_seeded_by_seed_and_step():
@@ -158,9 +166,82 @@ def test_set_growth_is_seeded_by_seed_and_step():
     a, b = (SETUpdater(delta_t=5, t_end=50, seed=s) for s in (1, 1))
     pa = Pruner(Net(), "random", "1x1", Schedule(0.5, 0, 0), head="head", updater=a)
     pa.on_step_begin(0)
-    first, again, other_step = a.grow_scores(pa, 5), b.grow_scores(pa, 5), a.grow_scores(pa, 10)
-    assert all(torch.equal(first[n], again[n]) for n in first)
-    assert not torch.equal(first["fc1"], other_step["fc1"])
+    first, again, other_step = a.changes(pa, 5), b.changes(pa, 5), a.changes(pa, 10)
+    assert all(torch.equal(first[n].on, again[n].on) and torch.equal(first[n].off, again[n].off) for n in first)
+    assert not torch.equal(first["fc1"].on, other_step["fc1"].on)
+    assert not torch.equal(first["fc1"].on, SETUpdater(delta_t=5, t_end=50, seed=2).changes(pa, 5)["fc1"].on)
+
+
+@pytest.mark.parametrize("c, n", [(5, 2), (5, 4), (6, 3)])
+def test_random_subsets_are_uniform_over_all_subsets(c, n):
+    """SET grows a uniformly random subset of the candidates: every n-subset of range(c) about equally often
+    (chi-square over all of them), each drawn without repeats and ascending. n > c / 2 takes the complement path."""
+    from itertools import combinations
+
+    from scipy.stats import chisquare
+
+    g = torch.Generator().manual_seed(0)
+    draws = [tuple(random_subset(c, n, g).tolist()) for _ in range(4000)]
+    subsets = list(combinations(range(c), n))
+    assert all(d in subsets for d in draws)  # n distinct, ascending, in range
+    counts = [draws.count(s) for s in subsets]
+    assert chisquare(counts).pvalue > 1e-3, counts
+
+
+def test_set_grows_only_candidates_and_every_candidate_alike():
+    """The ranks of the candidates map to the positions not kept after the drop (the just-dropped included): none
+    grown is kept, and over many updates every candidate position grows about equally often."""
+    from prunelab.regrowth import grow_at_random
+
+    still = np.array([0, 1, 4, 5, 9])  # kept after the drop, of 12
+    candidates = [2, 3, 6, 7, 8, 10, 11]
+    g = torch.Generator().manual_seed(3)
+    grow = grow_at_random(12, g)
+    counts = dict.fromkeys(candidates, 0)
+    for _ in range(2000):
+        grown = grow(still, 2).tolist()
+        assert len(set(grown)) == 2 and set(grown) <= set(candidates) and grown == sorted(grown)
+        for p in grown:
+            counts[p] += 1
+    assert all(abs(v - 2000 * 2 / 7) < 60 for v in counts.values()), counts  # 571 each, sd ~19
+
+
+def test_mask_change_between_two_masks():
+    old = torch.tensor([[T, T, F], [F, T, F]])
+    new = torch.tensor([[T, F, F], [T, T, T]])
+    c = MaskChange.between(old, new)
+    assert (c.kept.tolist(), c.off.tolist(), c.on.tolist()) == ([0, 3, 4, 5], [1], [3, 5])
+    assert torch.equal(c.mask(old), new)
+
+
+def test_kept_positions_are_reused_only_while_the_mask_is_not_written():
+    """The pruner keeps each layer's kept positions from its last update by position, and finds them anew once
+    anything has written the mask (here: one entry flipped in place, and a checkpoint loaded)."""
+    torch.manual_seed(0)
+    updater = RigLUpdater(delta_t=2, t_end=50, seed=0)
+    model = Net()
+    pruner = Pruner(model, "random", "1x1", Schedule(0.7, 0, 0), head="head", updater=updater)
+    pruner.on_train_begin()
+    for step, (x, y) in enumerate(batches(3)):
+        pruner.on_step_begin(step)
+        nn.functional.cross_entropy(model(x), y).backward()
+        pruner.on_before_optimizer_step()
+        pruner.on_after_optimizer_step()
+    assert pruner.changed["fc1"] > 0  # step 2 was an update
+
+    def found(name):
+        return pruner.masks[name].reshape(-1).nonzero().flatten().tolist()
+
+    kept = pruner.kept_positions("fc1")
+    assert pruner.kept_positions("fc1") is kept and kept.tolist() == found("fc1")
+    pruner.masks["fc1"][0, 0] ^= True
+    assert pruner.kept_positions("fc1").tolist() == found("fc1") != kept.tolist()
+    state = pruner.state_dict()
+    state["masks"] = {n: m.clone() for n, m in state["masks"].items()}
+    state["masks"]["fc2"][1, 2] ^= True
+    before = pruner.kept_positions("fc2")
+    pruner.load_state_dict(state)
+    assert pruner.kept_positions("fc2").tolist() == found("fc2") != before.tolist()
 
 
 # --- through the app ----------------------------------------------------------------------------------------------

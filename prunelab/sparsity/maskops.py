@@ -70,6 +70,61 @@ def fill_where_all(xs: Sequence[Tensor], mask: Tensor, value: float = 0.0) -> No
         for x in xs:
             fill_where(x, mask.to(x.device), value)
         return
-    at = np.flatnonzero(where)
-    for view in views:
-        view.reshape(-1)[at] = value
+    fill_at_all(xs, torch.from_numpy(np.flatnonzero(where)), value)
+
+
+@torch.no_grad()
+def fill_at_all(xs: Sequence[Tensor], at: Tensor, value: float = 0.0) -> None:
+    """``x.reshape(-1)[at] = value`` in place for every tensor in ``xs`` (flat row-major positions, int64, any
+    device): through a numpy view or ``index_fill_`` where ``x`` is contiguous, else by a masked fill (a
+    channels-last weight). Like :func:`fill_where`, numpy's writes do not bump autograd's version counter."""
+    if at.numel() == 0:
+        return
+    idx = _numpy(at, (torch.int64,))
+    for x in xs:
+        view = _numpy(x)
+        if view is not None and idx is not None:
+            view.reshape(-1)[idx] = value
+        elif x.is_contiguous():
+            x.view(-1).index_fill_(0, at.to(x.device), value)
+        else:
+            x.masked_fill_(positions_mask(at, x), value)
+
+
+def positions_mask(at: Tensor, like: Tensor) -> Tensor:
+    """The bool mask of ``like``'s shape and device that is True exactly at the flat positions ``at``."""
+    flat = torch.zeros(like.numel(), dtype=torch.bool, device=like.device)
+    return flat.index_fill_(0, at.to(like.device), True).view(like.shape)
+
+
+def gather(x: Tensor, at: np.ndarray) -> np.ndarray:
+    """``x.reshape(-1)[at]`` as a numpy array (numpy's take on a view where there is one; else torch's gather on
+    ``x``'s device, bfloat16 as float32)."""
+    view = _numpy(x)
+    if view is not None:
+        return view.reshape(-1).take(at)
+    got = x.detach().reshape(-1).index_select(0, torch.from_numpy(at).to(x.device))
+    return (got.float() if got.dtype == torch.bfloat16 else got).cpu().numpy()
+
+
+# --- sets of positions: ascending int64 numpy arrays (a layer's kept, dropped and grown weights) ----------------
+def sorted_union(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The ascending union of the disjoint ascending positions ``a`` and ``b`` (numpy's stable sort of the two
+    runs is one merge: ~4x ``torch.sort`` of the same here)."""
+    return np.sort(np.concatenate([a, b]), kind="stable")
+
+
+def sorted_minus(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The entries of ascending ``a`` that are not in ascending ``b``, in order."""
+    if a.size == 0 or b.size == 0:
+        return a
+    at = np.searchsorted(b, a)
+    np.minimum(at, b.size - 1, out=at)
+    return np.compress(b[at] != a, a)
+
+
+def nth_outside(inside: np.ndarray, ranks: np.ndarray) -> np.ndarray:
+    """The positions of the ``ranks``-th (0-based) non-negative integers that are not in ascending ``inside``:
+    rank r is at ``r + #{i : inside[i] - i <= r}`` (``inside[i] - i`` counts the outsiders below ``inside[i]``)."""
+    below = inside - np.arange(inside.size, dtype=inside.dtype)
+    return ranks + np.searchsorted(below, ranks, side="right")

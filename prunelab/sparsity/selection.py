@@ -50,14 +50,41 @@ def highest_k(x: Tensor, k: int) -> Tensor:
     return ~lowest_k(x, n - k)
 
 
+def highest_k_positions(x: Tensor, k: int) -> Tensor:
+    """The ascending flat positions of exactly the ``k`` highest entries of 1-D ``x`` (those of :func:`highest_k`).
+
+    For a few highest of many (RigL's growth: ~2.5% of a layer) on the CPU, the entries above a value that a
+    sample puts safely below the k-th highest are found in one pass and ranked alone: every entry of the top k is
+    among them (at least k entries are above that value), and so is every tie at the k-th value, so the result is
+    exactly :func:`highest_k`'s (NaN, above every number, is in the tail). Elsewhere, or when the sample misses,
+    that function's.
+    """
+    n = x.numel()
+    if (0 < k <= n >> 4 and n > 16 * _SAMPLE and x.device.type == "cpu"
+            and x.dtype in (torch.float32, torch.float64)):
+        a = x.detach().numpy()
+        q = 1.0 - k / n
+        i = math.floor((q - 4.0 * math.sqrt(q * (1.0 - q) / _SAMPLE) - 2.0 / _SAMPLE) * _SAMPLE)
+        if i >= 0:
+            low = np.partition(a[_sample_positions(n)], i)[i]  # the sample's i-th smallest
+            above = np.less_equal(a, low)
+            at = np.flatnonzero(np.logical_not(above, out=above))  # NaN counts as above, as in a full selection
+            tail = a[at]
+            if k <= at.size <= n >> 3:
+                return torch.from_numpy(at[highest_k(torch.from_numpy(tail), k).numpy()])
+    from .maskops import true_positions
+
+    return true_positions(highest_k(x, k))
+
+
 _SAMPLE = 4096
 
 
 @functools.lru_cache(maxsize=16)
 def _sample_positions(n: int) -> np.ndarray:
     """Fixed random positions to sample ``n`` entries at (drawn once per size; random, not strided, so that a
-    layer's row structure cannot bias the sample)."""
-    return np.random.default_rng(n).integers(0, n, _SAMPLE)
+    layer's row structure cannot bias the sample), ascending: the gather then runs forward through memory."""
+    return np.sort(np.random.default_rng(n).integers(0, n, _SAMPLE))
 
 
 def kth_smallest_np(a: np.ndarray, k: int) -> Any:
@@ -115,13 +142,18 @@ def kth_smallest_np(a: np.ndarray, k: int) -> Any:
 
 
 def _lowest_k_of(x: Any, thr: Any, k: int, nnz: Callable[[Any], Any]) -> Any:
-    """The mask of :func:`lowest_k` from the k-th smallest value ``thr`` (numpy array or tensor alike)."""
-    upto = x <= thr
-    if int(nnz(upto)) == k:  # no tie straddles the threshold (the usual case): one pass
-        return upto
-    below = x < thr
+    """The mask of :func:`lowest_k` from the k-th smallest value ``thr`` (numpy array or tensor alike). NaN ranks
+    above every number, as a sort puts it: a NaN ``thr`` takes every number, then the earliest NaNs."""
+    if bool(thr != thr):
+        below = x == x
+        eq = ~below
+    else:
+        upto = x <= thr
+        if int(nnz(upto)) == k:  # no tie straddles the threshold (the usual case): one pass
+            return upto
+        below = x < thr
+        eq = x == thr
     need = k - int(nnz(below))
-    eq = x == thr
     if need >= int(nnz(eq)):
         return below | eq
     return below | (eq & (eq.cumsum(0) <= need))
