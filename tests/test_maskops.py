@@ -79,15 +79,17 @@ def test_fill_where_all_zeroes_every_tensor_where_the_mask_is_and_nothing_else(l
             assert torch.equal(x[~mask], b[~mask])
 
 
-@pytest.mark.parametrize("layout", ["contiguous", "transposed", "channels_last"])
+@pytest.mark.parametrize("layout", ["contiguous", "bfloat16", "transposed", "channels_last"])
 def test_fill_at_all_writes_the_flat_positions_of_every_layout(layout):
     """Positions are row-major over the logical shape, whatever the memory layout (a channels-last conv weight
-    and its momentum)."""
+    and its momentum); numpy views, ``index_fill_`` (bfloat16: no numpy view) and masked fills alike."""
     from prunelab.sparsity.maskops import fill_at_all
 
     g = torch.Generator().manual_seed(4)
     xs = [torch.randn(3, 4, 2, 2, generator=g) for _ in range(2)]
-    if layout == "transposed":
+    if layout == "bfloat16":
+        xs = [x.bfloat16() for x in xs]
+    elif layout == "transposed":
         xs = [x.transpose(0, 1) for x in xs]
     elif layout == "channels_last":
         xs = [x.contiguous(memory_format=torch.channels_last) for x in xs]
