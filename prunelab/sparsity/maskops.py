@@ -4,6 +4,10 @@ numpy counts a bool mask ~5x faster than ``torch.count_nonzero``, and fills the 
 ~1% of a layer that a mask update grows) ~2x faster than ``masked_fill_`` (for a mask of ~7% it is ~2x slower:
 fill dense selections by index, as the drop-and-grow does); a mask update of dynamic sparse training does several
 of each per layer. Elsewhere (GPU tensors, dtypes numpy lacks) the torch operations. The results are identical.
+
+Drop-and-grow works on sets of positions (a layer's kept, dropped and grown weights: ascending int64 numpy arrays,
+a few percent of the layer): :func:`gather` reads a tensor at them, :func:`fill_at_all` writes it there, and
+:func:`sorted_union`, :func:`sorted_minus` and :func:`nth_outside` combine them without a pass over the layer.
 """
 from __future__ import annotations
 

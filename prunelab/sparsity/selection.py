@@ -69,9 +69,8 @@ def highest_k_positions(x: Tensor, k: int) -> Tensor:
             low = np.partition(a[_sample_positions(n)], i)[i]  # the sample's i-th smallest
             above = np.less_equal(a, low)
             at = np.flatnonzero(np.logical_not(above, out=above))  # NaN counts as above, as in a full selection
-            tail = a[at]
             if k <= at.size <= n >> 3:
-                return torch.from_numpy(at[highest_k(torch.from_numpy(tail), k).numpy()])
+                return torch.from_numpy(np.compress(highest_k(torch.from_numpy(a.take(at)), k).numpy(), at))
     from .maskops import true_positions
 
     return true_positions(highest_k(x, k))
