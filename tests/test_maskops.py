@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from prunelab.sparsity.maskops import count_true, fill_where, fill_where_all, select_where, true_positions
+from prunelab.sparsity.maskops import count_true, fill_where, fill_where_all, true_positions
 
 
 def _masks():
@@ -25,17 +25,6 @@ def test_counts_and_positions_match_indexing():
     for m in masks:
         want = [i for i, v in enumerate(m.reshape(-1).tolist()) if v]
         assert true_positions(m).tolist() == want
-
-
-def test_select_where_keeps_the_selected_entries_in_order():
-    for m in _masks():
-        flat = m.reshape(-1)
-        for x in (torch.arange(flat.numel()) * 3, torch.arange(flat.numel(), dtype=torch.float32) - 7.5):
-            want = [v for v, keep in zip(x.tolist(), flat.tolist()) if keep]
-            assert select_where(x, flat).tolist() == want
-            strided = x.repeat_interleave(2)[::2], flat.repeat_interleave(2)[::2]  # not contiguous: torch's path
-            assert strided[0].numel() < 2 or not strided[0].is_contiguous()
-            assert select_where(*strided).tolist() == want
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
