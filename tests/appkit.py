@@ -32,6 +32,26 @@ def cli(args: list[str], cwd: str | Path, timeout: float = 300, **extra_env: str
                           capture_output=True, text=True, timeout=timeout)
 
 
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+
+
+def torchrun(args: list[str], cwd: str | Path, timeout: float = 300, script: str | None = None,
+             **extra_env: str) -> subprocess.CompletedProcess:
+    """Two ranks of ``python -m prunelab ARGS`` (or of ``script``) under torchrun, gloo on the CPU. Python's fault
+    handler is on, so a rank that aborts prints where each of its threads was."""
+    target = [script] if script else ["-m", "prunelab"]
+    return subprocess.run([*TORCHRUN, *target, *args], cwd=cwd, env=env(PYTHONFAULTHANDLER="1", **extra_env),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def ranks_output(proc: subprocess.CompletedProcess, chars: int = 3000) -> str:
+    """A failed torchrun's stderr for an assertion message: the end of what the ranks printed, then the end of
+    torchrun's own report (which names the failing rank and would otherwise fill the message)."""
+    lines = proc.stderr.splitlines(keepends=True)
+    agent = next((i for i, line in enumerate(lines) if "torch/distributed/elastic/" in line), len(lines))
+    return "".join(lines[:agent])[-chars:] + "\n[torchrun] " + "".join(lines[agent:])[-600:]
+
+
 def compose(overrides: list[str]) -> Any:
     """The app's config, composed by Hydra in-process."""
     from hydra import compose as hydra_compose

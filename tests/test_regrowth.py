@@ -3,15 +3,13 @@ gradient) at constant per-layer sparsity, with grown weights at 0 and their opti
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from appkit import cli, compose, env, faulty, metrics, summary
+from appkit import cli, compose, faulty, metrics, ranks_output, summary, torchrun
 from prunelab.errors import ConfigError
 from prunelab.pruner import Pruner
 from prunelab.regrowth import (MaskChange, RigLUpdater, SETUpdater, build_updater, drop_and_grow, grow_highest,
@@ -305,9 +303,7 @@ def test_two_ranks_keep_identical_masks(tmp_path):
     all-reduces a mask checksum at every update and fails the run on any difference between the ranks."""
     for option in ("rigl", "set"):
         run_dir = tmp_path / option
-        proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                               "-m", "prunelab", f"criterion={option}", *RUN, "trainer.max_steps=60",
-                               "trainer.check_masks=true", "trainer.batch_size=32", f"hydra.run.dir={run_dir}"],
-                              cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=600)
-        assert proc.returncode == 0, proc.stderr[-3000:]
+        proc = torchrun([f"criterion={option}", *RUN, "trainer.max_steps=60", "trainer.check_masks=true",
+                         "trainer.batch_size=32", f"hydra.run.dir={run_dir}"], cwd=tmp_path, timeout=600)
+        assert proc.returncode == 0, ranks_output(proc)
         assert [r["step"] for r in metrics(run_dir) if "masks/changed/fc1" in r] == [0, 20, 40]

@@ -7,6 +7,7 @@ scores are computed after DDP has all-reduced the gradients, magnitude scores fr
 """
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 from datetime import timedelta
@@ -48,7 +49,11 @@ def init(device: str = "auto", timeout_s: float = 300.0) -> DistInfo:
 
 
 def shutdown() -> None:
+    """Leave the process group. Garbage is collected first, so that anything a reference cycle still holds on
+    to the group with (a DDP wrapper) is freed now, while the group and the interpreter are alive, and not by a
+    later collection or during interpreter exit, where a gloo group's teardown can abort the process."""
     if dist.is_available() and dist.is_initialized():
+        gc.collect()
         dist.destroy_process_group()
 
 

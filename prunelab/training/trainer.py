@@ -16,6 +16,7 @@ import os
 import signal
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -255,7 +256,10 @@ class Trainer:
         if resume_state is None and (path := self.resume_path()) is not None:
             resume_state = self.load_checkpoint(path)
         loop = self._setup(model, data, end_step, resume_state)
-        loop.checkpoint = lambda step: self.checkpoint(loop, cbs, step)
+        # through a weak reference: a closure over the loop stored in it would be a reference cycle that keeps the
+        # trained net (under DDP, the process group) alive until a later collection, at worst interpreter exit
+        ref = weakref.ref(loop)
+        loop.checkpoint = lambda step: self.checkpoint(ref(), cbs, step)
         if resume_state is not None:
             cbs.load_state_dict(resume_state)
             log.info("prunelab: resumed at step %d", loop.start)
