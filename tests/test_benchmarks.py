@@ -21,7 +21,7 @@ DST = {"rigl", "set"}  # dynamic sparse training: random ERK masks at step 0, th
 def run_quick(script: str, tmp_path: Path) -> tuple[dict, str]:
     out = tmp_path / f"{script}.json"
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / f"{script}.py"), "--quick", "--json", str(out)],
+        [sys.executable, str(ROOT / "benchmarks" / f"{script}.py"), "--quick", "--threads", "1", "--json", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=900,
     )
     assert proc.returncode == 0, f"{script} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
