@@ -47,7 +47,7 @@ from .regrowth import MaskChange, MaskUpdater, reset_optimizer_state
 from .schedule import Schedule
 from .sparsity.distribution import Distribution, resolve_distribution
 from .sparsity.patterns import Pattern
-from .sparsity.maskops import count_true, true_positions
+from .sparsity.maskops import count_true, fill_at_all, true_positions
 
 log = logging.getLogger("prunelab")
 
@@ -363,18 +363,25 @@ class Pruner:
 
     @torch.no_grad()
     def _apply_changes(self, changes: Mapping[str, MaskChange], reset_grown: bool) -> None:
-        """Take a mask updater's changes by position: the flipped mask entries set, with ``reset_grown`` the grown
-        weights and their optimizer state zeroed, the masks applied."""
+        """Take a mask updater's changes by position: the flipped mask entries set, the dropped weights zeroed and,
+        with ``reset_grown``, the grown weights and their optimizer state. That is the masks applied, touching only
+        the entries that change: between steps every other pruned weight is 0 already (the masks are applied after
+        every optimizer step and at the start of training)."""
         grown: dict[Tensor, Tensor] = {}
         for name, w in zip(self.names, self._weights):
             change, flat = changes[name], self.masks[name].view(-1)
             flat.index_fill_(0, change.off.to(flat.device), False).index_fill_(0, change.on.to(flat.device), True)
             self._kept_at[name] = (change.kept, flat._version)
+            fill_at_all([w], change.off)
             grown[w] = change.on
         if reset_grown:  # grown weights and their optimizer state zeroed
             reset_optimizer_state(self.optimizer, grown, weights_too=True)
-        self._took({n: changes[n].off.numel() + changes[n].on.numel() for n in self.names},
-                   [changes[n].kept.numel() for n in self.names])
+        kept = [changes[n].kept.numel() for n in self.names]
+        self.changed = {n: changes[n].off.numel() + changes[n].on.numel() for n in self.names}
+        self.pruned_at_step = True
+        if [i for i, (k, w) in enumerate(zip(kept, self._weights)) if k < w.numel()] != self._active:
+            self._refresh_active(kept)  # a layer became dense or sparse: rebuild the lists, apply all masks
+            self.apply_masks()
 
     def kept_positions(self, name: str) -> Tensor:
         """The flat positions of layer ``name``'s kept weights, ascending (int64, CPU): those the last update by

@@ -123,7 +123,7 @@ def test_updates_keep_per_layer_counts_and_reset_grown_state(kind, opt_name):
         if updater.is_update_step(step):  # pruned weights revived (a user's own update could): grown restart at 0
             with torch.no_grad():
                 for n in pruner.names:
-                    getattr(model, n).weight[~old[n]] = 7.0
+                    getattr(model, n).weight[~old[n]] = 1e-3  # small: it reaches this step's forward
         weights = {n: getattr(model, n).weight.detach().clone() for n in pruner.names}
         pruner.on_step_begin(step)
         kept = {n: int(m.sum()) for n, m in pruner.masks.items()}
@@ -136,7 +136,9 @@ def test_updates_keep_per_layer_counts_and_reset_grown_state(kind, opt_name):
                 grown, dropped = new & ~old[n], old[n] & ~new
                 assert int(grown.sum()) == int(dropped.sum()) > 0
                 assert pruner.changed[n] == int(grown.sum() + dropped.sum())
-                assert torch.all(w[grown] == 0) and torch.all(w[~new] == 0)
+                # grown restart at 0, dropped are 0 at once; a revived weight that stays pruned is zeroed by the
+                # step's mask apply (checked below), as at any step: the update writes only what it changes
+                assert torch.all(w[grown] == 0) and torch.all(w[dropped] == 0)
                 assert torch.equal(w[new & old[n]], weights[n][new & old[n]])  # the kept ones untouched
                 if kind == "rigl":  # every grown weight has a gradient at least as large as any not grown
                     g = grads[n].abs()
