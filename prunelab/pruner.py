@@ -13,8 +13,9 @@ Any training loop can drive it (the trainer is one client)::
 
 Masks are re-applied after every optimizer step, so momentum, weight decay or Adam's moments cannot revive a
 pruned weight: between steps every pruned weight is 0, and a mask updater's change writes only the entries that
-flip. (A weight written from outside between steps is masked after the next optimizer step.) Scores are computed only when a pruning step, a mask update or a requested score-logging step
-needs them (every step for a criterion with history, such as snip_momentum).
+flip (a weight written from outside between steps is masked after the next optimizer step). Scores are computed
+only when a pruning step, a mask update or a requested score-logging step needs them (every step for a criterion
+with history, such as snip_momentum).
 
 Model-level criteria (``score_hook = model``) score with passes of their own at pruning steps: the pruner calls
 ``criterion.score_model(model, batches)`` with the calibration batches it was given (:meth:`Pruner.bind`), in
