@@ -456,7 +456,9 @@ class Pruner:
 
     # --- checkpoints ---
     def state_dict(self) -> dict[str, Any]:
-        """Masks, criterion and updater state, step and last target: enough to continue exactly."""
+        """Masks, criterion and updater state, step and last target: enough to continue exactly. Written at the end
+        of a step that precedes an update of an updater that grows by gradient (RigL), also the pruned layers'
+        gradients, which that update ranks (``grads``)."""
         state = {
             "step": self.step,
             "target": self.target,
@@ -466,6 +468,9 @@ class Pruner:
         }
         if self.updater is not None:
             state["updater"] = self.updater.state_dict()
+            if self.updater.grows_by_gradient and self.updater.is_update_step(self.step + 1):
+                state["grads"] = {n: w.grad.detach().clone() for n, w in zip(self.names, self._weights)
+                                  if w.grad is not None}
         return state
 
     @torch.no_grad()
@@ -485,6 +490,9 @@ class Pruner:
         self.criterion.load_state_dict(state.get("criterion", {}))
         if self.updater is not None:
             self.updater.load_state_dict(state.get("updater", {}))
+        for n, g in state.get("grads", {}).items():  # the gradient the next step's update ranks (RigL)
+            w = self._weights[self.names.index(n)]
+            w.grad = g.to(device=w.device, dtype=w.dtype)
         self.step = int(state["step"])
         self.target = float(state.get("target", 0.0))
         self._refresh_active()

@@ -61,6 +61,9 @@ class MaskUpdater:
     paper: str = ""
     #: Zero the optimizer state of weights whose mask turns on (the regrowth methods' rule).
     resets_grown_state: bool = True
+    #: The update ranks the gradient the last backward left on the weights (RigL): a checkpoint written right before
+    #: an update step carries it, so a run resumed there grows exactly what it would have grown.
+    grows_by_gradient: bool = False
 
     def is_update_step(self, step: int) -> bool:
         return False
@@ -292,6 +295,7 @@ class RigLUpdater(DropAndGrow):
 
     paper = "Evci et al. 2020, Rigging the Lottery: Making All Tickets Winners"
     decay = "cosine"
+    grows_by_gradient = True
 
     def growth(self, pruner: "Pruner", step: int) -> Iterator[Grow]:
         for n, w in zip(pruner.names, pruner.criterion.weights):

@@ -282,15 +282,19 @@ def test_rigl_and_set_end_to_end(tmp_path, option):
 
 
 @pytest.mark.slow
-def test_resume_across_an_update_step_is_bitwise(tmp_path):
-    """Killed after the checkpoint of step 49 and before the update of step 60; resumed, it must end exactly as a
-    run never interrupted (weights, masks, metrics)."""
-    args = ["criterion=rigl", *RUN]
+@pytest.mark.parametrize("every, kill, saved", [(25, 57, 49), (20, 65, 59)])
+def test_resume_across_an_update_step_is_bitwise(tmp_path, every, kill, saved):
+    """Killed after the checkpoint of step 49 and before the update of step 60, or after the checkpoint of step 59,
+    right before that update (which ranks step 59's gradient: the checkpoint carries it); resumed, it must end
+    exactly as a run never interrupted (weights, masks, metrics)."""
+    args = ["criterion=rigl", *RUN, f"trainer.checkpoint_every={every}"]
     ref, run = tmp_path / "ref", tmp_path / "run"
     assert cli([*args, f"hydra.run.dir={ref}"], cwd=tmp_path).returncode == 0
-    killed = cli([*args, f"hydra.run.dir={run}"], cwd=tmp_path, **faulty("kill@57"))  # SIGKILL at step 57
+    killed = cli([*args, f"hydra.run.dir={run}"], cwd=tmp_path, **faulty(f"kill@{kill}"))  # SIGKILL
     assert killed.returncode == -9, killed.stderr[-2000:]
-    assert torch.load(run / "checkpoint.pt", weights_only=True)["step"] == 49
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert state["step"] == saved
+    assert ("grads" in state["pruner"]) == ((saved + 1) % 20 == 0)  # only right before an update
     resumed = cli([*args, f"hydra.run.dir={run}", "trainer.resume=true"], cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     a, b = (torch.load(d / "checkpoint.pt", weights_only=True) for d in (ref, run))
