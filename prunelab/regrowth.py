@@ -346,4 +346,15 @@ def check_regrowth(cfg: object, pattern: object, schedule: object, max_steps: in
     if getattr(pattern, "pattern", "1x1") not in ("1x1",):
         raise ConfigError("pattern.type", getattr(pattern, "pattern", None),
                           f"1x1 with regrowth={params['name']} (drop-and-grow works on single weights)")
-    build_updater(cfg, int(max_steps or 10**9), int(getattr(schedule, "end_step", 0)))
+    t_end = params.get("t_end", 0.75)
+    if isinstance(t_end, float) and not (0.0 < t_end <= 1.0 or t_end.is_integer()):
+        raise ConfigError("regrowth.t_end", t_end, "a fraction of training in (0, 1], or a step (an integer)")
+    if max_steps is not None and not isinstance(t_end, float) and t_end > max_steps:
+        raise ConfigError("regrowth.t_end", t_end, f"a step <= the training length ({max_steps} steps), or a "
+                          "fraction of training in (0, 1]")
+    start = int(getattr(schedule, "end_step", 0))
+    updater = build_updater(cfg, int(max_steps or 10**9), start)
+    if updater is not None and updater.last_step < 0:  # a run named after its updater that never updates
+        raise ConfigError("regrowth.delta_t", params.get("delta_t"), f"a period that leaves an update step after "
+                          f"the initial pruning (schedule.end_step = {start}) and before regrowth.t_end "
+                          f"(step {getattr(updater, 't_end', '?')})")

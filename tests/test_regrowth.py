@@ -86,6 +86,27 @@ def test_bad_regrowth_options_are_one_line():
     assert build_updater({"name": "rigl", "t_end": 0.5}, 200, 0).t_end == 100  # fractions of training
 
 
+def test_a_regrowth_that_would_never_update_is_refused():
+    """A run named after its updater (rigl-s0.90-...) that never drops and grows is refused before any work: t_end
+    neither a fraction nor a step, past the training, or no update step left between the initial pruning and t_end
+    (delta_t too long, or a schedule override that moves the initial pruning past t_end)."""
+    from prunelab.pruner import build_pattern
+    from prunelab.regrowth import check_regrowth
+
+    one, at_init = build_pattern("1x1"), Schedule(0.9, start_step=0, end_step=0)
+    rigl = {"name": "rigl", "delta_t": 100, "t_end": 0.75}
+    check_regrowth(rigl, one, at_init, 300)  # updates at 100 and 200
+    check_regrowth({**rigl, "t_end": 300}, one, at_init, 300)  # t_end as the last step
+    with pytest.raises(ConfigError, match=r"^regrowth.t_end=1.5: a fraction of training in \(0, 1\], or a step"):
+        check_regrowth({**rigl, "t_end": 1.5}, one, at_init, 300)
+    with pytest.raises(ConfigError, match=r"^regrowth.t_end=5000: a step <= the training length \(300 steps\)"):
+        check_regrowth({**rigl, "t_end": 5000}, one, at_init, 300)
+    with pytest.raises(ConfigError, match=r"^regrowth.delta_t=1000: a period that leaves an update .*\(step 225\)"):
+        check_regrowth({**rigl, "delta_t": 1000}, one, at_init, 300)
+    with pytest.raises(ConfigError, match=r"^regrowth.delta_t=100: .*schedule.end_step = 400.*\(step 450\)"):
+        check_regrowth(rigl, one, Schedule(0.9, start_step=100, end_step=400, pruning_frequency=100), 600)
+
+
 # --- through the pruner ------------------------------------------------------------------------------------------
 class Net(nn.Module):
     def __init__(self):
