@@ -169,8 +169,27 @@ def config_fingerprint(cfg: Mapping[str, Any], world_size: int = 1) -> str:
 
 
 # ----------------------------------------------------------------------------------------------- lock
+#: the descriptors of the run locks this process holds (see :func:`_close_locks_in_child`)
+_HELD: set[int] = set()
+
+
+def _close_locks_in_child() -> None:
+    """In a forked child (a DataLoader worker): close the run locks' descriptors it inherited. A ``flock`` lives
+    while any copy of its descriptor is open, so workers orphaned by a killed run would otherwise hold its
+    directory until they notice (seconds), and a requeued ``trainer.resume=auto`` would be refused. Closing (not
+    unlocking) leaves the parent's lock as it is."""
+    for fd in list(_HELD):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _HELD.clear()
+
+
+os.register_at_fork(after_in_child=_close_locks_in_child)
+
+
 class RunLock:
-    """An exclusive ``flock`` on ``<run dir>/.lock``, held until :meth:`release` or the process's death."""
+    """An exclusive ``flock`` on ``<run dir>/.lock``, held until :meth:`release` or the death of the process that
+    took it (not of its forked children: they close their copy)."""
 
     def __init__(self, run_dir: str | os.PathLike) -> None:
         self.path = Path(run_dir) / LOCK
@@ -200,6 +219,7 @@ class RunLock:
         os.ftruncate(fd, 0)
         os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
         self._fd = fd
+        _HELD.add(fd)
 
     @property
     def held(self) -> bool:
@@ -213,6 +233,7 @@ class RunLock:
             with contextlib.suppress(OSError):
                 self.path.unlink()
         fcntl.flock(self._fd, fcntl.LOCK_UN)
+        _HELD.discard(self._fd)
         os.close(self._fd)
         self._fd = None
 

@@ -34,10 +34,13 @@ def test_unreadable_runs_are_listed_with_the_reason(tmp_path):
     scores = copy("scores_bad_line") / "scores.jsonl"
     lines = scores.read_text().splitlines(keepends=True)
     scores.write_text("".join(lines[:1]) + '{"step": 10, "layer": "fc1", "counts": "many"}\n' + "".join(lines[1:]))
-    # the same run, executed otherwise: more threads, another device name, W&B, progress lines, another period
+    # the same run, executed otherwise: more threads, another device name, W&B, progress lines, another period,
+    # another data loader (the streaming path gives the same batches)
     knobs = copy("other_execution")
     cfg = yaml.safe_load((knobs / "config.yaml").read_text())
-    cfg["trainer"].update(num_threads=2, device="cpu", progress="lines", checkpoint_every=7, deterministic=True)
+    cfg["trainer"].update(num_threads=2, device="cpu", progress="lines", checkpoint_every=7, deterministic=True,
+                          workers=0, pin_memory=False, persistent_workers=False, prefetch_factor=4)
+    cfg["dataset"].update(in_memory=False, memory_budget_gb=0.5)
     cfg["logger"].update(backend="wandb")
     (knobs / "config.yaml").write_text(yaml.safe_dump(cfg))
 

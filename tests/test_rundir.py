@@ -77,6 +77,35 @@ def test_a_held_directory_is_refused(tmp_path):
     assert rundir.lock_holder(run_dir) is None  # released (the kernel also drops it when a process dies)
 
 
+def test_the_lock_dies_with_the_run_not_with_its_forked_workers(tmp_path):
+    """A run killed while its DataLoader workers (forked children) live on: the directory is free at once, so a
+    requeued resume is not refused while the orphans wind down."""
+    import contextlib
+    import signal
+    import subprocess
+    import sys
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    script = (f"import os, sys, time\nfrom prunelab import rundir\nrundir.RunLock({str(run_dir)!r}).acquire()\n"
+              "child = os.fork()\nif child == 0:\n    time.sleep(60)\n    os._exit(0)\n"
+              "print(child, flush=True)\ntime.sleep(60)\n")
+    run = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    worker = int(run.stdout.readline())
+    try:
+        assert rundir.lock_holder(run_dir) == f"process {run.pid} on {os.uname().nodename}"
+        run.send_signal(signal.SIGKILL)
+        run.wait(timeout=30)
+        os.kill(worker, 0)  # the orphaned worker is still alive
+        assert rundir.lock_holder(run_dir) is None
+        lock = rundir.RunLock(run_dir)
+        lock.acquire()  # would raise "it is held by process ..." while the worker held a copy of the lock
+        lock.release()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(worker, signal.SIGKILL)
+
+
 def test_fingerprint_leaves_out_execution_knobs_and_counts_processes():
     cfg = {"seed": 0, "group": "a", "trainer": {"max_steps": 10, "num_threads": 1, "device": "auto",
                                                 "progress": "none", "checkpoint_every": None, "resume": False},
