@@ -114,20 +114,50 @@ def cli() -> None:
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and int(os.environ.get("RANK", "0")) > 0:
         sys.argv.append("hydra.run.dir=.")  # torchrun: rank 0 owns the run directory (broadcast to the others)
     register_plugins()
-    try:
-        main()
-    except SystemExit:
-        raise
-    except BaseException as exc:  # noqa: BLE001 - every exit path below is explicit
-        _fail(exc.exc if isinstance(exc, Abort) else exc)
+    while True:
+        try:
+            main()
+        except SystemExit:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - every exit path below is explicit
+            exc = exc.exc if isinstance(exc, Abort) else exc
+            if force_add_in_sweep(exc):
+                continue
+            _fail(exc)
+        return
+
+
+def force_add_in_sweep(exc: BaseException) -> bool:
+    """A sweep's own config could not take a plain override ``K=V`` whose key only the swept options have
+    (``-m criterion=rigl,set regrowth.delta_t=50``: Hydra composes the sweep's config without the swept options,
+    on the default ``regrowth=none``). Rewrite it as ``++K=V`` (Hydra's force-add, its maintainers' advice) and
+    return True to compose again; every job's config is then checked as usual, so a job whose options lack ``K``
+    is still refused with one line. False for any other error."""
+    import re
+    import traceback
+
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import ConfigCompositionException
+
+    m = re.match(r"Could not override '([^']+)'", str(exc)) if isinstance(exc, ConfigCompositionException) else None
+    frames = traceback.extract_tb(exc.__traceback__) if m else []
+    if not any(f.name == "multirun" and f.filename.endswith(os.path.join("hydra", "_internal", "hydra.py"))
+               for f in frames):
+        return False
+    for i, arg in enumerate(sys.argv[1:], 1):
+        if not arg.startswith(("+", "~")) and arg.split("=", 1)[0] == m.group(1):
+            sys.argv[i] = "++" + arg
+            GlobalHydra.instance().clear()
+            return True
+    return False
 
 
 def _fail(exc: BaseException) -> None:
     from . import rundir, sweep
     from .config import as_config_error
 
+    sweep.undo_start()  # first: Hydra's multirun.yaml out of a new sweep directory, so that it is empty
     rundir.remove_new_dirs()  # a refused or interrupted start leaves nothing behind
-    sweep.undo_start()
     if os.environ.get(USER_FULL_ERROR) == "1":
         raise exc
     if isinstance(exc, KeyboardInterrupt):

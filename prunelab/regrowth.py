@@ -342,6 +342,10 @@ def check_regrowth(cfg: object, pattern: object, schedule: object, max_steps: in
 
     params = config_to_dict(cfg) if cfg is not None else {}
     if params.get("name", "none") in (None, "none"):
+        extra = sorted(k for k, v in params.items() if k != "name" and v is not None)
+        if extra:  # force-added in a sweep (``++regrowth.delta_t=50``) to a job without regrowth
+            raise ConfigError(f"regrowth.{extra[0]}", params[extra[0]], "no regrowth key with regrowth=none (they "
+                              "apply to criterion=rigl|set, or regrowth=rigl|set)")
         return
     if getattr(pattern, "pattern", "1x1") not in ("1x1",):
         raise ConfigError("pattern.type", getattr(pattern, "pattern", None),

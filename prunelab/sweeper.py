@@ -38,9 +38,11 @@ def is_dense(cfg: Any) -> bool:
 
 
 def dense_job(overrides: Sequence[str], dense_criterion: str = DENSE_CRITERION) -> list[str]:
-    """A dense job's overrides without the criterion (``criterion=...``, ``criterion.*``), run with
-    ``dense_criterion`` (its directory name comes from :mod:`prunelab.naming`: ``dense-seed<seed>_<fp>``)."""
-    kept = [o for o in overrides if not (override_key(o) == "criterion" or override_key(o).startswith("criterion."))]
+    """A dense job's overrides without the criterion's and the regrowth's (``criterion=...``, ``criterion.*``,
+    ``regrowth.*``: nothing is pruned, nothing regrown), run with ``dense_criterion`` (its directory name comes from
+    :mod:`prunelab.naming`: ``dense-seed<seed>_<fp>``)."""
+    kept = [o for o in overrides if not (override_key(o) in ("criterion", "regrowth")
+                                         or override_key(o).startswith(("criterion.", "regrowth.")))]
     kept.append(f"criterion={dense_criterion}")
     return kept
 

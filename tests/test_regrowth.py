@@ -302,6 +302,33 @@ def test_rigl_and_set_end_to_end(tmp_path, option):
 
 
 
+def test_a_sweep_sets_a_regrowth_key_of_the_swept_criteria(tmp_path):
+    """``-m criterion=rigl,set regrowth.delta_t=20``: Hydra composes a sweep's own config without the swept
+    options (on regrowth=none, which has no delta_t); prunelab force-adds the key there, and every job takes it. A
+    job whose regrowth is none (static_erk) is refused with one line naming it, before anything is written."""
+    base = ["-m", "regrowth.delta_t=20", "trainer.max_steps=60", "logger=none", "trainer.progress=none",
+            "trainer.eval_every=30"]
+    done = cli([*base, "criterion=rigl,set", f"hydra.sweep.dir={tmp_path / 'ok'}"], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    runs = sorted(p.parent for p in (tmp_path / "ok").glob("*/summary.json"))
+    assert [r.name.split("-")[0] for r in runs] == ["rigl", "set"]
+    for run in runs:
+        assert compose_saved(run)["regrowth"]["delta_t"] == 20
+        assert [m["step"] for m in metrics(run) if "masks/changed" in m] == [0, 20, 40]  # masks at 0, then updates
+    refused = cli([*base, "criterion=rigl,static_erk", f"hydra.sweep.dir={tmp_path / 'no'}"], cwd=tmp_path)
+    assert refused.returncode == 2
+    line = refused.stderr.strip()
+    assert len(line.splitlines()) == 1 and line.startswith("prunelab: error: regrowth.delta_t=20: no regrowth key "
+                                                           "with regrowth=none") and "criterion=static_erk" in line
+    assert not (tmp_path / "no").exists()
+
+
+def compose_saved(run):
+    import yaml
+
+    return yaml.safe_load((run / "config.yaml").read_text())
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("every, kill, saved", [(25, 57, 49), (20, 65, 59)])
 def test_resume_across_an_update_step_is_bitwise(tmp_path, every, kill, saved):

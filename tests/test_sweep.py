@@ -128,6 +128,8 @@ def test_a_target_set_by_a_group_option_counts_too():
     assert canonical_jobs(jobs, lambda o: zero) == ([dense_job(jobs[0])], 1)
     own_dir = ["criterion=snip", "hydra.sweep.subdir=x"]
     assert dense_job(own_dir) == ["hydra.sweep.subdir=x", "criterion=magnitude"]  # the user's folder name stays
+    regrown = ["criterion=rigl", "++regrowth.delta_t=50", "regrowth.t_end=0.5", "regrowth=set", "seed=1"]
+    assert dense_job(regrown) == ["seed=1", "criterion=magnitude"]  # nothing is pruned, nothing regrown
 
 
 # ------------------------------------------------------------------------------- the committed comparison preset
