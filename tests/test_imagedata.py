@@ -102,7 +102,7 @@ def test_any_torchvision_dataset_by_name(tmp_path):
     write_mnist(tmp_path, "MNIST", gz=False)
     cfg = _cfg("torchvision", root=str(tmp_path), cls="MNIST", input_shape=[1, 28, 28], num_classes=10,
                mean=[0.1307], std=[0.3081], val_fraction=0.2, split_seed=3)
-    cfg.train_kwargs, cfg.test_kwargs = {"train": True}, {"train": False}  # replace SVHN's {split: ...}
+    assert cfg.train_kwargs is None and cfg.test_kwargs is None  # the class's own split argument: train=True/False
     s = data.build(cfg)
     ref = data.build({"name": "mnist", "root": str(tmp_path), "val_fraction": 0.2, "split_seed": 3})
     assert s.in_memory and s.name == "torchvision.MNIST"
@@ -114,3 +114,25 @@ def test_any_torchvision_dataset_by_name(tmp_path):
     with pytest.raises(ConfigError, match=r"^dataset.train_kwargs=.*arguments MNIST accepts"):
         cfg.train_kwargs = {"split": "train"}
         data.build(cfg)
+
+
+def test_a_torchvision_class_is_opened_by_its_own_split_argument():
+    """train=True/False where the class takes ``train`` (CIFAR, MNIST), split='train'/'test' where it takes
+    ``split`` (SVHN, STL10); a mapping on the command line replaces the default (a CIFAR-style ``{train: true}``
+    used to merge into SVHN's ``{split: train}`` and be refused)."""
+    import torchvision.datasets as tvd
+    from hydra import compose, initialize_config_module
+
+    from prunelab.data.tv import split_kwargs
+
+    assert split_kwargs(tvd.CIFAR10, "train") == {"train": True}
+    assert split_kwargs(tvd.MNIST, "test") == {"train": False}
+    assert split_kwargs(tvd.SVHN, "test") == {"split": "test"}
+    assert split_kwargs(tvd.STL10, "train") == {"split": "train"}
+    with initialize_config_module("prunelab.conf", version_base=None):
+        cifar = compose("config", overrides=["dataset=torchvision", "dataset.cls=CIFAR10", "dataset.train_kwargs="
+                                             "{train: true}", "dataset.test_kwargs={train: false}"])
+        stl = compose("config", overrides=["dataset=torchvision", "dataset.cls=STL10",
+                                           "dataset.train_kwargs={split: train, folds: 0}"])
+    assert OmegaConf.to_container(cifar.dataset.train_kwargs) == {"train": True}
+    assert OmegaConf.to_container(stl.dataset.train_kwargs) == {"split": "train", "folds": 0}

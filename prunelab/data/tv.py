@@ -1,6 +1,7 @@
 """Any ``torchvision.datasets`` image-classification class by name, streamed (or held in memory when it fits)."""
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
@@ -10,10 +11,21 @@ from .base import DATASETS, DataSplits, constant_option, data_root, fraction_opt
 from .samples import ArrayImages, Pipeline, SampleDataset, build_transforms
 
 
-def _kwargs(cfg: Any, key: str) -> dict[str, Any]:
+def split_kwargs(cls: type, split: str) -> dict[str, Any]:
+    """How ``cls`` chooses its ``train`` or ``test`` split, read from its signature: ``train=True/False`` (CIFAR,
+    the MNIST family) or ``split='train'/'test'`` (SVHN, STL10, Food101); nothing if it takes neither."""
+    params = inspect.signature(cls.__init__).parameters
+    if "train" in params:
+        return {"train": split == "train"}
+    return {"split": split} if "split" in params else {}
+
+
+def _kwargs(cfg: Any, key: str, cls: type) -> dict[str, Any]:
     from omegaconf import DictConfig, OmegaConf
 
-    value = option(cfg, key, {})
+    value = option(cfg, key, None)
+    if value is None:  # the class's own split argument
+        return split_kwargs(cls, "train" if key == "train_kwargs" else "test")
     value = OmegaConf.to_container(value, resolve=True) if isinstance(value, DictConfig) else value
     if not isinstance(value, dict):
         raise ConfigError(f"dataset.{key}", value, "a mapping of keyword arguments for the dataset class")
@@ -21,7 +33,7 @@ def _kwargs(cfg: Any, key: str) -> dict[str, Any]:
 
 
 def _open(cls: type, cfg: Any, key: str, root: str, download: bool) -> Any:
-    kwargs = _kwargs(cfg, key)
+    kwargs = _kwargs(cfg, key, cls)
     try:
         return cls(root=root, download=download, **kwargs) if download else cls(root=root, **kwargs)
     except TypeError as exc:
@@ -56,7 +68,8 @@ def _as_arrays(ds: Any) -> Any:
 def build_torchvision(cfg: Any) -> DataSplits:
     """Any ``torchvision.datasets`` class by ``cls`` (e.g. SVHN, STL10, Food101), opened twice from ``root``:
     with ``train_kwargs`` for the train split (``val_fraction`` of it, seeded, for validation) and with
-    ``test_kwargs`` for the test split (e.g. ``{train: false}`` or ``{split: test}``). Samples go through
+    ``test_kwargs`` for the test split (null: the class's own split argument, :func:`split_kwargs`; or a mapping
+    that replaces it, e.g. ``{split: extra}``). Samples go through
     ``train_transforms`` / ``eval_transforms`` (torchvision v2), then ``/ 255`` and ``mean`` / ``std`` (default
     0.5 per channel, i.e. pixels to [-1, 1], where the dataset's own are not known); ``input_shape`` and ``num_classes`` must be given (models are built from them before the data)."""
     import torchvision.datasets as tvd
