@@ -5,6 +5,9 @@ import sys
 from typing import Any
 
 
+_REWRAPPED: Any = object()  # ConfigError(message): torch's DataLoader re-raising a worker's error
+
+
 class ConfigError(ValueError):
     """Raised for invalid configuration or input.
 
@@ -12,7 +15,13 @@ class ConfigError(ValueError):
     line of stderr and a user sees at once what to change.
     """
 
-    def __init__(self, key: str, value: Any, allowed: str) -> None:
+    def __init__(self, key: str, value: Any = _REWRAPPED, allowed: str = "") -> None:
+        if value is _REWRAPPED:  # re-raised by a DataLoader in the main process with the worker's traceback
+            line = next((ln for ln in reversed(key.splitlines()) if "ConfigError: " in ln), key.splitlines()[-1])
+            text = line.split("ConfigError: ", 1)[-1]
+            self.key, self.value, self.allowed = text.split("=", 1)[0], None, text
+            super().__init__(text)
+            return
         self.key = key
         self.value = value
         self.allowed = allowed

@@ -2,6 +2,8 @@
 ImageFolder tree of PNGs, and any torchvision.datasets class by name."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -81,6 +83,24 @@ def test_imagefolder_loads_a_png_tree(tmp_path):
     m = data.build(OmegaConf.merge(cfg, {"train_transforms": []}))
     assert m.in_memory and torch.equal(m.test.tensors[0], torch.stack([s.test[i][0] for i in range(6)]))
     assert torch.equal(m.train.tensors[0], torch.stack([s.train.plain()[i][0] for i in range(12)]))
+
+
+def test_an_unreadable_image_is_one_line_naming_it(tmp_path):
+    """A corrupt file in the tree: one ConfigError naming the file, when the tree is loaded into memory and when a
+    DataLoader worker reads it (torch re-raises a worker's error in the main process: it stays a ConfigError)."""
+    tree = write_image_folder(tmp_path, classes=("ant", "bee"), per_class={"train": 4, "val": 2})
+    bad = tree["val"][1][0]
+    Path(bad).write_bytes(b"garbage\n")
+    want = rf"^dataset.root='{bad}': image files PIL can read \(UnidentifiedImageError: cannot identify image file"
+    cfg = _cfg("imagefolder", root=str(tmp_path), image_size=16, resize=18, num_classes=2)
+    with pytest.raises(ConfigError, match=want):
+        data.build(OmegaConf.merge(cfg, {"train_transforms": []}))  # in memory: every image decoded at once
+    streamed = data.build(cfg)
+    assert not streamed.in_memory
+    loader = torch.utils.data.DataLoader(streamed.test, batch_size=2, num_workers=1)
+    with pytest.raises(ConfigError, match=want) as err:
+        list(loader)
+    assert len(str(err.value).splitlines()) == 1
 
 
 def test_imagefolder_bad_trees_are_one_line(tmp_path):

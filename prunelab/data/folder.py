@@ -12,6 +12,18 @@ from .samples import Pipeline, SampleDataset, build_transforms
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
+def load_image(path: str) -> Any:
+    """torchvision's image loader (PIL, RGB), with a file it cannot read as one line naming the file (also from a
+    DataLoader worker: :class:`~prunelab.errors.ConfigError` survives the worker's re-raise)."""
+    from torchvision.datasets.folder import default_loader
+
+    try:
+        return default_loader(path)
+    except (OSError, ValueError, SyntaxError) as exc:  # PIL's UnidentifiedImageError is an OSError
+        raise ConfigError("dataset.root", path, f"image files PIL can read ({type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+
+
 def _folder(root: str, sub: str, key: str) -> Any:
     from torchvision.datasets import ImageFolder
 
@@ -19,7 +31,7 @@ def _folder(root: str, sub: str, key: str) -> Any:
     if not os.path.isdir(path):
         raise ConfigError("dataset.root", root, f"a folder with {sub}/<class>/<image> inside (dataset.{key}={sub})")
     try:
-        return ImageFolder(path)
+        return ImageFolder(path, loader=load_image)
     except (FileNotFoundError, RuntimeError) as exc:  # no class folders, or no images in them
         raise ConfigError("dataset.root", root, f"{sub}/<class>/<image> with images inside ({exc})") from None
 
