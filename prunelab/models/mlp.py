@@ -41,7 +41,8 @@ class MLPOptions(ModelOptions):
 
 @MODELS.register("mlp", paper="LeCun et al. 1998; Han et al. 2015 (LeNet-300-100)", options=MLPOptions)
 def build_mlp(cfg: Any) -> nn.Module:
-    """Multi-layer perceptron (hidden_sizes [300, 100]: LeNet-300-100). ``mlp``: keys ``hidden_sizes`` (list of positive ints, may be empty; default [256, 128]); head ``head``."""
+    """Multi-layer perceptron, hidden_sizes [256, 128] by default ([300, 100]: LeNet-300-100, ``model=lenet300``).
+    ``mlp``: keys ``hidden_sizes`` (list of positive ints, may be empty); head ``head``."""
     sizes = option(cfg, "hidden_sizes", [256, 128])
     try:
         sizes = [int(s) for s in sizes]
