@@ -1,9 +1,11 @@
-"""``prunelab list [criteria|ablations|patterns|distributions|schedules|models|datasets]``: what is registered,
-from the registries themselves (name, one line, paper), and the config options (``conf/<group>/*.yaml``) that
-select them."""
+"""``prunelab list [criteria|ablations|patterns|distributions|schedules|regrowth|models|datasets]``: what is
+registered, from the registries themselves (name, one line, paper), and the config options (``conf/<group>/*.yaml``)
+that select them; an option that is no registered name (``criterion=rigl``: a preset of criterion, schedule,
+distribution and regrowth) is listed with the first sentence of its file's leading comment."""
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import textwrap
 from collections.abc import Sequence
@@ -46,10 +48,31 @@ def render(kind: str, registry: Registry, group: str, width: int = 110) -> str:
         lines += [f"  {'':<{pad}}{w}" for w in wrapped[1:]]
     if not names:
         lines.append("  (none registered yet)")
-    options = sorted(p.stem for p in (conf_dir() / group).glob("*.yaml"))
-    if options:
-        lines.append(f"  config options: {group}={'|'.join(options)}  (conf/{group}/)")
+    files = sorted((conf_dir() / group).glob("*.yaml"))
+    presets = [(f.stem, option_summary(f)) for f in files if f.stem not in names]
+    if presets:
+        lines.append(f"  other options (conf/{group}/NAME.yaml; presets set more than a registered name):")
+        pad = max(len(n) for n, _ in presets) + 2
+        for name, text in presets:
+            wrapped = textwrap.wrap(text, width - pad - 4) or [""]
+            lines.append(f"    {name:<{pad}}{wrapped[0]}")
+            lines += [f"    {'':<{pad}}{w}" for w in wrapped[1:]]
+    if files:
+        lines.append(f"  config options: {group}={'|'.join(f.stem for f in files)}  (conf/{group}/)")
     return "\n".join(lines)
+
+
+def option_summary(path: Path) -> str:
+    """The first sentence of a config file's leading comment (after ``# @package``), or ''."""
+    text = []
+    for line in path.read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        if not line.startswith("# @package"):
+            text.append(line.lstrip("#").strip())
+    joined = " ".join(t for t in text if t)
+    end = re.search(r"(?<!\bal)(?<!e\.g)(?<!i\.e)\.\s+(?=[A-Z])", joined)  # not "et al. 2020"
+    return joined if end is None else joined[: end.start() + 1]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -448,9 +448,14 @@ def test_prunelab_list_comes_from_the_registries(probe, capsys):
     assert "Lee, Ajanthan & Torr 2019" in " ".join(out.split())  # the paper of snip (lines wrap)
     assert main([]) == 0
     out = capsys.readouterr().out
-    for section in ("criteria", "patterns", "distributions", "schedules", "models", "datasets"):
+    for section in ("criteria", "patterns", "distributions", "schedules", "regrowth", "models", "datasets"):
         assert f"\n{section} (" in "\n" + out, section
     assert "distribution=er|erk|global|per_row|uniform" in out
+    flat = " ".join(out.split())  # options that are no registered name: the first sentence of their file's comment
+    assert "rigl RigL in one option (Evci et al. 2020): random initial masks at the target, split over layers by " \
+           "ERK, pruned at initialization, then regrown with regrowth=rigl (drop smallest |W|, grow largest |grad|). " \
+           "set SET in one option" in flat
+    assert "none no regrowth: masks change only at the schedule's pruning steps config options:" in flat
 
 
 # --- a criterion's options are typed by its Options dataclass ----------------------------------------------
