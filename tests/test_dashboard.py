@@ -190,8 +190,10 @@ def test_sections_grouping_and_report(sweep, spec):
         ["test/acc"], "criterion.value.criterion_type", "mean", "stddev")
     curves = {m for p in sections["Training curves"] for m in p["config"]["metrics"]}
     assert curves == {"eval/acc", "eval/loss", "train/acc", "train/loss"}
-    assert {m for p in sections["Sparsity"] for m in p["config"]["metrics"]} == {
-        "sparsity/target", "sparsity/actual", "sparsity/masked", "sparsity/fc1", "sparsity/fc2"}
+    plotted = [m for p in sections["Sparsity"] for m in p["config"]["metrics"]]
+    assert set(plotted) == {"sparsity/target", "sparsity/actual", "sparsity/masked", "sparsity/fc1", "sparsity/fc2",
+                            "sparsity/masked/fc1", "sparsity/masked/fc2"}
+    assert len(plotted) == len(set(plotted))  # a layer's masked fraction is not taken for a layer of its own
     assert [p["config"]["metrics"] for p in sections["Mask churn"]] == [["masks/changed"]]
     grouped = [p for ps in sections.values() for p in ps if p["viewType"] == "Run History Line Plot"
                and not p["config"]["metrics"][0].startswith("scores/")]

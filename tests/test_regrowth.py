@@ -294,6 +294,9 @@ def test_rigl_and_set_end_to_end(tmp_path, option):
     assert [r["step"] for r in updates] == [0, 20, 40, 60, 80]  # the initial pruning, then until t_end = 90
     assert all(r["masks/changed"] > 0 for r in updates)
     assert len({round(r["sparsity/masked"], 12) for r in updates}) == 1  # constant sparsity
+    for layer in ("fc1", "fc2"):  # per layer, in the log: the masks' share constant, the zeros' share not
+        assert len({r[f"sparsity/masked/{layer}"] for r in updates}) == 1, layer
+    assert len({r["sparsity/fc1"] for r in updates}) > 1  # grown weights start at 0
     s = summary(run_dir)
     assert s["sparsity/masked"] == pytest.approx(0.9, abs=1e-3)
     targets = s["sparsity/layer_targets"]  # ERK: fc2 (256x128) sparser than fc1 (64x256); as many weights kept

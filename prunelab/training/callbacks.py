@@ -90,12 +90,14 @@ class Callbacks(Callback):
 
 
 def sparsity_metrics(pruner: "Pruner") -> dict[str, float]:
-    """``sparsity/target``, ``sparsity/actual`` (zeros in the weights), ``sparsity/masked`` (what the masks remove)
-    and ``sparsity/<layer>``."""
+    """``sparsity/target``, ``sparsity/actual`` (zeros in the weights), ``sparsity/masked`` (what the masks remove),
+    and per layer ``sparsity/<layer>`` (zeros) and ``sparsity/masked/<layer>`` (masks): the two differ where kept
+    weights are exactly 0, e.g. just grown back (regrowth keeps each layer's masked sparsity constant)."""
     sp = pruner.sparsity()
     out = {"sparsity/target": pruner.target, "sparsity/actual": sp["overall"],
            "sparsity/masked": pruner.masked_fraction()}
     out.update({f"sparsity/{name}": v for name, v in sp["layers"].items()})
+    out.update({f"sparsity/masked/{name}": v for name, v in pruner.mask_sparsity().items()})
     return out
 
 

@@ -76,9 +76,10 @@ class Comparison:
         return any(key in r.nonzero for r in self.runs)
 
     def layers(self) -> list[str]:
-        """The pruned layers whose sparsity is logged (``sparsity/<layer>``), in logging order."""
-        return [k[len("sparsity/"):] for k, kind in self.history.items()
-                if k.startswith("sparsity/") and k not in OVERALL_SPARSITY and kind == "number"]
+        """The pruned layers whose sparsity is logged (``sparsity/<layer>``; not ``sparsity/masked/<layer>``), in
+        logging order."""
+        return [k[len("sparsity/"):] for k, kind in self.history.items() if k.startswith("sparsity/")
+                and not k.startswith("sparsity/masked/") and k not in OVERALL_SPARSITY and kind == "number"]
 
     def score_keys(self) -> list[str]:
         """The score histograms logged: ``scores/<layer>`` per layer, then ``scores/all``."""

@@ -110,6 +110,7 @@ def training_curves(comp: Comparison) -> Part | None:
 def sparsity(comp: Comparison) -> Part | None:
     keys = [k for k in ("sparsity/target", "sparsity/actual", "sparsity/masked") if comp.logs(k)]
     layers = [f"sparsity/{name}" for name in comp.layers()]
+    layers += [k for k in (f"sparsity/masked/{name}" for name in comp.layers()) if comp.logs(k)]
     if not keys and not layers:
         return None
 
@@ -117,7 +118,8 @@ def sparsity(comp: Comparison) -> Part | None:
         return [line(k, f"{k} by criterion") for k in keys + layers]
 
     return Part("Sparsity", "The schedule's target, the actual sparsity (zeros in the pruned weights), the masked "
-                "fraction (weights the masks remove) and each layer's sparsity: where a criterion prunes.",
+                "fraction (weights the masks remove), and each layer's sparsity and masked fraction: where a "
+                "criterion prunes (regrowth keeps each layer's masked fraction constant).",
                 panels(), per_target(comp, panels), PER_TARGET_NOTE)
 
 
