@@ -530,6 +530,11 @@ def _omegaconf_error(err: Any, context: str) -> ConfigError:
         names = [f.name for f in dataclasses.fields(schema)] if schema else []
         if names:
             return ConfigError(key, value, f"{'a key of ' + group if group else 'a top-level key'}: {', '.join(names)}")
+        node = getattr(err, "parent_node", None)  # the chosen option's node: its keys are the allowed ones
+        chosen = [str(k) for k in node.keys()] if hasattr(node, "keys") else []
+        name = f" ({node.get('name')})" if chosen and "name" in chosen else ""
+        if chosen:
+            return ConfigError(key, value, f"a key of the chosen {group or 'config'}{name}: {', '.join(chosen)}")
         return ConfigError(key, value, f"a key the chosen {group or 'config'} has (prunelab --cfg job lists them)")
     if isinstance(err, ConfigTypeError) and "deletion" in msg:
         return ConfigError(f"~{key}", "", "a key that may be removed (this one is part of the schema; set it to "

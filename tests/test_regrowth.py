@@ -107,6 +107,26 @@ def test_a_regrowth_that_would_never_update_is_refused():
         check_regrowth(rigl, one, Schedule(0.9, start_step=100, end_step=400, pruning_frequency=100), 600)
 
 
+def test_a_misspelled_key_lists_the_keys_of_the_chosen_option():
+    """A key the chosen option (of a group without a fixed schema) lacks: the one line lists the keys it has."""
+    import re
+
+    from hydra import compose, initialize_config_module
+
+    from prunelab.config import as_config_error
+
+    cases = [(["criterion=rigl", "regrowth.delta_tt=50"],
+              r"^regrowth.delta_tt='50': a key of the chosen regrowth \(rigl\): name, delta_t, t_end, drop_fraction, "
+              r"decay$"),
+             (["dataset.memory_budget_gb=1"], r"^dataset.memory_budget_gb='1': a key of the chosen dataset \(digits\): "
+              r"name, input_shape, .*, in_memory$")]
+    with initialize_config_module("prunelab.conf", version_base=None):
+        for overrides, want in cases:
+            with pytest.raises(Exception) as info:
+                compose("config", overrides=overrides)
+            assert re.match(want, str(as_config_error(info.value))), str(as_config_error(info.value))
+
+
 # --- through the pruner ------------------------------------------------------------------------------------------
 class Net(nn.Module):
     def __init__(self):
