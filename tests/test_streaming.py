@@ -4,6 +4,7 @@ whatever the workers do, the automatic in-memory choice, and bitwise resume thro
 SIGTERM mid-epoch."""
 from __future__ import annotations
 
+import re
 import os
 import random
 import signal
@@ -142,12 +143,18 @@ def test_per_sample_transforms_are_seeded_by_step_and_index(cifar_root):
     assert torch.equal(torch.get_rng_state(), rng_before)
 
 
-def test_in_memory_choice_is_by_size_and_can_be_forced(cifar_root):
+def test_in_memory_choice_is_by_size_and_can_be_forced(cifar_root, capsys):
     root = str(cifar_root)
-    assert data.build(_cfg("cifar100", root=root)).in_memory  # 0.3 MB of float32 <= 2 GiB
+    assert data.build(_cfg("cifar100", root=root)).in_memory  # 0.6 MiB of float32 <= 2 GiB
     assert not data.build(_cfg("cifar100", root=root, memory_budget_gb=0.0001)).in_memory
     assert not data.build(_cfg("cifar100", root=root, in_memory="false")).in_memory
     assert data.build(_cfg("cifar100", root=root, in_memory=True, memory_budget_gb=0)).in_memory
+    said = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("[prunelab] dataset")]
+    want = [r"in memory \(0\.\d MiB as float32 vs budget 2 GiB\)",  # the path, and why
+            r"streamed \(0\.\d MiB as float32 vs budget 0.0001 GiB\)",
+            r"streamed \(dataset.in_memory=false\)", r"in memory \(dataset.in_memory=true\)"]
+    assert len(said) == len(want) and all(re.fullmatch(rf"\[prunelab\] dataset cifar100 {w}", ln)
+                                          for ln, w in zip(said, want)), said
     with pytest.raises(ConfigError, match=r"^dataset.in_memory=True: false or auto: dataset.train_transforms are "
                                           r"per-sample"):
         data.build(_cfg("cifar100", root=root, in_memory=True, train_transforms=RANDOM_CROPS))

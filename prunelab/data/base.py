@@ -294,10 +294,12 @@ def resolve_in_memory(cfg: Any, splits: DataSplits) -> bool:
         raise ConfigError("dataset.in_memory", True, "false or auto: dataset.train_transforms are per-sample "
                           "transforms, which only the streaming path runs (or set dataset.train_transforms=[])")
     if mode is not None:
-        return mode
-    size = splits.nbytes()
-    keep = not splits.per_sample and size <= budget * 2**30
-    why = "per-sample train transforms" if splits.per_sample else f"{size / 2**20:.0f} MiB vs budget {budget:g} GiB"
+        keep, why = mode, f"dataset.in_memory={str(mode).lower()}"
+    else:
+        size = splits.nbytes()
+        keep = not splits.per_sample and size <= budget * 2**30
+        why = "per-sample train transforms" if splits.per_sample else \
+            f"{size / 2**20:.1f} MiB as float32 vs budget {budget:g} GiB"
     print(f"[prunelab] dataset {splits.name} {'in memory' if keep else 'streamed'} ({why})", flush=True)  # stdout:
     # stderr carries only warnings and the one-line error of a refused run
     return keep
