@@ -132,7 +132,8 @@ def force_add_in_sweep(exc: BaseException) -> bool:
     (``-m criterion=rigl,set regrowth.delta_t=50``: Hydra composes the sweep's config without the swept options,
     on the default ``regrowth=none``). Rewrite it as ``++K=V`` (Hydra's force-add, its maintainers' advice) and
     return True to compose again; every job's config is then checked as usual, so a job whose options lack ``K``
-    is still refused with one line. False for any other error."""
+    is still refused with one line. False for any other error, and for Hydra's own keys (``hydra.*``). Only for
+    ``-m``: where a preset sets the multirun mode, Hydra's mode detection swallows the error (pass ``-m`` too)."""
     import re
     import traceback
 
@@ -140,6 +141,8 @@ def force_add_in_sweep(exc: BaseException) -> bool:
     from hydra.errors import ConfigCompositionException
 
     m = re.match(r"Could not override '([^']+)'", str(exc)) if isinstance(exc, ConfigCompositionException) else None
+    if m and m.group(1).split(".")[0] == "hydra":  # Hydra's own keys are checked by Hydra: a typo stays an error
+        return False
     frames = traceback.extract_tb(exc.__traceback__) if m else []
     if not any(f.name == "multirun" and f.filename.endswith(os.path.join("hydra", "_internal", "hydra.py"))
                for f in frames):

@@ -59,6 +59,8 @@ class MaskUpdater:
 
     name: str = ""
     paper: str = ""
+    #: the config keys of this updater (``regrowth.<key>``), besides ``name``
+    keys: tuple[str, ...] = ()
     #: Zero the optimizer state of weights whose mask turns on (the regrowth methods' rule).
     resets_grown_state: bool = True
     #: The update ranks the gradient the last backward left on the weights (RigL): a checkpoint written right before
@@ -123,6 +125,7 @@ class DropAndGrow(MaskUpdater):
     """
 
     decay: str = "cosine"
+    keys = ("delta_t", "t_end", "drop_fraction", "decay")
 
     def __init__(self, delta_t: int = 100, t_end: int = 1, drop_fraction: float = 0.3, decay: str | None = None,
                  start_step: int = 0, seed: int = 0) -> None:
@@ -275,6 +278,7 @@ class SETUpdater(DropAndGrow):
 
     paper = "Mocanu et al. 2018, Scalable training of artificial neural networks with adaptive sparse connectivity"
     decay = "constant"
+    keys = (*DropAndGrow.keys, "seed")
 
     def growth(self, pruner: "Pruner", step: int) -> Iterator[Grow]:
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + step)  # on the CPU: the same on every device
@@ -311,7 +315,9 @@ class RigLUpdater(DropAndGrow):
 
 def build_updater(cfg: object, total_steps: int, start_step: int, seed: int = 0) -> MaskUpdater | None:
     """The mask updater a ``regrowth`` config names (None for ``none``); ``t_end`` may be a fraction of
-    ``total_steps`` (0.75) or a step."""
+    ``total_steps`` (0.75) or a step. One-line errors for a key the updater does not have, a ``t_end`` past the
+    training, and an updater left no update step (a run named after it would never drop and grow)."""
+    from .errors import ConfigError
     from .options import config_to_dict
 
     params = config_to_dict(cfg) if cfg is not None else {}
@@ -319,19 +325,26 @@ def build_updater(cfg: object, total_steps: int, start_step: int, seed: int = 0)
     if name in (None, "none"):
         return None
     cls = UPDATERS.get(str(name))
+    unknown = sorted(set(params) - set(cls.keys))
+    if unknown:  # e.g. a seed force-added in a sweep to rigl, which grows by gradient
+        raise ConfigError(f"regrowth.{unknown[0]}", params[unknown[0]],
+                          f"a key of regrowth {name} (its options: {', '.join(cls.keys)})")
     t_end = params.pop("t_end", 0.75)
+    if isinstance(t_end, float) and not (0.0 < t_end <= 1.0 or t_end.is_integer()):
+        raise ConfigError("regrowth.t_end", t_end, "a fraction of training in (0, 1], or a step (an integer)")
+    if not isinstance(t_end, float) and t_end > total_steps:
+        raise ConfigError("regrowth.t_end", t_end, f"a step <= the training length ({total_steps} steps), or a "
+                          "fraction of training in (0, 1]")
     if isinstance(t_end, float) and 0.0 < t_end <= 1.0:
         t_end = int(t_end * total_steps)
-    params.setdefault("seed", seed)
-    try:
-        return cls(t_end=int(t_end), start_step=start_step, **params)
-    except TypeError:
-        from .errors import ConfigError
-
-        known = ("delta_t", "t_end", "drop_fraction", "decay", "seed")
-        unknown = sorted(set(params) - set(known))
-        raise ConfigError(f"regrowth.{unknown[0] if unknown else 'name'}", params.get(unknown[0]) if unknown else name,
-                          f"a key of regrowth {name} (its options: {', '.join(known)})") from None
+    if "seed" in cls.keys:
+        params.setdefault("seed", seed)
+    updater = cls(t_end=int(t_end), start_step=start_step, **params)
+    if updater.last_step < 0:  # a run named after its updater that never updates
+        raise ConfigError("regrowth.delta_t", params.get("delta_t", getattr(updater, "delta_t", None)),
+                          f"a period that leaves an update step after the initial pruning (schedule.end_step = "
+                          f"{start_step}) and before regrowth.t_end (step {getattr(updater, 't_end', '?')})")
+    return updater
 
 
 def check_regrowth(cfg: object, pattern: object, schedule: object, max_steps: int | None) -> None:
@@ -350,15 +363,6 @@ def check_regrowth(cfg: object, pattern: object, schedule: object, max_steps: in
     if getattr(pattern, "pattern", "1x1") not in ("1x1",):
         raise ConfigError("pattern.type", getattr(pattern, "pattern", None),
                           f"1x1 with regrowth={params['name']} (drop-and-grow works on single weights)")
-    t_end = params.get("t_end", 0.75)
-    if isinstance(t_end, float) and not (0.0 < t_end <= 1.0 or t_end.is_integer()):
-        raise ConfigError("regrowth.t_end", t_end, "a fraction of training in (0, 1], or a step (an integer)")
-    if max_steps is not None and not isinstance(t_end, float) and t_end > max_steps:
-        raise ConfigError("regrowth.t_end", t_end, f"a step <= the training length ({max_steps} steps), or a "
-                          "fraction of training in (0, 1]")
-    start = int(getattr(schedule, "end_step", 0))
-    updater = build_updater(cfg, int(max_steps or 10**9), start)
-    if updater is not None and updater.last_step < 0:  # a run named after its updater that never updates
-        raise ConfigError("regrowth.delta_t", params.get("delta_t"), f"a period that leaves an update step after "
-                          f"the initial pruning (schedule.end_step = {start}) and before regrowth.t_end "
-                          f"(step {getattr(updater, 't_end', '?')})")
+    # the training length is known here with trainer.max_steps; with trainer.epochs the app builds the updater
+    # (and checks it the same way) once the data are loaded
+    build_updater(cfg, int(max_steps or 10**9), int(getattr(schedule, "end_step", 0)))

@@ -83,7 +83,7 @@ def test_bad_regrowth_options_are_one_line():
     with pytest.raises(ConfigError, match=r"^regrowth.name='bogus'"):
         build_updater({"name": "bogus"}, 100, 0)
     assert build_updater({"name": "none"}, 100, 0) is None
-    assert build_updater({"name": "rigl", "t_end": 0.5}, 200, 0).t_end == 100  # fractions of training
+    assert build_updater({"name": "rigl", "t_end": 0.5, "delta_t": 10}, 200, 0).t_end == 100  # fractions of training
 
 
 def test_a_regrowth_that_would_never_update_is_refused():
@@ -105,6 +105,13 @@ def test_a_regrowth_that_would_never_update_is_refused():
         check_regrowth({**rigl, "delta_t": 1000}, one, at_init, 300)
     with pytest.raises(ConfigError, match=r"^regrowth.delta_t=100: .*schedule.end_step = 400.*\(step 450\)"):
         check_regrowth(rigl, one, Schedule(0.9, start_step=100, end_step=400, pruning_frequency=100), 600)
+    # the same checks where the length is known only with the data (trainer.epochs): when the app builds it
+    with pytest.raises(ConfigError, match=r"^regrowth.delta_t=100: a period .*\(step 15\)"):
+        build_updater(rigl, 20, 0)
+    with pytest.raises(ConfigError, match=r"^regrowth.seed=5: a key of regrowth rigl \(its options: delta_t, t_end, "
+                                          r"drop_fraction, decay\)$"):  # rigl grows by gradient: no seed
+        build_updater({**rigl, "seed": 5}, 300, 0)
+    assert build_updater({"name": "set", "seed": 5}, 300, 0).seed == 5
 
 
 def test_a_misspelled_key_lists_the_keys_of_the_chosen_option():
@@ -344,6 +351,8 @@ def test_a_sweep_sets_a_regrowth_key_of_the_swept_criteria(tmp_path):
     assert len(line.splitlines()) == 1 and line.startswith("prunelab: error: regrowth.delta_t=20: no regrowth key "
                                                            "with regrowth=none") and "criterion=static_erk" in line
     assert not (tmp_path / "no").exists()
+    typo = cli([*base, "criterion=rigl,set", "hydra.sweep.dirr=elsewhere"], cwd=tmp_path)  # Hydra's keys: no force-add
+    assert typo.returncode == 2 and typo.stderr.strip().startswith("prunelab: error: hydra.sweep.dirr='elsewhere'")
 
 
 def compose_saved(run):
