@@ -378,12 +378,8 @@ class Pruner:
             grown[w] = change.on
         if reset_grown:  # grown weights and their optimizer state zeroed
             reset_optimizer_state(self.optimizer, grown, weights_too=True)
-        kept = [changes[n].kept.numel() for n in self.names]
-        self.changed = {n: changes[n].off.numel() + changes[n].on.numel() for n in self.names}
-        self.pruned_at_step = True
-        if [i for i, (k, w) in enumerate(zip(kept, self._weights)) if k < w.numel()] != self._active:
-            self._refresh_active(kept)  # a layer became dense or sparse: rebuild the lists, apply all masks
-            self.apply_masks()
+        self._took({n: changes[n].off.numel() + changes[n].on.numel() for n in self.names},
+                   [changes[n].kept.numel() for n in self.names], applied=True)
 
     def kept_positions(self, name: str) -> Tensor:
         """The flat positions of layer ``name``'s kept weights, ascending (int64, CPU): those the last update by
@@ -395,10 +391,14 @@ class Pruner:
             return kept[0]
         return true_positions(mask).cpu()
 
-    def _took(self, changed: dict[str, int], kept: list[int] | None = None) -> None:
-        """After new masks: record the flips, refresh which layers have pruned weights, apply the masks."""
+    def _took(self, changed: dict[str, int], kept: list[int] | None = None, applied: bool = False) -> None:
+        """After new masks: record the flips, refresh which layers have pruned weights, apply the masks. With
+        ``applied`` the caller wrote every entry that changed: nothing more unless a layer turned dense or sparse."""
         self.changed = changed
         self.pruned_at_step = True
+        if applied and kept is not None and self._active == [
+                i for i, (k, w) in enumerate(zip(kept, self._weights)) if k < w.numel()]:
+            return
         self._refresh_active(kept)
         self.apply_masks()
 
