@@ -57,12 +57,19 @@ ATTEMPT_FILES = (SUMMARY, METRICS, SCORES, MASKS, CHECKPOINT, WANDB, WANDB_RUN_I
 STATUSES = ("running", "finished", "failed", "interrupted")
 
 #: config keys (dotted prefixes) that change how a run executes, is labelled or is watched, not its results:
-#: left out of the fingerprint (and the report never splits a series by them)
+#: left out of the fingerprint (and the report never splits a series by them). The data path and its loader are
+#: among them: the streaming path gives the in-memory path's batches, whatever its workers, so a run may resume,
+#: or a sweep continue, on a machine with other cores or memory.
 EXECUTION_KEYS = (
     "logger", "tracking", "group", "trainer.resume", "trainer.checkpoint_every", "trainer.log_every",
     "trainer.progress", "trainer.num_threads", "trainer.check_masks", "trainer.device", "trainer.deterministic",
-    "trainer.eval_batch_size",
+    "trainer.eval_batch_size", "trainer.workers", "trainer.pin_memory", "trainer.persistent_workers",
+    "trainer.prefetch_factor", "dataset.in_memory", "dataset.memory_budget_gb",
 )
+#: the execution keys of the first fingerprints (before 2026-12-07: the loader keys were in them). Run and sweep
+#: directories that recorded such a fingerprint are still recognised (:meth:`RunState.computes`,
+#: :func:`prunelab.sweep.check_sweep`), so an upgrade never costs a finished run.
+LEGACY_EXECUTION_KEYS = EXECUTION_KEYS[:12]
 
 #: how long a claim waits for a lock that is only being looked at (see :meth:`RunLock.acquire`)
 LOCK_PATIENCE_S = 0.5
@@ -157,12 +164,14 @@ def _drop(tree: dict[str, Any], dotted: str) -> None:
         node.pop(leaf, None)
 
 
-def config_fingerprint(cfg: Mapping[str, Any], world_size: int = 1) -> str:
+def config_fingerprint(cfg: Mapping[str, Any], world_size: int = 1,
+                       execution_keys: tuple[str, ...] = EXECUTION_KEYS) -> str:
     """A hash of what determines a run's results: the resolved config without :data:`EXECUTION_KEYS`, and the
-    number of data-parallel processes. A checkpoint is never resumed, nor a result reused, under another one."""
+    number of data-parallel processes. A checkpoint is never resumed, nor a result reused, under another one.
+    ``execution_keys=LEGACY_EXECUTION_KEYS``: the fingerprint earlier versions recorded."""
     d = json.loads(json.dumps(cfg, default=str))
     d.pop("hydra", None)
-    for key in EXECUTION_KEYS:
+    for key in execution_keys:
         _drop(d, key)
     d["world_size"] = int(world_size)
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
@@ -300,6 +309,14 @@ class RunState:
             return "killed"
         return "unfinished" if self.has_run else "empty"
 
+    def computes(self, fingerprint: str) -> bool:
+        """Whether this directory's run is of the config with ``fingerprint``: its recorded fingerprint is that
+        one, or (a fingerprint an earlier version recorded, or none) its resolved ``config.yaml`` has it now."""
+        if self.fingerprint == fingerprint:
+            return True
+        return (self.path / CONFIG).is_file() and \
+            _fingerprint_of_config_file(self.path / CONFIG, self.world_size or 1) == fingerprint
+
 
 def inspect(run_dir: str | os.PathLike, locked_here: bool = False) -> RunState:
     """Read what ``run_dir`` holds without changing anything (no lock taken); ``locked_here``: this process holds
@@ -323,7 +340,7 @@ def inspect(run_dir: str | os.PathLike, locked_here: bool = False) -> RunState:
 
 
 def _fingerprint_of_config_file(path: Path, world_size: int) -> str | None:
-    """The fingerprint of a run whose summary predates fingerprints, from its resolved config.yaml."""
+    """The fingerprint (as this version computes it) of a run, from its resolved config.yaml."""
     import yaml
 
     try:
@@ -382,7 +399,7 @@ def decide(state: RunState, fingerprint: str, resume: Any, world_size: int = 1,
     if state.world_size is not None and state.world_size != world_size:
         raise ConfigError("trainer.resume", resume, f"a run of {_procs(world_size)} ({where} holds a {status} run of "
                           f"{_procs(state.world_size)}: resume it with the same number of processes)")
-    if state.fingerprint is not None and state.fingerprint != fingerprint:
+    if state.fingerprint is not None and not state.computes(fingerprint):
         raise ConfigError("trainer.resume", resume, f"a run directory of this same config ({where} holds a {status} "
                           f"run of another config: fingerprint {state.fingerprint}, this config's is {fingerprint}): "
                           "choose another hydra.run.dir")

@@ -29,7 +29,7 @@ from typing import Any
 
 from hydra.core.utils import JobReturn, JobStatus, run_job, setup_globals
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from . import rundir
 from .errors import Abort, ConfigError
@@ -124,6 +124,9 @@ class Job:
     config: DictConfig
     subdir: str
     fingerprint: str
+    #: overrides that only say where the job runs (see :func:`recorded_job`), for launchers that compose
+    #: the job again from its overrides
+    extra_overrides: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def label(self) -> str:
@@ -144,6 +147,30 @@ def compose_jobs(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_
         jobs.append(Job(num, list(overrides), cfg, str(OmegaConf.select(cfg, "hydra.sweep.subdir")),
                         fingerprint_of(cfg, 1)))
     return jobs
+
+
+def recorded_job(job: Job, recorded: dict[str, str], sweep_dir: Path) -> bool:
+    """Whether the sweep's manifest (``recorded``: directory -> fingerprint) holds ``job``; the job then runs in
+    the directory recorded for its config, also where that is not the name it has now: a sweep started before the
+    loader settings left the fingerprint (its directories are named by the fingerprint of that time), or re-run
+    with other loader settings. Only a directory of the job's run name is taken, whose recorded fingerprint is
+    the job's (now or then) or whose run has the job's config (its ``config.yaml``)."""
+    if recorded.get(job.subdir) == job.fingerprint:
+        return True
+    from .config import task_config
+
+    name, _, short = job.subdir.rpartition("_")
+    legacy = rundir.config_fingerprint(task_config(job.config), 1, rundir.LEGACY_EXECUTION_KEYS)
+    same_name = [d for d in recorded if d.rpartition("_")[0] == name and len(d.rpartition("_")[2]) == len(short)]
+    found = next((d for d in same_name if recorded[d] in (job.fingerprint, legacy)), None) or \
+        next((d for d in same_name if rundir.inspect(sweep_dir / d).computes(job.fingerprint)), None)
+    if found is None:
+        return False
+    job.subdir = found
+    job.extra_overrides = [f"hydra.sweep.subdir='{found}'"]
+    with read_write(job.config.hydra.sweep), open_dict(job.config.hydra.sweep):
+        job.config.hydra.sweep.subdir = found
+    return True
 
 
 def check_sweep(config: DictConfig, jobs: list[Job]) -> None:
@@ -167,7 +194,7 @@ def check_sweep(config: DictConfig, jobs: list[Job]) -> None:
         seen[job.fingerprint] = job
     manifest, _ = rundir.read_json(sweep_dir / MANIFEST)
     recorded: dict[str, str] = dict((manifest or {}).get("jobs", {}))
-    new = [j for j in jobs if recorded.get(j.subdir) != j.fingerprint]
+    new = [j for j in jobs if not recorded_job(j, recorded, sweep_dir)]
     if recorded and new:
         raise ConfigError("hydra.sweep.dir", str(sweep_dir), f"a directory without another sweep (it holds a sweep "
                           f"of {len(recorded)} jobs; {len(new)} of these {len(jobs)} are not among them, e.g. "
@@ -313,7 +340,7 @@ def launch_submitit(launcher: Any, job_overrides: Sequence[Sequence[str]], initi
     executor = submitit.AutoExecutor(cluster=kind, **init)
     executor.update_parameters(**{k if k in shared else f"{kind}_{k}": v for k, v in params.items()})
     state = Singleton.get_state()
-    args = [(j.overrides, "hydra.sweep.dir", j.num, f"job_id_for_{j.num}", state) for j in jobs]
+    args = [(j.overrides + j.extra_overrides, "hydra.sweep.dir", j.num, f"job_id_for_{j.num}", state) for j in jobs]
     submitted = executor.map_array(launcher, *zip(*args))
     sweep_dir = Path(str(launcher.config.hydra.sweep.dir)).absolute()
     out = []

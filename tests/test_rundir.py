@@ -115,9 +115,37 @@ def test_fingerprint_leaves_out_execution_knobs_and_counts_processes():
     knobs["trainer"].update(num_threads=4, device="cpu", progress="bar", checkpoint_every=7, resume="auto")
     knobs.update(group="b", logger={"backend": "wandb"}, tracking={"histogram_bins": 8})
     assert rundir.config_fingerprint(knobs) == base
+    # the data path and its loader: the same batches whatever they are, so a run resumes on another machine
+    loader = {"workers": 0, "pin_memory": True, "persistent_workers": False, "prefetch_factor": 4}
+    streamed = {**cfg, "trainer": {**cfg["trainer"], **loader}, "dataset": {"in_memory": False,
+                                                                            "memory_budget_gb": 0.5}}
+    assert rundir.config_fingerprint(streamed) == rundir.config_fingerprint({**cfg, "dataset": {}}) \
+        != rundir.config_fingerprint({**cfg, "dataset": {"name": "cifar100"}})
     assert rundir.config_fingerprint({**cfg, "seed": 1}) != base
     assert rundir.config_fingerprint({**cfg, "trainer": {**cfg["trainer"], "max_steps": 11}}) != base
     assert rundir.config_fingerprint(cfg, world_size=2) != base
+
+
+def test_a_directory_of_an_earlier_fingerprint_is_recognised_by_its_config(tmp_path):
+    """Earlier versions counted the loader settings in the fingerprint they recorded: such a directory is the
+    same config's when its config.yaml says so now (whatever its loader settings), and another config's stays
+    refused."""
+    import yaml
+
+    cfg = {"seed": 0, "trainer": {"max_steps": 10, "workers": 2}, "dataset": {"name": "digits", "in_memory": "auto"}}
+    old_fp = rundir.config_fingerprint(cfg, 1, rundir.LEGACY_EXECUTION_KEYS)
+    state = _state(tmp_path, summary__json=_summary("finished", old_fp), config__yaml=yaml.safe_dump(cfg))
+    assert old_fp != rundir.config_fingerprint(cfg)
+    for other_loader in ({}, {"workers": 0}):
+        asked = {**cfg, "trainer": {**cfg["trainer"], **other_loader}}
+        assert rundir.decide(state, rundir.config_fingerprint(asked), "auto").kind == "finished"
+    with pytest.raises(ConfigError, match=f"of another config: fingerprint {old_fp}"):
+        rundir.decide(state, rundir.config_fingerprint({**cfg, "seed": 1}), "auto")
+    # a recorded fingerprint is not second-guessed by a config.yaml of another config
+    state = _state(tmp_path, summary__json=_summary("finished"), config__yaml=yaml.safe_dump({**cfg, "seed": 2}))
+    assert rundir.decide(state, FP, True).kind == "finished"
+    with pytest.raises(ConfigError, match="of another config"):
+        rundir.decide(state, rundir.config_fingerprint(cfg), True)
 
 
 def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):

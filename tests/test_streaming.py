@@ -198,7 +198,8 @@ def restore_determinism():
 def test_resume_through_the_stream_is_bitwise_exact(tmp_path, monkeypatch, restore_determinism):
     """36 training images, batch 16: 3 steps per epoch (16, 16, 4), 2 workers, random per-sample crops and the
     batch-level crop/flip. SIGKILL at step 13 (epoch 4, its 2nd step; the last checkpoint is step 9) and SIGTERM
-    at step 10 (the step finishes and is checkpointed), then resume: bitwise the uninterrupted run."""
+    at step 10 (the step finishes and is checkpointed), then resume with other loader settings (1 worker, not
+    persistent; none): bitwise the uninterrupted run."""
     from prunelab import pruner
     from prunelab.training.trainer import Interrupted
 
@@ -225,8 +226,9 @@ def test_resume_through_the_stream_is_bitwise_exact(tmp_path, monkeypatch, resto
     monkeypatch.setattr(pruner.Pruner, "on_step_begin", begin)
     assert torch.load(tmp_path / "term" / "checkpoint.pt", weights_only=True)["step"] == 10
 
-    for name in ("kill", "term"):
-        run_inprocess([*common, "trainer.resume=true"], tmp_path / name)
+    loaders = {"kill": ["trainer.workers=1", "trainer.persistent_workers=false"], "term": ["trainer.workers=0"]}
+    for name, loader in loaders.items():
+        run_inprocess([*common, *loader, "trainer.resume=true"], tmp_path / name)
         assert summary(tmp_path / name)["status"] == "finished"
         got = _state(tmp_path / name)
         assert got["step"] == want["step"] and got["metrics"] == want["metrics"], name

@@ -78,6 +78,85 @@ def test_a_job_killed_by_the_os_costs_no_other_and_a_rerun_continues_the_sweep(t
     assert steps == sorted(set(steps)) and steps[-1] == 59
 
 
+@pytest.mark.slow
+def test_a_sweep_of_an_earlier_version_continues_in_its_directories(tmp_path):
+    """A sweep made before the loader settings left the fingerprint (its job directories and sweep.json carry the
+    fingerprints of that time), re-run with trainer.resume=auto and other loader settings: every job returns its
+    finished run from its old directory (nothing retrained, nothing new), and the sweep is refused as before
+    without resume=auto."""
+    import yaml
+
+    from prunelab import rundir
+
+    sweep = tmp_path / "sweep"
+    base = ["-m", "logger=none", *FAST, "trainer.max_steps=30", "schedule.end_step=20", "criterion=magnitude,random",
+            f"hydra.sweep.dir={sweep}"]
+    first = cli(base, cwd=tmp_path, timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    # what the earlier version left: directories named by, and summaries and sweep.json holding, the old fingerprint
+    manifest = {}
+    for job in [p for p in sweep.iterdir() if p.is_dir()]:
+        cfg = yaml.safe_load((job / "config.yaml").read_text())
+        old = rundir.config_fingerprint(cfg, 1, rundir.LEGACY_EXECUTION_KEYS)
+        assert old != rundir.config_fingerprint(cfg, 1)
+        s = json.loads((job / "summary.json").read_text())
+        (job / "summary.json").write_text(json.dumps({**s, "fingerprint": old}))
+        renamed = job.rename(sweep / f"{job.name.rsplit('_', 1)[0]}_{old[:8]}")
+        manifest[renamed.name] = old
+    (sweep / "sweep.json").write_text(json.dumps({"jobs": manifest}))
+    before = tree_digest(sweep)
+
+    again = cli([*base, "trainer.workers=0"], cwd=tmp_path)
+    assert again.returncode == 2 and "trainer.resume=auto" in again.stderr.strip().splitlines()[-1], again.stderr
+    assert tree_digest(sweep) == before
+    rerun = cli([*base, "trainer.workers=0", "trainer.resume=auto"], cwd=tmp_path, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "2 of 2 jobs finished" in rerun.stderr
+    assert rerun.stdout.count("holds the finished run of this config") == 2, rerun.stdout[-3000:]
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == sorted(manifest)
+    for name in manifest:  # returned as they are
+        assert tree_digest(sweep / name) == {k.split("/", 1)[1]: v for k, v in before.items() if k.startswith(name)}
+
+
+def test_a_job_finds_the_directory_an_earlier_version_recorded_for_it(tmp_path):
+    """The manifest of an earlier version's sweep records a job's directory under the fingerprint of that time:
+    the job takes it when the old fingerprint is its own, or when the directory's config.yaml is its config (the
+    loader settings changed since); another config, or another run name, never."""
+    import yaml
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+
+    from prunelab import rundir
+    from prunelab.checks import fingerprint_of
+    from prunelab.config import task_config
+    from prunelab.sweep import Job, recorded_job
+
+    def job(*overrides: str) -> Job:
+        with initialize_config_module("prunelab.conf", version_base=None):
+            cfg = hydra_compose("config", overrides=["criterion=snip", *overrides], return_hydra_config=True)
+        return Job(0, list(overrides), cfg, str(OmegaConf.select(cfg, "hydra.sweep.subdir")), fingerprint_of(cfg, 1))
+
+    then = job("trainer.workers=2")
+    legacy = rundir.config_fingerprint(task_config(then.config), 1, rundir.LEGACY_EXECUTION_KEYS)
+    old_dir = f"{then.subdir.rsplit('_', 1)[0]}_{legacy[:8]}"
+    assert old_dir != then.subdir
+    recorded = {old_dir: legacy}
+    for overrides in (["trainer.workers=2"], ["trainer.workers=0", "dataset.in_memory=false"]):
+        if overrides == ["trainer.workers=0", "dataset.in_memory=false"]:  # the job ran in the old directory
+            (tmp_path / old_dir).mkdir()
+            (tmp_path / old_dir / "summary.json").write_text(json.dumps({"status": "finished", "fingerprint": legacy}))
+            (tmp_path / old_dir / "config.yaml").write_text(yaml.safe_dump(task_config(then.config)))
+        now = job(*overrides)
+        assert recorded_job(now, recorded, tmp_path), overrides
+        assert now.subdir == now.config.hydra.sweep.subdir == old_dir
+        assert now.extra_overrides == [f"hydra.sweep.subdir='{old_dir}'"]
+    other = job("trainer.workers=2", "seed=1")
+    assert not recorded_job(other, recorded, tmp_path) and other.subdir != old_dir
+    # the same config under another run name (an old directory renamed by hand) is not taken
+    renamed = {f"snip-s0.90-seed9_{legacy[:8]}": legacy}
+    assert not recorded_job(job("trainer.workers=2"), renamed, tmp_path)
+
+
 def test_slurm_launcher_config_composes(tmp_path):
     proc = cli(["hydra/launcher=slurm", "hydra.launcher.partition=gpu", "--cfg", "hydra"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -26,11 +26,9 @@ from ..rundir import sparsity_text
 RUN_MARKERS = ("summary.json", "metrics.jsonl", ".hydra")
 DENSE = "dense"  # the series of the dense baseline (target sparsity 0), one run per seed whatever its criterion
 # config keys that say how a run was executed or labelled, not what was compared (prefixes of flattened keys):
-# the run directory's execution keys (threads, device, logger, progress, checkpoint period, ...), and more: the
-# data path and its loader (the streaming path gives the in-memory path's batches, whatever the workers)
-EXECUTION_KEYS = (*rundir.EXECUTION_KEYS, "hydra", "trainer.eval_every", "trainer.workers", "trainer.pin_memory",
-                  "trainer.persistent_workers", "trainer.prefetch_factor", "dataset.in_memory",
-                  "dataset.memory_budget_gb")
+# the run directory's execution keys (threads, device, logger, progress, checkpoint period, the data path and its
+# loader, ...), and how often it was evaluated
+EXECUTION_KEYS = (*rundir.EXECUTION_KEYS, "hydra", "trainer.eval_every")
 CRITERION_KEYS = ("criterion",)
 TARGET_KEY = "schedule.target_sparsity"
 SEED_KEY = "seed"
