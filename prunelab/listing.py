@@ -78,8 +78,10 @@ def option_summary(path: Path) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     regs = registries()
     parser = argparse.ArgumentParser(prog="prunelab list", description=__doc__.split("\n")[0])
-    parser.add_argument("kind", nargs="?", choices=sorted(regs), help="what to list (default: everything)")
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    groups = {group: kind for kind, (_, group) in regs.items() if group != kind}
+    parser.add_argument("kind", nargs="?", choices=sorted(regs), help="what to list (default: everything; a config "
+                        "group's name, e.g. criterion, lists its kind)")
+    args = parser.parse_args([groups.get(a, a) for a in (sys.argv[1:] if argv is None else argv)])
     kinds = [args.kind] if args.kind else list(regs)
     print("\n\n".join(render(k, *regs[k]) for k in kinds))
     return 0

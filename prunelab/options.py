@@ -86,8 +86,9 @@ def parse_options(prefix: str, options: type, config: Any, owner: str, ignore: t
     schema = OmegaConf.structured(options)
     for key, value in params.items():
         if key not in fields:
-            known = ", ".join(k for k in fields if k not in ignore) or "none"
-            raise ConfigError(f"{prefix}.{key}", value, f"a key of {owner} (its options: {known})")
+            known = ", ".join(k for k in fields if k not in ignore)
+            raise ConfigError(f"{prefix}.{key}", value, f"a key of {owner} " +
+                              (f"(its options: {known})" if known else "(it has no options)"))
         try:
             OmegaConf.merge(schema, {key: value})
         except OmegaConfBaseException:

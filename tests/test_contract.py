@@ -456,6 +456,9 @@ def test_prunelab_list_comes_from_the_registries(probe, capsys):
            "ERK, pruned at initialization, then regrown with regrowth=rigl (drop smallest |W|, grow largest |grad|). " \
            "set SET in one option" in flat
     assert "none no regrowth: masks change only at the schedule's pruning steps config options:" in flat
+    for group, kind in (("criterion", "criteria"), ("model", "models"), ("distribution", "distributions")):
+        assert main([group]) == 0  # the group's name, as in criterion=..., lists its kind
+        assert capsys.readouterr().out.startswith(f"{kind} (")
 
 
 # --- a criterion's options are typed by its Options dataclass ----------------------------------------------
@@ -468,7 +471,7 @@ def test_criterion_options_are_typed_and_closed():
     with pytest.raises(ConfigError, match=r"^criterion.alpah=0.5: a key of criterion snip_momentum \(its options: "
                                           r"alpha, beta, fused\)$"):
         get_criterion({"criterion_type": "snip_momentum", "alpah": 0.5}, {"fc1": net.fc1})
-    with pytest.raises(ConfigError, match=r"^criterion.alpha=0.5: a key of criterion magnitude \(its options: none\)"):
+    with pytest.raises(ConfigError, match=r"^criterion.alpha=0.5: a key of criterion magnitude \(it has no options\)"):
         get_criterion({"criterion_type": "magnitude", "alpha": 0.5}, {"fc1": net.fc1})
     with pytest.raises(ConfigError, match=r"^criterion.seed=1.5: an integer$"):
         get_criterion({"criterion_type": "random", "seed": 1.5}, {"fc1": net.fc1})
