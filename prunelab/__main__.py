@@ -140,6 +140,8 @@ def force_add_in_sweep(exc: BaseException) -> bool:
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import ConfigCompositionException
 
+    from . import sweep
+
     m = re.match(r"Could not override '([^']+)'", str(exc)) if isinstance(exc, ConfigCompositionException) else None
     if m and m.group(1).split(".")[0] == "hydra":  # Hydra's own keys are checked by Hydra: a typo stays an error
         return False
@@ -150,6 +152,7 @@ def force_add_in_sweep(exc: BaseException) -> bool:
     for i, arg in enumerate(sys.argv[1:], 1):
         if not arg.startswith(("+", "~")) and arg.split("=", 1)[0] == m.group(1):
             sys.argv[i] = "++" + arg
+            sweep.FORCE_ADDED.add(sys.argv[i])
             GlobalHydra.instance().clear()
             return True
     return False

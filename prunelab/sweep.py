@@ -36,6 +36,9 @@ from .errors import Abort, ConfigError
 
 EXIT_FAILED_JOBS = 1
 MANIFEST = "sweep.json"
+#: the overrides ``K=V`` of the command line that prunelab rewrote as ``++K=V`` (see
+#: :func:`prunelab.__main__.force_add_in_sweep`)
+FORCE_ADDED: set[str] = set()
 
 
 # ----------------------------------------------------------------------------------------------- statuses
@@ -130,7 +133,9 @@ class Job:
 
     @property
     def label(self) -> str:
-        return f"sweep job #{self.num}: {' '.join(self.overrides)}"
+        """``sweep job #N: <overrides>``, as the user typed them (without the ``++`` prunelab's force-add put in)."""
+        typed = (o[2:] if o in FORCE_ADDED else o for o in self.overrides)
+        return f"sweep job #{self.num}: {' '.join(typed)}"
 
 
 def compose_jobs(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[Job]:

@@ -350,6 +350,7 @@ def test_a_sweep_sets_a_regrowth_key_of_the_swept_criteria(tmp_path):
     line = refused.stderr.strip()
     assert len(line.splitlines()) == 1 and line.startswith("prunelab: error: regrowth.delta_t=20: no regrowth key "
                                                            "with regrowth=none") and "criterion=static_erk" in line
+    assert " regrowth.delta_t=20" in line and "++" not in line  # the job's overrides as typed
     assert not (tmp_path / "no").exists()
     typo = cli([*base, "criterion=rigl,set", "hydra.sweep.dirr=elsewhere"], cwd=tmp_path)  # Hydra's keys: no force-add
     assert typo.returncode == 2 and typo.stderr.strip().startswith("prunelab: error: hydra.sweep.dirr='elsewhere'")
