@@ -132,8 +132,9 @@ def force_add_in_sweep(exc: BaseException) -> bool:
     (``-m criterion=rigl,set regrowth.delta_t=50``: Hydra composes the sweep's config without the swept options,
     on the default ``regrowth=none``). Rewrite it as ``++K=V`` (Hydra's force-add, its maintainers' advice) and
     return True to compose again; every job's config is then checked as usual, so a job whose options lack ``K``
-    is still refused with one line. False for any other error, and for Hydra's own keys (``hydra.*``). Only for
-    ``-m``: where a preset sets the multirun mode, Hydra's mode detection swallows the error (pass ``-m`` too)."""
+    is still refused with one line. False for any other error, and for Hydra's own keys (``hydra.*``). Where a
+    preset sets the multirun mode (``+experiment=dst_fmnist regrowth.delta_t=50``), Hydra's mode detection
+    swallows the error and runs one job: when the config without ``K`` is a sweep's, ``-m`` is added too."""
     import re
     import traceback
 
@@ -145,17 +146,51 @@ def force_add_in_sweep(exc: BaseException) -> bool:
     m = re.match(r"Could not override '([^']+)'", str(exc)) if isinstance(exc, ConfigCompositionException) else None
     if m and m.group(1).split(".")[0] == "hydra":  # Hydra's own keys are checked by Hydra: a typo stays an error
         return False
-    frames = traceback.extract_tb(exc.__traceback__) if m else []
-    if not any(f.name == "multirun" and f.filename.endswith(os.path.join("hydra", "_internal", "hydra.py"))
-               for f in frames):
+    frames = {f.name for f in traceback.extract_tb(exc.__traceback__) if m
+              and f.filename.endswith(os.path.join("hydra", "_internal", "hydra.py"))}
+    in_sweep = "multirun" in frames or ("run" in frames and _swept_by_config(m.group(1)))
+    if not in_sweep:
         return False
     for i, arg in enumerate(sys.argv[1:], 1):
         if not arg.startswith(("+", "~")) and arg.split("=", 1)[0] == m.group(1):
             sys.argv[i] = "++" + arg
             sweep.FORCE_ADDED.add(sys.argv[i])
+            if "multirun" not in frames:
+                sys.argv.insert(1, "-m")
             GlobalHydra.instance().clear()
             return True
     return False
+
+
+def _swept_by_config(key: str) -> bool:
+    """Whether the command line without ``-m`` composes a config whose ``hydra.mode`` is MULTIRUN (a preset that
+    sweeps), leaving out ``key`` and every other override its config cannot take."""
+    import re
+
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import ConfigCompositionException
+    from hydra.types import RunMode
+
+    if any(a in ("-m", "--multirun") for a in sys.argv[1:]):
+        return False
+    overrides = [a for a in sys.argv[1:] if not a.startswith("-")]
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_module("prunelab.conf", version_base=None):
+            while key is not None:
+                overrides = [a for a in overrides if a.split("=", 1)[0].lstrip("+~") != key]
+                try:
+                    cfg = compose("config", overrides=overrides, return_hydra_config=True)
+                    return cfg.hydra.get("mode") == RunMode.MULTIRUN
+                except ConfigCompositionException as exc:
+                    m = re.match(r"Could not override '([^']+)'", str(exc))
+                    key = m.group(1) if m else None
+        return False
+    except Exception:  # noqa: BLE001 - any other trouble is the original error's to report
+        return False
+    finally:
+        GlobalHydra.instance().clear()
 
 
 def _fail(exc: BaseException) -> None:

@@ -354,6 +354,20 @@ def test_a_sweep_sets_a_regrowth_key_of_the_swept_criteria(tmp_path):
     assert not (tmp_path / "no").exists()
     typo = cli([*base, "criterion=rigl,set", "hydra.sweep.dirr=elsewhere"], cwd=tmp_path)  # Hydra's keys: no force-add
     assert typo.returncode == 2 and typo.stderr.strip().startswith("prunelab: error: hydra.sweep.dirr='elsewhere'")
+    # a preset that sweeps, without -m (Hydra takes the command for one run when it cannot compose such a key):
+    # still a sweep whose every job takes both keys (t_end 1.5 is refused in the first job that has a regrowth)
+    preset = cli(["+experiment=dst_fmnist", "regrowth.delta_t=20", "regrowth.t_end=1.5",
+                  f"hydra.sweep.dir={tmp_path / 'preset'}"], cwd=tmp_path)
+    line = preset.stderr.strip()
+    assert preset.returncode == 2 and len(line.splitlines()) == 1, line
+    assert line.startswith("prunelab: error: regrowth.t_end=1.5: a fraction of training") and \
+        "(sweep job #1: seed=0 schedule.target_sparsity=0.9 criterion=rigl +experiment=dst_fmnist " \
+        "regrowth.delta_t=20 regrowth.t_end=1.5)" in line, line
+    assert not (tmp_path / "preset").exists()
+    # not a sweep: the one run's config lacks the key, as before
+    single = cli(["regrowth.delta_t=20"], cwd=tmp_path)
+    assert single.returncode == 2 and single.stderr.strip() == \
+        "prunelab: error: regrowth.delta_t='20': a key of the chosen regrowth (none): name"
 
 
 def compose_saved(run):
