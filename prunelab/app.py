@@ -191,7 +191,8 @@ def _build(cfg: DictConfig, run_dir: Path, tc: TrainerConfig, dist: distributed.
         end_step = pruner.last_mask_step
         if pruner.criterion.score_hook is ScoreHook.MODEL:  # its calibration batches are drawn at the pruning step
             check_calibration(data.train_labels(), pruner.criterion.calibration, tc.batch_size)
-        resume_state = trainer.load_checkpoint(decision.checkpoint) if decision.kind == "resume" else None
+        resume_state = trainer.load_checkpoint(decision.checkpoint, also=(decision.recorded,) if decision.recorded
+                                               else ()) if decision.kind == "resume" else None
         pruning = PruningCallback(pruner, check_masks=tc.check_masks)
     except BaseException as exc:  # noqa: BLE001 - re-raised below, after every rank knows
         error = exc

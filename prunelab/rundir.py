@@ -369,11 +369,14 @@ def resume_mode(value: Any) -> str:
 class Decision:
     """What to do with a run directory: ``fresh`` (nothing to keep), ``restart`` (an earlier attempt without a
     checkpoint: moved aside, start at step 0), ``resume`` (from ``checkpoint``) or ``finished`` (return
-    ``summary``)."""
+    ``summary``). ``recorded``: the fingerprint the checkpoint's directory recorded where it is not this config's
+    but the directory's run is this config (an earlier version's fingerprint, see :meth:`RunState.computes`): its
+    checkpoint carries that one."""
 
     kind: str
     checkpoint: Path | None = None
     summary: dict[str, Any] | None = None
+    recorded: str | None = None
 
 
 def decide(state: RunState, fingerprint: str, resume: Any, world_size: int = 1,
@@ -390,7 +393,7 @@ def decide(state: RunState, fingerprint: str, resume: Any, world_size: int = 1,
         if mode == RESUME_TRUE:
             raise ConfigError("trainer.resume", True, f"a run directory holding a run to continue ({where} holds "
                               "none): trainer.resume=auto starts one when there is none")
-        return Decision("resume", checkpoint=explicit) if explicit is not None else Decision("fresh")
+        return _resume_from(explicit, fingerprint) if explicit is not None else Decision("fresh")
     status = {"running": "killed"}.get(str(state.status), str(state.status)) if state.status in STATUSES \
         else "unfinished"  # no live process holds it (checked above): a run that says running was killed
     if mode == RESUME_OFF:
@@ -406,10 +409,19 @@ def decide(state: RunState, fingerprint: str, resume: Any, world_size: int = 1,
     if state.status == "finished":
         return Decision("finished", summary=state.summary)
     if explicit is not None:
-        return Decision("resume", checkpoint=explicit)
+        return _resume_from(explicit, fingerprint)
     if state.has_checkpoint:
-        return Decision("resume", checkpoint=state.path / CHECKPOINT)
+        return Decision("resume", checkpoint=state.path / CHECKPOINT,
+                        recorded=state.fingerprint if state.fingerprint != fingerprint else None)
     return Decision("restart")
+
+
+def _resume_from(checkpoint: Path, fingerprint: str) -> Decision:
+    """Resume from a checkpoint ``trainer.resume`` names; in a run directory of this config that recorded an
+    earlier version's fingerprint, that one is accepted in the checkpoint too."""
+    where = inspect(checkpoint.parent, locked_here=True)
+    old = where.fingerprint if where.fingerprint != fingerprint and where.computes(fingerprint) else None
+    return Decision("resume", checkpoint=checkpoint, recorded=old)
 
 
 def _procs(n: int) -> str:

@@ -205,3 +205,32 @@ def test_a_restart_from_step_zero_never_appends_to_the_earlier_attempt(tmp_path)
     assert steps == sorted(set(steps)) and steps[: len(before)] == before and steps[-1] == 59
     s = summary(run_dir)
     assert s["status"] == "finished" and s["attempt"] == 2
+
+
+@pytest.mark.slow
+def test_a_killed_run_of_an_earlier_version_resumes(tmp_path):
+    """A run killed under an earlier version (its summary and checkpoint carry the fingerprint of that time, which
+    counted the loader settings): resumed with trainer.resume=true and other loader settings, it continues from
+    its checkpoint and ends as the uninterrupted run; a resume with another lr is still refused."""
+    import torch
+    import yaml
+
+    args = [*SHORT, "trainer.max_steps=60", "trainer.eval_every=20", "trainer.checkpoint_every=20"]
+    cli([*args, f"hydra.run.dir={tmp_path / 'ref'}"], cwd=tmp_path)
+    run_dir = tmp_path / "run"
+    killed = cli([*args, f"hydra.run.dir={run_dir}"], cwd=tmp_path, **faulty("kill@45"))
+    assert killed.returncode == -9
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    old = rundir.config_fingerprint(cfg, 1, rundir.LEGACY_EXECUTION_KEYS)
+    assert old != rundir.config_fingerprint(cfg, 1)
+    (run_dir / "summary.json").write_text(json.dumps({**summary(run_dir), "fingerprint": old}))
+    ck = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    torch.save({**ck, "fingerprint": old}, run_dir / "checkpoint.pt")
+
+    refused = cli([*args, "optimizer.lr=0.5", "trainer.resume=true", f"hydra.run.dir={run_dir}"], cwd=tmp_path)
+    assert refused.returncode == 2 and "of another config: fingerprint " + old in refused.stderr
+    resumed = cli([*args, "trainer.workers=0", "trainer.resume=true", f"hydra.run.dir={run_dir}"], cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    s = summary(run_dir)
+    assert s["status"] == "finished" and s["attempt"] == 2 and s["fingerprint"] == rundir.config_fingerprint(cfg, 1)
+    assert metrics(run_dir) == metrics(tmp_path / "ref") and s["test/acc"] == summary(tmp_path / "ref")["test/acc"]

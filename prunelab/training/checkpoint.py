@@ -21,10 +21,12 @@ def save_checkpoint(path: Path, state: Mapping[str, Any]) -> None:
         torch.save(dict(state), f)
 
 
-def load_checkpoint(path: Path, fingerprint: str = "", world_size: int | None = None) -> dict[str, Any]:
+def load_checkpoint(path: Path, fingerprint: str = "", world_size: int | None = None,
+                    also: tuple[str, ...] = ()) -> dict[str, Any]:
     """A prunelab checkpoint (weights only: no code runs while loading), refused when it is missing, corrupted,
     not a checkpoint, written by a run of another number of data-parallel processes (``world_size``) or of
-    another configuration (``fingerprint``)."""
+    another configuration (``fingerprint``; ``also``: fingerprints an earlier version gave this same config, see
+    :class:`prunelab.rundir.Decision`)."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -43,7 +45,7 @@ def load_checkpoint(path: Path, fingerprint: str = "", world_size: int | None = 
                           f"{procs(saved_world)}: resume with torchrun --nproc_per_node={saved_world})"
                           if saved_world > 1 else f"a checkpoint of {procs(world_size)} (this one was written by "
                           "1 process: resume it without torchrun)")
-    if fingerprint and state.get("fingerprint") != fingerprint:
+    if fingerprint and state.get("fingerprint") not in (fingerprint, *also):
         raise ConfigError("trainer.resume", str(path),
                           "a checkpoint of this same configuration (it was written by a run with another config)")
     return state

@@ -168,8 +168,10 @@ class Trainer:
     def checkpoint_path(self) -> Path:
         return self.run_dir / CHECKPOINT
 
-    def load_checkpoint(self, path: Path) -> dict[str, Any]:
-        return load_checkpoint(path, self.fingerprint, world_size=self.dist.world_size)
+    def load_checkpoint(self, path: Path, also: tuple[str, ...] = ()) -> dict[str, Any]:
+        """The checkpoint at ``path`` if it is this config's (``also``: fingerprints of this config by an earlier
+        version, see :func:`prunelab.training.checkpoint.load_checkpoint`)."""
+        return load_checkpoint(path, self.fingerprint, world_size=self.dist.world_size, also=also)
 
     def resume_path(self) -> Path | None:
         """The checkpoint ``trainer.resume`` names (the app decides with :func:`prunelab.rundir.decide`; this is
