@@ -28,7 +28,6 @@ from . import config as config_mod
 from . import data as data_mod
 from . import models as models_mod
 from . import rundir
-from .checks import fingerprint_of
 from .criteria.base import ScoreHook
 from .errors import ConfigError
 from .pruner import Pruner
@@ -72,8 +71,9 @@ def run(cfg: DictConfig, run_dir: str | Path, hydra_files: dict[str, Any] | None
 class Claim:
     """This process's hold on a run directory: the lock (rank 0) and the decision every rank shares."""
 
-    def __init__(self, run_dir: Path, fingerprint: str, resume: Any, dist: distributed.DistInfo) -> None:
-        self.run_dir, self.fingerprint, self.resume, self.dist = run_dir, fingerprint, resume, dist
+    def __init__(self, run_dir: Path, cfg: DictConfig, resume: Any, dist: distributed.DistInfo) -> None:
+        self.run_dir, self.config, self.resume, self.dist = run_dir, config_mod.task_config(cfg), resume, dist
+        self.fingerprint = rundir.config_fingerprint(self.config, dist.world_size)
         self.lock = rundir.RunLock(run_dir)
         self.started = False
         self.attempt = 1
@@ -86,7 +86,7 @@ class Claim:
                 self.run_dir.mkdir(parents=True, exist_ok=True)
                 self.lock.acquire()
                 outcome = rundir.decide(rundir.inspect(self.run_dir, locked_here=True), self.fingerprint, self.resume,
-                                        self.dist.world_size)
+                                        self.dist.world_size, config=self.config)
             except ConfigError as exc:
                 outcome = (exc.key, exc.value, exc.allowed)
             except OSError as exc:
@@ -151,7 +151,7 @@ class Claim:
 
 def _run(cfg: DictConfig, run_dir: Path, tc: TrainerConfig, dist: distributed.DistInfo,
          hydra_files: dict[str, Any] | None) -> dict[str, Any]:
-    claim = Claim(run_dir, fingerprint_of(cfg, dist.world_size), tc.resume, dist)
+    claim = Claim(run_dir, cfg, tc.resume, dist)
     decision = claim.acquire()
     try:
         if decision.kind == "finished":

@@ -40,7 +40,8 @@ def check_start(config: DictConfig) -> None:
         return  # rank 0 owns the run directory
     run_dir = Path(str(config.hydra.run.dir)).absolute()
     rundir.check_target(run_dir, "hydra.run.dir")
-    rundir.decide(rundir.inspect(run_dir), fingerprint_of(config, world_size()), config.trainer.resume, world_size())
+    rundir.decide(rundir.inspect(run_dir), fingerprint_of(config, world_size()), config.trainer.resume, world_size(),
+                  config=task_config(config))
     rundir.note_new_dirs(run_dir)
 
 

@@ -12,7 +12,8 @@ class ConfigError(ValueError):
     """Raised for invalid configuration or input.
 
     The message is always one line: ``<key>=<value>: <what is allowed>``, so a CLI can print it as the last
-    line of stderr and a user sees at once what to change.
+    line of stderr and a user sees at once what to change (the value as Python writes it, a bool as the command
+    line does: ``true``).
     """
 
     def __init__(self, key: str, value: Any = _REWRAPPED, allowed: str = "") -> None:
@@ -25,7 +26,8 @@ class ConfigError(ValueError):
         self.key = key
         self.value = value
         self.allowed = allowed
-        super().__init__(f"{key}={value!r}: {allowed}".replace("\n", " "))
+        shown = str(value).lower() if isinstance(value, bool) else repr(value)  # a bool as typed: true, false
+        super().__init__(f"{key}={shown}: {allowed}".replace("\n", " "))
 
 
 class Abort(BaseException):

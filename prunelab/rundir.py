@@ -33,7 +33,7 @@ import shutil
 import socket
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -175,6 +175,54 @@ def config_fingerprint(cfg: Mapping[str, Any], world_size: int = 1,
         _drop(d, key)
     d["world_size"] = int(world_size)
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; lists stay values."""
+    if not isinstance(tree, dict):
+        return {prefix: tree} if prefix else {}
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        out.update(flatten(value, name) if isinstance(value, dict) else {name: value})
+    return out
+
+
+def under(key: str, prefixes: Sequence[str]) -> bool:
+    """Whether the flattened ``key`` is one of ``prefixes`` or below one."""
+    return any(key == p or key.startswith(p + ".") for p in prefixes)
+
+
+def differences(old: Mapping[str, Any], new: Mapping[str, Any], execution_keys: Sequence[str] = EXECUTION_KEYS,
+                most: int = 3) -> str:
+    """The keys two resolved configs set differently, outside ``execution_keys``, as a user reads them:
+    ``optimizer.lr (0.1, 0.5), seed (0, 1)``; at most ``most`` of them, then how many more; '' if none."""
+    a, b = flatten(json.loads(json.dumps(old, default=str))), flatten(json.loads(json.dumps(new, default=str)))
+    keys = [k for k in sorted(set(a) | set(b)) if a.get(k, _UNSET) != b.get(k, _UNSET)
+            and not under(k, ("hydra", *execution_keys))]
+    shown = [f"{k} ({_value(a.get(k, _UNSET))}, {_value(b.get(k, _UNSET))})" for k in keys[:most]]
+    return ", ".join(shown) + (f" and {len(keys) - most} more" if len(keys) > most else "")
+
+
+_UNSET = object()
+
+
+def _value(v: Any) -> str:
+    return "unset" if v is _UNSET else json.dumps(v)
+
+
+def config_file_differences(run_dir: str | os.PathLike, config: Mapping[str, Any] | None) -> str:
+    """:func:`differences` between the run in ``run_dir`` (its resolved ``config.yaml``) and ``config``; ''
+    where either is unknown."""
+    import yaml
+
+    if config is None:
+        return ""
+    try:
+        old = yaml.safe_load((Path(run_dir) / CONFIG).read_text())
+    except (OSError, ValueError, yaml.YAMLError):
+        return ""
+    return differences(old, config) if isinstance(old, dict) else ""
 
 
 # ----------------------------------------------------------------------------------------------- lock
@@ -380,8 +428,9 @@ class Decision:
 
 
 def decide(state: RunState, fingerprint: str, resume: Any, world_size: int = 1,
-           key: str = "hydra.run.dir") -> Decision:
-    """The one rule for reusing a directory (raises a one-line :class:`ConfigError` when it must not be)."""
+           key: str = "hydra.run.dir", config: Mapping[str, Any] | None = None) -> Decision:
+    """The one rule for reusing a directory (raises a one-line :class:`ConfigError` when it must not be);
+    ``config``: the resolved config asking, to name what differs from a run of another config."""
     mode = resume_mode(resume)
     where = str(state.path)
     if state.holder is not None:
@@ -403,9 +452,11 @@ def decide(state: RunState, fingerprint: str, resume: Any, world_size: int = 1,
         raise ConfigError("trainer.resume", resume, f"a run of {_procs(world_size)} ({where} holds a {status} run of "
                           f"{_procs(state.world_size)}: resume it with the same number of processes)")
     if state.fingerprint is not None and not state.computes(fingerprint):
+        differ = config_file_differences(state.path, config)
+        differ = f", set differently there and here: {differ};" if differ else ":"
         raise ConfigError("trainer.resume", resume, f"a run directory of this same config ({where} holds a {status} "
-                          f"run of another config: fingerprint {state.fingerprint}, this config's is {fingerprint}): "
-                          "choose another hydra.run.dir")
+                          f"run of another config{differ} fingerprint {state.fingerprint}, this config's is "
+                          f"{fingerprint}): choose another hydra.run.dir")
     if state.status == "finished":
         return Decision("finished", summary=state.summary)
     if explicit is not None:

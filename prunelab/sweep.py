@@ -183,7 +183,7 @@ def check_sweep(config: DictConfig, jobs: list[Job]) -> None:
     directory holds another sweep, or holds this one without ``trainer.resume=auto``; then record the jobs."""
     from hydra.core.hydra_config import HydraConfig
 
-    from .config import validate
+    from .config import task_config, validate
 
     sweep_dir = Path(str(config.hydra.sweep.dir)).absolute()
     seen: dict[str, Job] = {}
@@ -194,8 +194,12 @@ def check_sweep(config: DictConfig, jobs: list[Job]) -> None:
         except ConfigError as exc:
             raise ConfigError(exc.key, exc.value, f"{exc.allowed} ({job.label})") from None
         if job.fingerprint in seen:
-            raise ConfigError("sweep", f"jobs #{seen[job.fingerprint].num} and #{job.num}", "jobs that compute "
-                              f"different runs (these two have the same config: {' '.join(job.overrides)})")
+            first = seen[job.fingerprint]
+            differ = rundir.differences(task_config(first.config), task_config(job.config), execution_keys=())
+            why = f"they differ only in {differ}, which do not change a run's results" if differ else \
+                "their configs are the same"
+            raise ConfigError("sweep", f"jobs #{first.num} and #{job.num}", f"jobs that compute different runs ({why}: "
+                              f"{' '.join(first.overrides)} | {' '.join(job.overrides)})")
         seen[job.fingerprint] = job
     manifest, _ = rundir.read_json(sweep_dir / MANIFEST)
     recorded: dict[str, str] = dict((manifest or {}).get("jobs", {}))
@@ -212,7 +216,8 @@ def check_sweep(config: DictConfig, jobs: list[Job]) -> None:
                           "are reused, unfinished ones resumed), or choose a new hydra.sweep.dir")
     for job in jobs:
         try:
-            rundir.decide(states[job.subdir], job.fingerprint, job.config.trainer.resume, 1)
+            rundir.decide(states[job.subdir], job.fingerprint, job.config.trainer.resume, 1,
+                          config=task_config(job.config))
         except ConfigError as exc:
             if rundir.resume_mode(job.config.trainer.resume) != rundir.RESUME_TRUE or states[job.subdir].has_run:
                 raise ConfigError(exc.key, exc.value, f"{exc.allowed} ({job.label})") from None

@@ -19,7 +19,7 @@ from trainkit import train_digits
 REFUSED = [
     (["trainer.amp=fp16"], r"^trainer.amp='fp16': none or bf16 on cpu \(fp16 with a GradScaler needs CUDA\)$"),
     (["trainer.amp=fp32"], r"^trainer.amp='fp32': none, bf16 or fp16$"),
-    (["trainer.cudnn_benchmark=true"], r"^trainer.cudnn_benchmark=True: auto or false on cpu \(cudnn needs CUDA\)$"),
+    (["trainer.cudnn_benchmark=true"], r"^trainer.cudnn_benchmark=true: auto or false on cpu \(cudnn needs CUDA\)$"),
     (["trainer.cudnn_benchmark=sometimes"], r"^trainer.cudnn_benchmark='sometimes': auto, true or false$"),
     (["trainer.workers=-1"], r"^trainer.workers=-1: an integer >= 0$"),
     (["trainer.prefetch_factor=0"], r"^trainer.prefetch_factor=0: an integer >= 1$"),
@@ -36,7 +36,7 @@ def test_levers_that_cannot_work_here_are_one_line(overrides, message):
 
 def test_compile_without_a_compiler_is_refused(monkeypatch):
     monkeypatch.setenv("CXX", "/nonexistent/g++")
-    with pytest.raises(ConfigError, match=r"^trainer.compile=True: false here: no C\+\+ compiler for inductor's CPU "
+    with pytest.raises(ConfigError, match=r"^trainer.compile=true: false here: no C\+\+ compiler for inductor's CPU "
                                           r"backend \(/nonexistent/g\+\+ not found; set CXX\)$"):
         validate(compose(["trainer.device=cpu", "trainer.compile=true"]))
 

@@ -78,7 +78,7 @@ MORE = [  # 47 more, beyond the issue's list
     (["optimizer._target_=os.system"], "optimizer._target_", "os.system", "a torch.optim optimizer class"),
     (["+model.dropout=0.5"], "model.dropout", "0.5", "a key of model mlp"),
     (["model.hidden_sizes=[a]"], "model.hidden_sizes", "a", "a list of integers"),
-    (["+dataset.augment=true"], "dataset.augment", "True", "a key of dataset digits"),
+    (["+dataset.augment=true"], "dataset.augment", "true", "a key of dataset digits"),
     (["dataset.val_fraction=abc"], "dataset.val_fraction", "abc", "a number"),
     (["criterion=random", "criterion.seed=1.5"], "criterion.seed", "1.5", "an integer"),
     (["criterion=nope"], "criterion", "nope", "snip_momentum"),
@@ -89,7 +89,7 @@ MORE = [  # 47 more, beyond the issue's list
     (["model.head=nohead"], "model.head", "nohead", "auto, or a Linear/Conv module name"),
     (["dataset.val_fraction=0.5", "dataset.test_fraction=0.5"], "dataset.val_fraction", "0.5", "< 1"),
     (["dataset=mnist", "model=lenet5", "dataset.root={empty}"], "dataset.root", "{empty}", "dataset.download=true"),
-    (["dataset=mnist", "model=lenet5", "dataset.root={empty}", "dataset.download=true"], "dataset.download", "True",
+    (["dataset=mnist", "model=lenet5", "dataset.root={empty}", "dataset.download=true"], "dataset.download", "true",
      "a network connection"),
 ]
 # (overrides, fault, key, value, allowed): disks that fail, a run directory that is a file, Ctrl-C during start-up

@@ -34,7 +34,7 @@ def test_decide_reuses_only_what_this_config_computed(tmp_path):
         state = _state(tmp_path, **files)
         assert not state.has_run
         assert rundir.decide(state, FP, False).kind == rundir.decide(state, FP, "auto").kind == "fresh"
-        with pytest.raises(ConfigError, match="trainer.resume=True: a run directory holding a run to continue"):
+        with pytest.raises(ConfigError, match="trainer.resume=true: a run directory holding a run to continue"):
             rundir.decide(state, FP, True)
         for f in state.path.iterdir():
             f.unlink()
@@ -141,6 +141,11 @@ def test_a_directory_of_an_earlier_fingerprint_is_recognised_by_its_config(tmp_p
         assert rundir.decide(state, rundir.config_fingerprint(asked), "auto").kind == "finished"
     with pytest.raises(ConfigError, match=f"of another config: fingerprint {old_fp}"):
         rundir.decide(state, rundir.config_fingerprint({**cfg, "seed": 1}), "auto")
+    # given the asking config, the refusal names what is set differently (not the loader: it may differ)
+    asked = {**cfg, "seed": 1, "trainer": {"max_steps": 20, "workers": 0}, "optimizer": {"lr": 0.1}}
+    with pytest.raises(ConfigError, match=r"of another config, set differently there and here: optimizer.lr \(unset, "
+                                          r"0.1\), seed \(0, 1\), trainer.max_steps \(10, 20\); fingerprint "):
+        rundir.decide(state, rundir.config_fingerprint(asked), "auto", config=asked)
     # a recorded fingerprint is not second-guessed by a config.yaml of another config
     state = _state(tmp_path, summary__json=_summary("finished"), config__yaml=yaml.safe_dump({**cfg, "seed": 2}))
     assert rundir.decide(state, FP, True).kind == "finished"
@@ -228,7 +233,8 @@ def test_a_killed_run_of_an_earlier_version_resumes(tmp_path):
     torch.save({**ck, "fingerprint": old}, run_dir / "checkpoint.pt")
 
     refused = cli([*args, "optimizer.lr=0.5", "trainer.resume=true", f"hydra.run.dir={run_dir}"], cwd=tmp_path)
-    assert refused.returncode == 2 and "of another config: fingerprint " + old in refused.stderr
+    assert refused.returncode == 2 and "of another config, set differently there and here: optimizer.lr (0.05, " \
+        f"0.5); fingerprint {old}" in refused.stderr
     resumed = cli([*args, "trainer.workers=0", "trainer.resume=true", f"hydra.run.dir={run_dir}"], cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     s = summary(run_dir)

@@ -157,6 +157,18 @@ def test_a_job_finds_the_directory_an_earlier_version_recorded_for_it(tmp_path):
     assert not recorded_job(job("trainer.workers=2"), renamed, tmp_path)
 
 
+def test_jobs_that_compute_the_same_run_are_refused_naming_what_differs(tmp_path):
+    """Jobs that differ only in keys that do not change results (the loader's workers) are one run: the sweep is
+    refused before anything is written, with the keys and both jobs' overrides."""
+    proc = cli(["-m", "trainer.workers=0,1", "logger=none", f"hydra.sweep.dir={tmp_path / 'sweep'}"], cwd=tmp_path)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
+    assert lines[0] == "prunelab: error: sweep='jobs #0 and #1': jobs that compute different runs (they differ only " \
+        "in trainer.workers (0, 1), which do not change a run's results: trainer.workers=0 logger=none | " \
+        "trainer.workers=1 logger=none)"
+    assert not (tmp_path / "sweep").exists()
+
+
 def test_slurm_launcher_config_composes(tmp_path):
     proc = cli(["hydra/launcher=slurm", "hydra.launcher.partition=gpu", "--cfg", "hydra"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]

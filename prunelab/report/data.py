@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 
 from .. import rundir
-from ..rundir import sparsity_text
+from ..rundir import flatten, sparsity_text
+from ..rundir import under as _under
 
 RUN_MARKERS = ("summary.json", "metrics.jsonl", ".hydra")
 DENSE = "dense"  # the series of the dense baseline (target sparsity 0), one run per seed whatever its criterion
@@ -150,17 +151,6 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
             continue
         if isinstance(obj, dict):
             out.append(obj)
-    return out
-
-
-def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; lists stay values."""
-    if not isinstance(tree, dict):
-        return {prefix: tree} if prefix else {}
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}.{key}" if prefix else str(key)
-        out.update(flatten(value, name) if isinstance(value, dict) else {name: value})
     return out
 
 
@@ -315,10 +305,6 @@ def comparable_key(config: dict[str, Any], drop: Sequence[str]) -> tuple[tuple[s
     prefixes = tuple(EXECUTION_KEYS) + tuple(drop)
     return tuple(sorted((k, json.dumps(v, sort_keys=True, default=str)) for k, v in config.items()
                         if not _under(k, prefixes)))
-
-
-def _under(key: str, prefixes: Sequence[str]) -> bool:
-    return any(key == p or key.startswith(p + ".") for p in prefixes)
 
 
 def label_settings(runs: list[Run]) -> dict[str, dict[str, str]]:
