@@ -13,6 +13,7 @@ import errno
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import hydra
 from omegaconf import DictConfig
@@ -46,11 +47,12 @@ def register_plugins() -> None:
 
 
 @hydra.main(version_base=None, config_path="pkg://prunelab.conf", config_name="config")
-def main(cfg: DictConfig) -> float | None:
+def main(cfg: DictConfig) -> Any:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
     from .app import record_failure, run
+    from .sweep import JobFailed
 
     hc = HydraConfig.get()
     files = {"config.yaml": cfg, "hydra.yaml": hc, "overrides.yaml": hc.overrides.task}
@@ -71,7 +73,7 @@ def main(cfg: DictConfig) -> float | None:
 
             traceback.print_exc()
         record_failure(cfg, hc.runtime.output_dir, exc)
-        return None
+        return JobFailed(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
 
 
 USER_FULL_ERROR = "PRUNELAB_USER_FULL_ERROR"

@@ -69,6 +69,26 @@ class SweepStart:
     multirun_yaml: bytes | None
     jobs: list[str] = dataclasses.field(default_factory=list)
     checked: bool = False
+    #: job directory -> why it failed in this sweep (where its directory may still show an earlier attempt)
+    errors: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class JobFailed:
+    """A sweep job's return value when it failed in its process (the error, one line): a job refused before it
+    began leaves its directory as it was, so that only this says why."""
+
+    error: str
+
+
+def note_returns(jobs: Sequence[Job], returns: Sequence[JobReturn]) -> list[JobReturn]:
+    """Keep the errors of the jobs that failed in this sweep for the list at its end (:class:`FailedJobs`)."""
+    if _START:
+        for job, ret in zip(jobs, returns):
+            value = ret.return_value if ret.status == JobStatus.COMPLETED else None
+            if isinstance(value, JobFailed):
+                _START[0].errors[job.subdir] = value.error
+    return list(returns)
 
 
 _START: list[SweepStart] = []
@@ -105,14 +125,17 @@ class FailedJobs(Callback):
         sweep_dir = Path(str(config.hydra.sweep.dir)).absolute()
         planned = _START[0].jobs if _START and _START[0].checked else None
         statuses = job_statuses(sweep_dir, planned)
+        statuses.update({name: f"failed: {error}" for name, error in (_START[0].errors if _START else {}).items()
+                         if name in statuses})
         failed = {name: st for name, st in statuses.items() if not st.startswith("finished")}
         print(f"[prunelab] sweep {sweep_dir}: {len(statuses) - len(failed)} of {len(statuses)} jobs finished",
               file=sys.stderr, flush=True)
         if failed:
             for name, st in failed.items():
                 print(f"[prunelab]   failed job {name}: {st}", file=sys.stderr)
+            fix = ", once what their lines above say is mended" if any(n in _START[0].errors for n in failed) else ""
             print(f"prunelab: error: sweep={sweep_dir}: {len(failed)} failed job(s): {', '.join(failed)}; "
-                  "re-run the same sweep with hydra.sweep.dir and trainer.resume=auto to continue them",
+                  f"re-run the same sweep with hydra.sweep.dir and trainer.resume=auto to continue them{fix}",
                   file=sys.stderr, flush=True)
             sys.exit(EXIT_FAILED_JOBS)
 
@@ -247,7 +270,7 @@ def launch_basic(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_
     setup_globals()
     jobs = compose_jobs(launcher, job_overrides, initial_job_idx)
     check_sweep(launcher.config, jobs)
-    return [_run_in_process(launcher, job) for job in jobs]
+    return note_returns(jobs, [_run_in_process(launcher, job) for job in jobs])
 
 
 def launch_joblib(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
@@ -266,7 +289,7 @@ def launch_joblib(launcher: Any, job_overrides: Sequence[Sequence[str]], initial
     multiprocessing.set_forkserver_preload(["prunelab.app", "prunelab.sweep"])
     state = Singleton.get_state()
     n_jobs = int(launcher.joblib.get("n_jobs", -1) or -1)
-    return list(Parallel(n_jobs=n_jobs, backend="threading")(
+    return note_returns(jobs, Parallel(n_jobs=n_jobs, backend="threading")(
         delayed(_in_child)(launcher, job, state) for job in jobs))
 
 
@@ -359,7 +382,7 @@ def launch_submitit(launcher: Any, job_overrides: Sequence[Sequence[str]], initi
             out.append(sub.results()[0])
         except Exception:  # noqa: BLE001 - submitit's UncompletedJobError / FailedJobError
             out.append(job_lost(job, sweep_dir, _exit_code(sub)))
-    return out
+    return note_returns(jobs, out)
 
 
 def _exit_code(sub: Any) -> int | None:

@@ -65,6 +65,18 @@ def test_a_job_killed_by_the_os_costs_no_other_and_a_rerun_continues_the_sweep(t
     assert other.returncode == 2 and len(lines) == 1 and "a directory without another sweep" in lines[0], lines
     assert tree_digest(sweep) == before
 
+    # a re-run that cannot resume the killed job (its checkpoint corrupted): the list at the end says why, not the
+    # status its directory still shows from the killed attempt
+    checkpoint = sweep / killed / "checkpoint.pt"
+    saved = checkpoint.read_bytes()
+    checkpoint.write_bytes(saved[:1000])
+    broken = cli([*base, "criterion=random,snip,magnitude", "trainer.resume=auto"], cwd=tmp_path, timeout=600)
+    assert broken.returncode == 1, broken.stderr[-3000:]
+    assert f"failed job {killed}: failed: ConfigError: trainer.resume='{checkpoint}': a readable prunelab " \
+        "checkpoint (this file is corrupted: RuntimeError)" in broken.stderr, broken.stderr[-3000:]
+    assert broken.stderr.strip().splitlines()[-1].endswith("once what their lines above say is mended")
+    checkpoint.write_bytes(saved)
+
     # re-run in another order with resume=auto: the finished jobs are returned as they are (the same config, found
     # by its directory's fingerprint), the killed one resumes from its checkpoint
     rerun = cli([*base, "criterion=random,snip,magnitude", "trainer.resume=auto"], cwd=tmp_path, timeout=600)
