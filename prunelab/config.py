@@ -532,7 +532,8 @@ def _omegaconf_error(err: Any, context: str) -> ConfigError:
             return ConfigError(key, value, f"{'a key of ' + group if group else 'a top-level key'}: {', '.join(names)}")
         node = getattr(err, "parent_node", None)  # the chosen option's node: its keys are the allowed ones
         chosen = [str(k) for k in node.keys()] if hasattr(node, "keys") else []
-        name = f" ({node.get('name')})" if chosen and "name" in chosen else ""
+        named = next((k for k in ("name", "criterion_type") if k in chosen), None)  # what the option is called
+        name = f" ({node.get(named)})" if named else ""
         if chosen:
             return ConfigError(key, value, f"a key of the chosen {group or 'config'}{name}: {', '.join(chosen)}")
         return ConfigError(key, value, f"a key the chosen {group or 'config'} has (prunelab --cfg job lists them)")

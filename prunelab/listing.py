@@ -77,7 +77,8 @@ def option_summary(path: Path) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     regs = registries()
-    parser = argparse.ArgumentParser(prog="prunelab list", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="prunelab list", description="What is registered, from the registries "
+                                     "themselves (name, one line, paper), and the config options that select it.")
     groups = {group: kind for kind, (_, group) in regs.items() if group != kind}
     parser.add_argument("kind", nargs="?", choices=sorted(regs), help="what to list (default: everything; a config "
                         "group's name, e.g. criterion, lists its kind)")

@@ -126,7 +126,9 @@ def test_a_misspelled_key_lists_the_keys_of_the_chosen_option():
               r"^regrowth.delta_tt='50': a key of the chosen regrowth \(rigl\): name, delta_t, t_end, drop_fraction, "
               r"decay$"),
              (["dataset.memory_budget_gb=1"], r"^dataset.memory_budget_gb='1': a key of the chosen dataset \(digits\): "
-              r"name, input_shape, .*, in_memory$")]
+              r"name, input_shape, .*, in_memory$"),
+             (["criterion=magnitude", "criterion.alpha=0.5"],  # a criterion is named by its criterion_type
+              r"^criterion.alpha='0.5': a key of the chosen criterion \(magnitude\): criterion_type, ablation$")]
     with initialize_config_module("prunelab.conf", version_base=None):
         for overrides, want in cases:
             with pytest.raises(Exception) as info:

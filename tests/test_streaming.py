@@ -155,6 +155,8 @@ def test_in_memory_choice_is_by_size_and_can_be_forced(cifar_root, capsys):
             r"streamed \(dataset.in_memory=false\)", r"in memory \(dataset.in_memory=true\)"]
     assert len(said) == len(want) and all(re.fullmatch(rf"\[prunelab\] dataset cifar100 {w}", ln)
                                           for ln, w in zip(said, want)), said
+    assert data.build(_cfg("digits")).in_memory  # no budget to set: it always fits, and its line names none
+    assert re.fullmatch(r"\[prunelab\] dataset digits in memory \(0\.\d MiB as float32\)\n", capsys.readouterr().out)
     with pytest.raises(ConfigError, match=r"^dataset.in_memory=true: false or auto: dataset.train_transforms are "
                                           r"per-sample"):
         data.build(_cfg("cifar100", root=root, in_memory=True, train_transforms=RANDOM_CROPS))

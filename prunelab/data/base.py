@@ -298,8 +298,9 @@ def resolve_in_memory(cfg: Any, splits: DataSplits) -> bool:
     else:
         size = splits.nbytes()
         keep = not splits.per_sample and size <= budget * 2**30
+        has_budget = option(cfg, "memory_budget_gb", None) is not None  # a key of the datasets that may not fit
         why = "per-sample train transforms" if splits.per_sample else \
-            f"{size / 2**20:.1f} MiB as float32 vs budget {budget:g} GiB"
+            f"{size / 2**20:.1f} MiB as float32" + (f" vs budget {budget:g} GiB" if has_budget else "")
     print(f"[prunelab] dataset {splits.name} {'in memory' if keep else 'streamed'} ({why})", flush=True)  # stdout:
     # stderr carries only warnings and the one-line error of a refused run
     return keep
