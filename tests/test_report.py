@@ -197,14 +197,18 @@ def test_what_a_criterion_option_sets_for_itself_is_not_a_setting(tmp_path):
     assert series["gmp-other"] != series["gmp-0"] and "schedule.start_step" in series["gmp-other"]
 
 
-def test_a_repeated_run_counts_once(tmp_path):
+def test_a_repeated_run_counts_once(tmp_path, capsys):
     old = write_fake_run(tmp_path / "old", "magnitude", 0.5, 0, 0.5)
     new = write_fake_run(tmp_path / "new", "magnitude", 0.5, 0, 0.9)
     os.utime(old / "summary.json", (1, 1))
     kept, superseded = split_duplicates(load_runs([tmp_path]))
     assert [r.path.name for r in kept] == ["new"] and [r.path.name for r in superseded] == ["old"]
     assert report.main([str(tmp_path), "--out", str(tmp_path / "out")]) == 0
+    counts = f"2 runs found under {tmp_path}: 1 finished and compared, 1 superseded by a newer run of the same " \
+        "config, 0 failed or unfinished"
+    assert capsys.readouterr().err == f"prunelab report: {counts}\n"  # the console says what the report says
     md = (tmp_path / "out" / "report.md").read_text()
+    assert counts.replace(str(tmp_path), f"`{tmp_path}`") + "." in md
     results = md.split("## Results")[1].split("## Paired differences")[0]
     assert "90.00 (n=1)" in results and "50.00" not in results
     assert f"`{tmp_path.name}/old`" in md.split("## All runs")[1] and new.exists()
@@ -305,10 +309,10 @@ def test_rebin_keeps_counts_on_a_wider_grid():
 
 
 def test_no_runs_is_an_error(tmp_path, capsys):
-    assert report.main([str(tmp_path)]) != 0
+    assert report.main([str(tmp_path)]) == 2  # bad input, as a missing directory is
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "no runs found" in err
-    assert report.main([str(tmp_path / "missing")]) != 0
+    assert report.main([str(tmp_path / "missing")]) == 2
     assert "not a directory" in capsys.readouterr().err
 
 

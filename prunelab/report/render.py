@@ -28,7 +28,7 @@ from . import data as rd
 from . import figures as rf
 from .blocks import Context, Image, Section, Table
 from .results import all_comparisons, results_section, statistics_section
-from .sections import (agreement_section, layers_section, problems_section, runs_section, scores_section,
+from .sections import (agreement_section, layers_section, problems_section, run_counts, runs_section, scores_section,
                        training_section)
 
 DEFAULT_TITLE = "prunelab comparison report"
@@ -210,8 +210,10 @@ def write_csvs(ctx: Context) -> None:
                         w.writerow([ag.setting, ag.target, layer, a, b, st.n, repr(st.mean), repr(st.std)])
 
 
-def write_report(runs: list[rd.Run], roots: Sequence[Path], out: Path, title: str = DEFAULT_TITLE) -> Path:
-    """Build every section and write report.html, report.md, the PNGs and CSVs into ``out``; returns the HTML path."""
+def write_report(runs: list[rd.Run], roots: Sequence[Path], out: Path,
+                 title: str = DEFAULT_TITLE) -> tuple[Path, Context]:
+    """Build every section and write report.html, report.md, the PNGs and CSVs into ``out``; returns the HTML path
+    and what the report was built from."""
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("fig-*.png"):  # figures of an earlier report into the same folder
         old.unlink()
@@ -225,7 +227,7 @@ def write_report(runs: list[rd.Run], roots: Sequence[Path], out: Path, title: st
     html_path = out / "report.html"
     html_path.write_text(to_html(title, sections, generated))
     write_csvs(ctx)
-    return html_path
+    return html_path, ctx
 
 
 # ---------------------------------------------------------------------------------------------- command line
@@ -258,11 +260,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs = rd.load_runs(roots)
     if not runs:
         return fail(f"no runs found under {', '.join(map(str, roots))} "
-                    "(looked for folders holding summary.json, metrics.jsonl or .hydra)")
+                    "(looked for folders holding summary.json, metrics.jsonl or .hydra)", 2)
     out = Path(args.out) if args.out else roots[0] / "report"
-    path = write_report(runs, roots, out, args.title)
-    n_ok = len(rd.finished_runs(runs))
-    print(f"prunelab report: {len(runs)} runs ({n_ok} finished, {len(runs) - n_ok} failed or unfinished)",
-          file=sys.stderr)
+    path, ctx = write_report(runs, roots, out, args.title)
+    print(f"prunelab report: {run_counts(ctx, ', '.join(map(str, roots)))}", file=sys.stderr)
     print(os.path.abspath(path), flush=True)
     return 0

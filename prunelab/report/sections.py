@@ -140,14 +140,18 @@ def problems_section(ctx: Context) -> Section:
         Table(["run", "status", "error", "run directory"], rows)])
 
 
+def run_counts(ctx: Context, roots: str) -> str:
+    """``N runs found under <roots>: X finished and compared, [Y superseded ..., ]Z failed or unfinished``."""
+    superseded = f"{len(ctx.superseded)} superseded by a newer run of the same config, " if ctx.superseded else ""
+    return (f"{len(ctx.runs) + len(ctx.superseded)} runs found under {roots}: {len(ctx.finished)} finished and "
+            f"compared, {superseded}{len(ctx.runs) - len(ctx.finished)} failed or unfinished")
+
+
 def runs_section(ctx: Context) -> Section:
     """How many runs were found, what they share, and one row per finished run (folded in HTML)."""
     done = ctx.finished
     shared = rd.shared_config(done)
-    superseded = f"{len(ctx.superseded)} superseded by a newer run of the same config, " if ctx.superseded else ""
-    blocks: list[Block] = [
-        f"{len(ctx.runs) + len(ctx.superseded)} runs found under {', '.join(f'`{r}`' for r in ctx.roots)}: "
-        f"{len(done)} finished and compared, {superseded}{len(ctx.runs) - len(done)} failed or unfinished."]
+    blocks: list[Block] = [run_counts(ctx, ", ".join(f"`{r}`" for r in ctx.roots)) + "."]
     keys = [k for k in RUN_KEYS if k in shared]
     if keys:
         blocks.append(Table(["shared setting", "value"], [[k, f"`{shared[k]}`"] for k in keys]))
