@@ -3,7 +3,8 @@
 Errors a user can fix end the run with one line on stderr (``prunelab: error: key=value: allowed``), no
 traceback (``HYDRA_FULL_ERROR=1`` shows it) and nothing written: exit 2 for bad input (a config Hydra cannot
 compose, a check of :mod:`prunelab.config`, a run directory that must not be used), 1 for a failed run (NaN
-loss, a full disk), 130 for an interrupted one. In a multirun, a failing job is recorded in its run directory
+loss, a full disk), 128 + the signal for a run a signal stopped (130 Ctrl-C, 143 SIGTERM; its checkpoint written and
+the command that resumes it printed). In a multirun, a failing job is recorded in its run directory
 and its W&B run, the other jobs go on, and the sweep ends by listing the failed jobs
 (:class:`prunelab.sweep.FailedJobs`) with a non-zero exit.
 """
@@ -60,6 +61,8 @@ def main(cfg: DictConfig) -> Any:
         try:
             return float(run(cfg, hc.runtime.output_dir, hydra_files=files)["test/acc"])
         except Exception as exc:  # past Hydra's own report of a failed job: the CLI prints one line
+            if isinstance(exc, _trainer_errors()[1:]):  # stopped: its message names the command that resumes it
+                exc = exc.with_command(hc.overrides.task)
             raise Abort(exc) from exc
     try:  # a sweep's job: recorded, never raised, so the other jobs go on
         return float(run(cfg, hc.runtime.output_dir, hydra_files=files)["test/acc"])
@@ -95,6 +98,8 @@ def exit_code(exc: BaseException) -> int:
     if isinstance(exc, ConfigError):
         return EXIT_CONFIG
     interrupted = _trainer_errors()[1:]
+    if isinstance(exc, interrupted) and getattr(exc, "signum", None):
+        return 128 + int(exc.signum)  # as a shell reports a process a signal ended: SIGTERM 143, SIGINT 130
     return EXIT_INTERRUPTED if isinstance(exc, (KeyboardInterrupt, *interrupted)) else EXIT_FAILED
 
 

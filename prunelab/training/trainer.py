@@ -45,7 +45,30 @@ class NonFiniteLoss(RuntimeError):
 
 
 class Interrupted(RuntimeError):
-    """SIGINT / SIGTERM arrived; a checkpoint was written at the end of the step."""
+    """SIGINT / SIGTERM arrived; a checkpoint was written at the end of the step. The message says how to resume:
+    with the command line's overrides where they are known (:meth:`with_command`)."""
+
+    def __init__(self, signum: int | None, step: int, run_dir: str | os.PathLike, world_size: int = 1) -> None:
+        self.signum, self.step, self.run_dir, self.world_size = signum, step, Path(run_dir), world_size
+        super().__init__(self._text(None))
+
+    def with_command(self, overrides: Sequence[str]) -> Interrupted:
+        """This stop, its message naming the whole command that resumes it (``overrides``: the command line's)."""
+        self.args = (self._text(list(overrides)),)
+        return self
+
+    def _text(self, overrides: list[str] | None) -> str:
+        import shlex
+
+        how = f"signal {signal.Signals(self.signum).name}" if self.signum else "a signal to another rank"
+        if overrides is None:
+            command = "the same overrides and "
+        else:
+            kept = [o for o in overrides if o.lstrip("+~").split("=", 1)[0] not in ("hydra.run.dir", "trainer.resume")]
+            launcher = "python" if self.world_size == 1 else f"torchrun --nproc_per_node={self.world_size}"
+            command = f"{launcher} -m prunelab {' '.join(shlex.quote(o) for o in kept)} ".replace("  ", " ")
+        return f"stopped by {how} after step {self.step}; resume with {command}" \
+               f"hydra.run.dir={shlex.quote(str(self.run_dir))} trainer.resume=true"
 
 
 def resolve_device(name: str) -> torch.device:
@@ -287,9 +310,7 @@ class Trainer:
                 cbs.on_step_end(loop, step, metrics)
                 if distributed.any_rank(self._signal is not None, loop.device):  # every rank stops at one step
                     loop.checkpoint(step)
-                    raise Interrupted(f"stopped by signal {self._signal or 'on another rank'} after step {step}; "
-                                      f"resume with the same overrides and hydra.run.dir={self.run_dir} "
-                                      "trainer.resume=true")
+                    raise Interrupted(self._signal, step, self.run_dir, self.dist.world_size)
             summary = self._summary(loop, t_start)
         finally:
             for s, h in handlers.items():
