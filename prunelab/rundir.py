@@ -445,16 +445,17 @@ def decide(state: RunState, fingerprint: str, resume: Any, world_size: int = 1,
         return _resume_from(explicit, fingerprint) if explicit is not None else Decision("fresh")
     status = {"running": "killed"}.get(str(state.status), str(state.status)) if state.status in STATUSES \
         else "unfinished"  # no live process holds it (checked above): a run that says running was killed
+    status = f"{'an' if status[0] in 'aeiou' else 'a'} {status}"  # "holds an interrupted run"
     if mode == RESUME_OFF:
-        raise ConfigError(key, where, f"a directory without an earlier run (it holds a {status} run): "
+        raise ConfigError(key, where, f"a directory without an earlier run (it holds {status} run): "
                           "trainer.resume=true continues it (or returns its result), or choose a new hydra.run.dir")
     if state.world_size is not None and state.world_size != world_size:
-        raise ConfigError("trainer.resume", resume, f"a run of {_procs(world_size)} ({where} holds a {status} run of "
+        raise ConfigError("trainer.resume", resume, f"a run of {_procs(world_size)} ({where} holds {status} run of "
                           f"{_procs(state.world_size)}: resume it with the same number of processes)")
     if state.fingerprint is not None and not state.computes(fingerprint):
         differ = config_file_differences(state.path, config)
         differ = f", set differently there and here: {differ};" if differ else ":"
-        raise ConfigError("trainer.resume", resume, f"a run directory of this same config ({where} holds a {status} "
+        raise ConfigError("trainer.resume", resume, f"a run directory of this same config ({where} holds {status} "
                           f"run of another config{differ} fingerprint {state.fingerprint}, this config's is "
                           f"{fingerprint}): choose another hydra.run.dir")
     if state.status == "finished":

@@ -42,7 +42,7 @@ def test_finished_run_directory_is_refused_and_left_alone(tmp_path, finished_run
         proc = cli(["logger=none", "trainer.progress=none", "trainer.max_steps=30", "schedule.start_step=5",
                     "schedule.end_step=20", "schedule.pruning_frequency=5", "seed=1", f"trainer.resume={mode}",
                     f"hydra.run.dir={finished_run}"], cwd=tmp_path)
-        _check_one_line_error(proc, "trainer.resume", mode if mode == "auto" else "True", "of another config")
+        _check_one_line_error(proc, "trainer.resume", mode if mode == "auto" else "true", "of another config")
     assert tree_digest(finished_run, skip=()) == before
     assert list(tmp_path.iterdir()) == []  # nothing written where the refused runs started
 
@@ -55,7 +55,7 @@ def test_checkpoint_of_another_config_or_corrupted_is_refused(tmp_path, finished
     proc = cli(["logger=none", "trainer.max_steps=30", "schedule.start_step=5", "schedule.end_step=20",
                 "schedule.pruning_frequency=5", "criterion=snip", "trainer.resume=true", f"hydra.run.dir={other}"],
                cwd=tmp_path)
-    _check_one_line_error(proc, "trainer.resume", "True", "another config")
+    _check_one_line_error(proc, "trainer.resume", "true", "another config")
     assert tree_digest(other, skip=()) == before
 
     (other / "checkpoint.pt").write_bytes(b"not a checkpoint at all")

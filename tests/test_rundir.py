@@ -56,7 +56,7 @@ def test_decide_reuses_only_what_this_config_computed(tmp_path):
     assert rundir.decide(rundir.inspect(state.path), FP, "auto").kind == "restart"
     # a run of 2 data-parallel processes resumes only with 2
     state = _state(tmp_path, summary__json=_summary("interrupted", world_size=2), checkpoint__pt=b"x")
-    with pytest.raises(ConfigError, match=r"a run of 1 process \(.* holds a interrupted run of 2 data-parallel"):
+    with pytest.raises(ConfigError, match=r"a run of 1 process \(.* holds an interrupted run of 2 data-parallel"):
         rundir.decide(state, FP, True, world_size=1)
     assert rundir.decide(state, FP, True, world_size=2).kind == "resume"
 
