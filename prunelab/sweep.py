@@ -7,7 +7,8 @@
   job's config is valid, no two jobs compute the same run, the sweep directory holds no other sweep (its
   ``sweep.json`` lists the jobs it was made for: a re-run of those jobs, or some of them, is the same sweep;
   anything else is refused), and a re-run continues only with ``trainer.resume=auto`` (finished jobs of the same
-  config are reused, unfinished ones resumed). A refused sweep leaves the directory as it was.
+  config are reused, unfinished ones resumed; the earlier ``multirun.yaml`` is kept as ``multirun.<n>.yaml``). A
+  refused sweep leaves the directory as it was.
 * **Jobs survive each other**: :class:`JoblibLauncher` runs every job in a process of its own (``n_jobs`` at a
   time), so a job the OS kills (out of memory) is recorded as failed and the others go on; the submitit
   launchers collect every job whatever happened to the others.
@@ -249,9 +250,24 @@ def check_sweep(config: DictConfig, jobs: list[Job]) -> None:
     rundir.write_json_atomic(sweep_dir / MANIFEST, {"jobs": recorded})
     if not _START:
         _START.append(SweepStart(sweep_dir, None))
+    keep_earlier_command(_START[0])
     _START[0].jobs += [j.subdir for j in jobs if j.subdir not in _START[0].jobs]
     _START[0].checked = True
     rundir.mark_started()
+
+
+def keep_earlier_command(start: SweepStart) -> None:
+    """A re-run sweep: keep the ``multirun.yaml`` Hydra wrote for the earlier run (the command of the whole sweep,
+    which a re-run of some of its jobs would replace) as ``multirun.<n>.yaml``, once for each distinct one."""
+    path = start.sweep_dir / "multirun.yaml"
+    if start.multirun_yaml is None or start.checked or (path.is_file() and path.read_bytes() == start.multirun_yaml):
+        return
+    kept = sorted(start.sweep_dir.glob("multirun.*.yaml"))
+    if any(k.read_bytes() == start.multirun_yaml for k in kept):
+        return
+    n = 1 + max((int(k.name.split(".")[1]) for k in kept if k.name.split(".")[1].isdigit()), default=0)
+    with rundir.atomic_write(start.sweep_dir / f"multirun.{n}.yaml", "wb") as f:
+        f.write(start.multirun_yaml)
 
 
 # ----------------------------------------------------------------------------------------------- launchers

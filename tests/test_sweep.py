@@ -54,6 +54,7 @@ def test_a_job_killed_by_the_os_costs_no_other_and_a_rerun_continues_the_sweep(t
     assert jobs[killed]["status"] == "failed" and "SIGKILL" in jobs[killed]["error"]
     assert all(s["status"] == "finished" for n, s in jobs.items() if n != killed)
     finished = {n: tree_digest(sweep / n) for n in jobs if n != killed}
+    command = (sweep / "multirun.yaml").read_bytes()  # the whole sweep's command, as Hydra wrote it
 
     # the same sweep again without resume=auto is refused (nothing of it changes)
     before = tree_digest(sweep)
@@ -76,6 +77,8 @@ def test_a_job_killed_by_the_os_costs_no_other_and_a_rerun_continues_the_sweep(t
         "checkpoint (this file is corrupted: RuntimeError)" in broken.stderr, broken.stderr[-3000:]
     assert broken.stderr.strip().splitlines()[-1].endswith("once what their lines above say is mended")
     checkpoint.write_bytes(saved)
+    # the re-run's multirun.yaml replaced the first one, which is kept
+    assert (sweep / "multirun.1.yaml").read_bytes() == command != (sweep / "multirun.yaml").read_bytes()
 
     # re-run in another order with resume=auto: the finished jobs are returned as they are (the same config, found
     # by its directory's fingerprint), the killed one resumes from its checkpoint
