@@ -1,7 +1,8 @@
-"""``prunelab list [criteria|ablations|patterns|distributions|schedules|regrowth|models|datasets]``: what is
-registered, from the registries themselves (name, one line, paper), and the config options (``conf/<group>/*.yaml``)
-that select them; an option that is no registered name (``criterion=rigl``: a preset of criterion, schedule,
-distribution and regrowth) is listed with the first sentence of its file's leading comment."""
+"""``prunelab list [criteria|ablations|patterns|distributions|schedules|regrowth|models|datasets|experiments|
+optimizers|loggers]``: what is registered, from the registries themselves (name, one line, paper), and the config
+options (``conf/<group>/*.yaml``) that select them; an option that is no registered name (``criterion=rigl``: a
+preset of criterion, schedule, distribution and regrowth) is listed with the first sentence of its file's leading
+comment, and so are the options of the groups without a registry (the experiment presets, optimizers, loggers)."""
 from __future__ import annotations
 
 import argparse
@@ -27,6 +28,11 @@ def registries() -> dict[str, tuple[Registry, str]]:
         "distributions": (DISTRIBUTIONS, "distribution"), "schedules": (DECAYS, "schedule"),
         "regrowth": (UPDATERS, "regrowth"), "models": (models.MODELS, "model"), "datasets": (data.DATASETS, "dataset"),
     }
+
+
+#: listing name -> config group, for the groups whose options are no registered names: the comparisons ready to
+#: run (``+experiment=NAME``), the optimizers and loggers
+OPTION_GROUPS = {"experiments": "experiment", "optimizers": "optimizer", "loggers": "logger"}
 
 
 def conf_dir() -> Path:
@@ -62,8 +68,24 @@ def render(kind: str, registry: Registry, group: str, width: int = 110) -> str:
     return "\n".join(lines)
 
 
-def option_summary(path: Path) -> str:
-    """The first sentence of a config file's leading comment (after ``# @package``), or ''."""
+def render_options(kind: str, group: str, width: int = 110) -> str:
+    """One section for a group without a registry: each option with its file's first sentence (or ``_target_``)."""
+    files = sorted((conf_dir() / group).glob("*.yaml"))
+    select = f"+{group}=NAME" if group == "experiment" else f"{group}=NAME"
+    lines = [f"{kind} ({select}, conf/{group}/NAME.yaml):"]
+    pad = max((len(f.stem) for f in files), default=0) + 2
+    for f in files:
+        target = re.search(r"^_target_:\s*(\S+)", f.read_text(), re.MULTILINE)
+        text = option_summary(f) or (target.group(1) if target else "")
+        wrapped = textwrap.wrap(text, width - pad - 2) or [""]
+        lines.append(f"  {f.stem:<{pad}}{wrapped[0]}")
+        lines += [f"  {'':<{pad}}{w}" for w in wrapped[1:]]
+    return "\n".join(lines)
+
+
+def option_summary(path: Path, most: int = 240) -> str:
+    """The first sentence of a config file's leading comment (after ``# @package``), or ''; one longer than
+    ``most`` characters is cut at a word, with an ellipsis."""
     text = []
     for line in path.read_text().splitlines():
         if not line.startswith("#"):
@@ -71,8 +93,11 @@ def option_summary(path: Path) -> str:
         if not line.startswith("# @package"):
             text.append(line.lstrip("#").strip())
     joined = " ".join(t for t in text if t)
-    end = re.search(r"(?<!\bal)(?<!e\.g)(?<!i\.e)\.\s+(?=[A-Z])", joined)  # not "et al. 2020"
-    return joined if end is None else joined[: end.start() + 1]
+    # a period, then a space and anything but a lowercase word (a capital, a command in backquotes, ...), or a
+    # comment line's end: not "et al. 2020", "e.g. x", "i.e. x", "vs. x"
+    end = re.search(r"(?<!\bal)(?<!e\.g)(?<!i\.e)(?<!\bvs)\.(\s+(?![a-z])|$)", joined)
+    first = joined if end is None else joined[: end.start() + 1]
+    return first if len(first) <= most else textwrap.shorten(first, most, placeholder=" ...")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -80,9 +105,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="prunelab list", description="What is registered, from the registries "
                                      "themselves (name, one line, paper), and the config options that select it.")
     groups = {group: kind for kind, (_, group) in regs.items() if group != kind}
-    parser.add_argument("kind", nargs="?", choices=sorted(regs), help="what to list (default: everything; a config "
-                        "group's name, e.g. criterion, lists its kind)")
+    groups.update({group: kind for kind, group in OPTION_GROUPS.items()})
+    parser.add_argument("kind", nargs="?", choices=sorted([*regs, *OPTION_GROUPS]), help="what to list (default: "
+                        "everything; a config group's name, e.g. criterion, lists its kind)")
     args = parser.parse_args([groups.get(a, a) for a in (sys.argv[1:] if argv is None else argv)])
-    kinds = [args.kind] if args.kind else list(regs)
-    print("\n\n".join(render(k, *regs[k]) for k in kinds))
+    kinds = [args.kind] if args.kind else [*regs, *OPTION_GROUPS]
+    print("\n\n".join(render(k, *regs[k]) if k in regs else render_options(k, OPTION_GROUPS[k]) for k in kinds))
     return 0

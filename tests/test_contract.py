@@ -448,7 +448,8 @@ def test_prunelab_list_comes_from_the_registries(probe, capsys):
     assert "Lee, Ajanthan & Torr 2019" in " ".join(out.split())  # the paper of snip (lines wrap)
     assert main([]) == 0
     out = capsys.readouterr().out
-    for section in ("criteria", "patterns", "distributions", "schedules", "regrowth", "models", "datasets"):
+    for section in ("criteria", "patterns", "distributions", "schedules", "regrowth", "models", "datasets",
+                    "experiments", "optimizers", "loggers"):
         assert f"\n{section} (" in "\n" + out, section
     assert "distribution=er|erk|global|per_row|uniform" in out
     flat = " ".join(out.split())  # options that are no registered name: the first sentence of their file's comment
@@ -459,6 +460,17 @@ def test_prunelab_list_comes_from_the_registries(probe, capsys):
     for group, kind in (("criterion", "criteria"), ("model", "models"), ("distribution", "distributions")):
         assert main([group]) == 0  # the group's name, as in criterion=..., lists its kind
         assert capsys.readouterr().out.startswith(f"{kind} (")
+    # groups without a registry: the comparisons ready to run, each with the first sentence of its comment
+    from prunelab.listing import conf_dir
+
+    assert main(["experiment"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "experiments (+experiment=NAME, conf/experiment/NAME.yaml):"
+    presets = {ln.split()[0]: ln.split(None, 1)[1] for ln in lines[1:] if not ln.startswith("   ")}
+    assert sorted(presets) == sorted(f.stem for f in (conf_dir() / "experiment").glob("*.yaml"))
+    assert all(presets.values()), presets  # every preset says what it compares
+    assert presets["lenet5_mnist"] == "LeNet-5 on MNIST: every criterion x 4 sparsities x 3 seeds (60 jobs)."
+    assert main(["optimizers"]) == 0 and "  adamw  torch.optim.AdamW\n" in capsys.readouterr().out
 
 
 # --- a criterion's options are typed by its Options dataclass ----------------------------------------------
