@@ -3,7 +3,7 @@
 The core (usable without Hydra or W&B): :mod:`prunelab.criteria` (what a weight is worth), :mod:`prunelab.sparsity`
 (patterns, exact-count selection, distributions over layers), :mod:`prunelab.schedule` (when, to which target),
 :mod:`prunelab.regrowth` (mask updaters that grow) and :class:`prunelab.pruner.Pruner`, which joins them behind five
-training hooks.
+training hooks. :func:`prunelab.saved.load_pruned` loads a finished run's pruned model back from its directory.
 
 Names are imported on first use (``prunelab.Pruner`` imports the pruner and torch then), so the command line
 answers a mistyped option without loading torch.
@@ -21,6 +21,7 @@ _EXPORTS = {
                     ".criteria"),
     "ConfigError": ".errors", "select_layers": ".layers", "Pruner": ".pruner", "MaskUpdater": ".regrowth",
     "Schedule": ".schedule", **dict.fromkeys(["DISTRIBUTIONS", "Distribution", "Pattern"], ".sparsity"),
+    **dict.fromkeys(["PrunedRun", "load_pruned"], ".saved"),
 }
 __all__ = sorted(_EXPORTS)
 

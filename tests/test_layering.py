@@ -2,7 +2,7 @@
 
 Layers, low to high: the basics (errors, registry, options); the core pieces (criteria, sparsity, schedule,
 rundir, data, models); the pruner (layers, regrowth, pruner); tracking; training; the application (app, CLI,
-sweeps, report, listing). On top of the order: criteria, sparsity, data and models import no other core piece
+sweeps, report, listing, saved runs). On top of the order: criteria, sparsity, data and models import no other core piece
 than the basics (criteria may use sparsity's 2-D view), and imports used only for type hints
 (``if TYPE_CHECKING:``) do not count.
 """
@@ -21,8 +21,8 @@ LAYERS = [
     {"layers", "regrowth", "pruner"},
     {"tracking"},
     {"training"},
-    {"app", "naming", "sweep", "sweeper", "listing", "report", "collapse", "config", "checks", "__main__", "__init__",
-     "conf"},
+    {"app", "naming", "sweep", "sweeper", "listing", "report", "collapse", "config", "checks", "saved", "__main__",
+     "__init__", "conf"},
 ]
 RANK = {unit: i for i, layer in enumerate(LAYERS) for unit in layer}
 #: core pieces and the only other units of their own layer they may import
