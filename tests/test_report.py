@@ -308,6 +308,24 @@ def test_rebin_keeps_counts_on_a_wider_grid():
     assert np.allclose(wide[4:6], 0.5) and np.allclose(wide[6:8], 2.0)  # each bin spread evenly over halves
 
 
+def test_dynamic_sparse_training_shows_no_score_distribution(tmp_path):
+    """A RigL run's scores.jsonl holds its initial masks' criterion's (random) scores, not what its updates rank
+    (|W| and |grad|): the report leaves it out of the score distributions and says why; magnitude's is shown."""
+    from appkit import run_inprocess
+
+    short = ["logger=none", "trainer.progress=none", "trainer.max_steps=60", "trainer.eval_every=30"]
+    run_inprocess([*short, "criterion=rigl", "regrowth.delta_t=20"], tmp_path / "runs" / "rigl")
+    run_inprocess([*short, "schedule.start_step=10", "schedule.end_step=40", "schedule.pruning_frequency=10"],
+                  tmp_path / "runs" / "magnitude")
+    assert (tmp_path / "runs" / "rigl" / "scores.jsonl").stat().st_size > 0
+    assert report.main([str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 0
+    assert sorted(p.name for p in (tmp_path / "out").glob("fig-scores-*.png")) == ["fig-scores-magnitude.png"]
+    section = (tmp_path / "out" / "report.md").read_text().split("## Score distributions")[1].split("\n## ")[0]
+    assert "Not shown: dynamic sparse training, whose updates rank |W| to drop and |grad| (RigL) or chance (SET) to " \
+           "grow: rigl (scores.jsonl holds its initial masks' random scores)." in section
+    assert "Fraction of zero scores at the last logged step (a pruning step" in section
+
+
 def test_no_runs_is_an_error(tmp_path, capsys):
     assert report.main([str(tmp_path)]) == 2  # bad input, as a missing directory is
     err = capsys.readouterr().err.strip()

@@ -55,11 +55,16 @@ class Run:
         """The criterion, with its ablation if any: ``synflow``, ``synflow [shuffle]``. A run whose masks a
         regrowth updater moves (dynamic sparse training: ``criterion=rigl`` / ``set``, random initial masks) is
         named after the updater: ``rigl``, ``set``."""
-        regrowth = self.config.get("regrowth.name")
-        name = str(regrowth) if regrowth not in (None, "none") else \
+        name = self.regrowth or \
             str(self.summary.get("criterion") or self.config.get("criterion.criterion_type") or "unknown")
         ablation = self.summary.get("ablation") or self.config.get("criterion.ablation") or "none"
         return name if ablation == "none" else f"{name} [{ablation}]"
+
+    @property
+    def regrowth(self) -> str | None:
+        """The regrowth updater that moves this run's masks (``rigl``, ``set``), or None."""
+        name = self.config.get("regrowth.name")
+        return str(name) if name not in (None, "none") else None
 
     @property
     def dense(self) -> bool:

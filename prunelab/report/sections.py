@@ -53,9 +53,13 @@ def scores_section(ctx: Context) -> Section:
         "log10; their fraction is the red line (right axis) and is stated in each panel's title."]
     zero_rows: list[list[str]] = []
     layers_seen: list[str] = []
+    regrown: list[str] = []
     for series, by_target in rd.by_series_and_target(rd.pruned_runs(ctx.runs)).items():
         run = rd.score_run([r for runs in by_target.values() for r in runs])
         if run is None:
+            continue
+        if run.regrowth:  # its scores.jsonl holds the initial masks' criterion's scores, not what its updates rank
+            regrown.append(f"{series} (scores.jsonl holds its initial masks' {run.summary.get('criterion')} scores)")
             continue
         maps = {layer: hm for layer in rd.score_layers(run) if (hm := rd.score_heatmap(run, layer)) is not None}
         blocks += ctx.figure(rf.score_heatmaps(series, run, maps), f"scores-{series}",
@@ -63,9 +67,13 @@ def scores_section(ctx: Context) -> Section:
         layers_seen += [n for n in maps if n not in layers_seen]
         zero_rows.append([series, sparsity_text(run.target)] + [
             f"{maps[n].zeros[-1]:.1%}" if n in maps else "-" for n in layers_seen])
-    if len(blocks) == 1:
-        return Section("Score distributions", ["No scores.jsonl in the finished runs."])
-    blocks.append("Fraction of zero scores at the last logged step:")
+    note = ["Not shown: dynamic sparse training, whose updates rank |W| to drop and |grad| (RigL) or chance (SET) "
+            "to grow: " + "; ".join(regrown) + "."] if regrown else []
+    if not zero_rows:
+        return Section("Score distributions", note or ["No scores.jsonl in the finished runs."])
+    blocks += note
+    blocks.append("Fraction of zero scores at the last logged step (a pruning step: the scores it ranked, so the "
+                  "zeros are the weights pruned before it):")
     blocks.append(Table(["criterion", "target"] + layers_seen,
                         [r + ["-"] * (len(layers_seen) + 2 - len(r)) for r in zero_rows]))
     return Section("Score distributions", blocks)
