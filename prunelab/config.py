@@ -428,8 +428,10 @@ def validate(cfg: DictConfig | Mapping[str, Any]) -> None:
     check_regrowth(plain.get("regrowth"), pattern, schedule, total)
     check_ablation(str(plain["criterion"].get("ablation") or "none"), len(schedule.steps))
     if total is not None and schedule.end_step >= total:
+        # a window set in steps (here or by a preset such as criterion=gmp) takes precedence over fractions
         raise ConfigError("schedule.end_step", schedule.end_step, f"a step below the training length of {total} "
-                          "(trainer.max_steps); or the end as a fraction of training, e.g. schedule.end=0.6")
+                          "(trainer.max_steps); or the window as fractions of training, e.g. schedule.start_step=null "
+                          "schedule.end_step=null schedule.start=0.1 schedule.end=0.6")
     check_op_types(plain["prune"].get("op_types"))
     from .training.accel import check_levers
     from .training.batches import check_loader

@@ -60,6 +60,10 @@ MORE = [  # 47 more, beyond the issue's list
     (["schedule.end=1.5"], "schedule.end", "1.5", "[0, 1)"),
     (["schedule.start=0.7"], "schedule.start", "0.7", "<= schedule.end (0.6)"),
     (["schedule.sparsity_decay_type=quadratic"], "schedule.sparsity_decay_type", "quadratic", "agp"),
+    (["schedule.end_step=60", "trainer.max_steps=50"], "schedule.end_step", "60", "a step below the training "
+     "length of 50 (trainer.max_steps)"),
+    (["criterion=gmp", "trainer.max_steps=300"], "schedule.end_step", "1800", "or the window as fractions of "
+     "training, e.g. schedule.start_step=null schedule.end_step=null schedule.start=0.1 schedule.end=0.6"),
     (["schedule.initial_sparsity=0.95"], "schedule.initial_sparsity", "0.95", "target_sparsity"),
     (["trainer.finetune_steps=10"], "schedule.start", "0.1", "schedule.start_step=N"),
     (["pattern.block_reduce=median"], "pattern.block_reduce", "median", "mean, sum, max"),
