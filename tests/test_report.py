@@ -209,6 +209,7 @@ def test_a_repeated_run_counts_once(tmp_path, capsys):
     assert capsys.readouterr().err == f"prunelab report: {counts}\n"  # the console says what the report says
     md = (tmp_path / "out" / "report.md").read_text()
     assert counts.replace(str(tmp_path), f"`{tmp_path}`") + "." in md
+    assert "1 criterion (`magnitude`) at 1 target sparsity, 1 seed (0); 1 finished run, none of them dense." in md
     results = md.split("## Results")[1].split("## Paired differences")[0]
     assert "90.00 (n=1)" in results and "50.00" not in results
     assert f"`{tmp_path.name}/old`" in md.split("## All runs")[1] and new.exists()

@@ -54,11 +54,17 @@ def setup_text(ctx: Context) -> str:
     seeds = sorted({r.seed for r in done if r.seed is not None})
     criteria = sorted({r.criterion for r in rd.pruned_runs(done)})
     facts = ", ".join(f"{k} `{shared[k]}`" for k in SHARED_KEYS if shared.get(k) is not None)
-    return (f"{len(criteria)} criteria ({', '.join(f'`{c}`' for c in criteria) or 'none'}) at "
-            f"{len({r.target for r in rd.pruned_runs(done)})} target sparsities, {len(seeds)} seeds "
-            f"({', '.join(map(str, seeds))}); {len(done)} finished runs, "
-            f"{sum(r.dense for r in done)} of them dense (one per seed). Shared: {facts or '-'}. "
-            "Accuracies are test accuracies in %; ± is the standard deviation over seeds (ddof=1).")
+    targets, dense = len({r.target for r in rd.pruned_runs(done)}), sum(r.dense for r in done)
+    dense_text = f"{dense} of them dense (one per seed)" if dense else "none of them dense"
+    return (f"{count(len(criteria), 'criterion', 'criteria')} ({', '.join(f'`{c}`' for c in criteria) or 'none'}) "
+            f"at {count(targets, 'target sparsity', 'target sparsities')}, {count(len(seeds), 'seed')} "
+            f"({', '.join(map(str, seeds))}); {count(len(done), 'finished run')}, {dense_text}. Shared: "
+            f"{facts or '-'}. Accuracies are test accuracies in %; ± is the standard deviation over seeds (ddof=1).")
+
+
+def count(n: int, one: str, many: str | None = None) -> str:
+    """``1 seed``, ``3 seeds``, ``2 criteria``."""
+    return f"{n} {one if n == 1 else many or one + 's'}"
 
 
 def results_section(ctx: Context) -> Section:
