@@ -114,7 +114,9 @@ def cli() -> None:
         module = importlib.import_module(SUBCOMMANDS[sys.argv[1]], __package__)
         sys.exit(module.main(sys.argv[2:]))
     from .config import RUN_ID_ENV, new_run_id
+    from .streams import survive_closed_streams
 
+    survive_closed_streams()  # `prunelab ... | head` must not end the run when head has its lines
     os.environ[USER_FULL_ERROR] = os.environ.get("HYDRA_FULL_ERROR", "")
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises its errors to us, and we print them as one line
     os.environ[RUN_ID_ENV] = new_run_id()  # this invocation's name part, shared by the processes of a sweep
@@ -215,7 +217,10 @@ def _fail(exc: BaseException) -> None:
     err = as_config_error(exc)
     if err is None and not expected(exc):
         raise exc  # a bug: its traceback helps
-    report_error(err or exc)
+    if isinstance(exc, _trainer_errors()[1:]):  # a stop asked for, not an error: how to resume
+        print(f"prunelab: {exc}", file=sys.stderr, flush=True)
+    else:
+        report_error(err or exc)
     sys.exit(exit_code(err or exc))
 
 

@@ -335,6 +335,9 @@ def run_job_payload(payload: bytes, out: str) -> None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.core.singleton import Singleton
 
+    from .streams import survive_closed_streams
+
+    survive_closed_streams()  # a job process started by the forkserver: its own streams
     spec = pickle.loads(payload)
     setup_globals()
     Singleton.set_state(spec["singletons"])

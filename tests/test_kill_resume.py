@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 from pathlib import Path
 
 import pytest
@@ -97,8 +98,8 @@ def test_stopped_then_resumed_is_bitwise_identical(tmp_path, reference_runs, cas
         assert first.returncode == 143, first.stderr[-2000:]
         last = first.stderr.strip().splitlines()[-1]
         # the whole command that resumes it: the command line's overrides, the run directory, resume
-        assert last == f"prunelab: error: stopped by signal SIGTERM after step {at}; resume with python -m prunelab " \
-            f"{' '.join(args)} hydra.run.dir={run_dir} trainer.resume=true", last
+        assert last == f"prunelab: stopped by signal SIGTERM after step {at}; resume with {sys.executable} -m " \
+            f"prunelab {' '.join(args)} hydra.run.dir={run_dir} trainer.resume=true", last  # this interpreter
         assert summary(run_dir)["status"] == "interrupted"
         assert torch.load(run_dir / "checkpoint.pt", weights_only=True)["step"] == at
     else:

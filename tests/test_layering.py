@@ -21,8 +21,8 @@ LAYERS = [
     {"layers", "regrowth", "pruner"},
     {"tracking"},
     {"training"},
-    {"app", "naming", "sweep", "sweeper", "listing", "report", "collapse", "config", "checks", "saved", "__main__",
-     "__init__", "conf"},
+    {"app", "naming", "sweep", "sweeper", "listing", "report", "collapse", "config", "checks", "saved", "streams",
+     "__main__", "__init__", "conf"},
 ]
 RANK = {unit: i for i, layer in enumerate(LAYERS) for unit in layer}
 #: core pieces and the only other units of their own layer they may import

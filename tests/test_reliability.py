@@ -109,3 +109,22 @@ def test_nan_loss_stops_with_a_message_and_a_readable_checkpoint(tmp_path):
     ck = torch.load(run_dir / "checkpoint.pt", weights_only=True)
     assert ck["step"] == 39  # the last checkpoint before the NaN (steps 19, 39; the NaN starts at step 57)
     assert all(torch.isfinite(t).all() for t in ck["model"].values())
+
+
+def test_a_run_outlives_the_reader_of_its_output(tmp_path):
+    """`prunelab ... | head -1`: the reader goes after the first line, the run writes on (progress, the summary) and
+    must finish as if nobody had read it, not die of a BrokenPipeError (before: exit 1, summary left 'running')."""
+    import sys
+
+    from appkit import env
+
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "prunelab", "logger=none", "trainer.max_steps=300",
+                             "trainer.eval_every=50", "trainer.log_every=10", f"hydra.run.dir={run_dir}"],
+                            cwd=tmp_path, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().startswith("[prunelab] ")
+    proc.stdout.close()
+    proc.stderr.close()
+    assert proc.wait(timeout=300) == 0
+    s = summary(run_dir)
+    assert s["status"] == "finished" and s["steps"] == 300

@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import signal
+import sys
 import threading
 import time
 import weakref
@@ -65,7 +66,9 @@ class Interrupted(RuntimeError):
             command = "the same overrides and "
         else:
             kept = [o for o in overrides if o.lstrip("+~").split("=", 1)[0] not in ("hydra.run.dir", "trainer.resume")]
-            launcher = "python" if self.world_size == 1 else f"torchrun --nproc_per_node={self.world_size}"
+            # the interpreter that runs this (a venv's, which `python` on the PATH need not be)
+            launcher = shlex.quote(sys.executable) if self.world_size == 1 else \
+                f"torchrun --nproc_per_node={self.world_size}"
             command = f"{launcher} -m prunelab {' '.join(shlex.quote(o) for o in kept)} ".replace("  ", " ")
         return f"stopped by {how} after step {self.step}; resume with {command}" \
                f"hydra.run.dir={shlex.quote(str(self.run_dir))} trainer.resume=true"
