@@ -194,13 +194,15 @@ def under(key: str, prefixes: Sequence[str]) -> bool:
 
 
 def differences(old: Mapping[str, Any], new: Mapping[str, Any], execution_keys: Sequence[str] = EXECUTION_KEYS,
-                most: int = 3) -> str:
+                most: int = 3, labels: tuple[str, str] = ("there", "here")) -> str:
     """The keys two resolved configs set differently, outside ``execution_keys``, as a user reads them:
-    ``optimizer.lr (0.1, 0.5), seed (0, 1)``; at most ``most`` of them, then how many more; '' if none."""
+    ``optimizer.lr (0.1 there, 0.5 here), seed (0 there, 1 here)``; at most ``most`` of them, then how many
+    more; '' if none."""
     a, b = flatten(json.loads(json.dumps(old, default=str))), flatten(json.loads(json.dumps(new, default=str)))
     keys = [k for k in sorted(set(a) | set(b)) if a.get(k, _UNSET) != b.get(k, _UNSET)
             and not under(k, ("hydra", *execution_keys))]
-    shown = [f"{k} ({_value(a.get(k, _UNSET))}, {_value(b.get(k, _UNSET))})" for k in keys[:most]]
+    shown = [f"{k} ({_value(a.get(k, _UNSET))} {labels[0]}, {_value(b.get(k, _UNSET))} {labels[1]})"
+             for k in keys[:most]]
     return ", ".join(shown) + (f" and {len(keys) - most} more" if len(keys) > most else "")
 
 
@@ -454,10 +456,10 @@ def decide(state: RunState, fingerprint: str, resume: Any, world_size: int = 1,
                           f"{_procs(state.world_size)}: resume it with the same number of processes)")
     if state.fingerprint is not None and not state.computes(fingerprint):
         differ = config_file_differences(state.path, config)
-        differ = f", set differently there and here: {differ};" if differ else ":"
-        raise ConfigError("trainer.resume", resume, f"a run directory of this same config ({where} holds {status} "
+        differ = f": {differ};" if differ else ":"
+        raise ConfigError("trainer.resume", resume, f"a run directory of this config ({where} holds {status} "
                           f"run of another config{differ} fingerprint {state.fingerprint}, this config's is "
-                          f"{fingerprint}): choose another hydra.run.dir")
+                          f"{fingerprint}): continue it with its own overrides, or choose another hydra.run.dir")
     if state.status == "finished":
         return Decision("finished", summary=state.summary)
     if explicit is not None:

@@ -48,10 +48,15 @@ def load_pruned(run_dir: str | os.PathLike, device: str | torch.device = "cpu") 
     from .models import build
 
     path = Path(run_dir)
+    if not path.is_dir():
+        raise ConfigError("run_dir", str(path), "a finished run's directory (" +
+                          ("it is a file)" if path.exists() else "no such directory)"))
     state = rundir.inspect(path)
     if state.status != "finished":
-        held = state.observed if state.observed != "empty" else "no run"
-        raise ConfigError("run_dir", str(path), f"a finished run's directory (it holds {held})")
+        held = {"empty": "it holds no run", "running": "its run is still training: wait for it to finish"}.get(
+            state.observed, f"it holds {'an' if state.observed[0] in 'aeiou' else 'a'} {state.observed} run: "
+            "finish it with its overrides and trainer.resume=true")
+        raise ConfigError("run_dir", str(path), f"a finished run's directory ({held})")
     try:
         config = OmegaConf.load(path / rundir.CONFIG)
         checkpoint = torch.load(path / rundir.CHECKPOINT, map_location=device, weights_only=True)

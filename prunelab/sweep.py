@@ -219,7 +219,8 @@ def check_sweep(config: DictConfig, jobs: list[Job]) -> None:
             raise ConfigError(exc.key, exc.value, f"{exc.allowed} ({job.label})") from None
         if job.fingerprint in seen:
             first = seen[job.fingerprint]
-            differ = rundir.differences(task_config(first.config), task_config(job.config), execution_keys=())
+            differ = rundir.differences(task_config(first.config), task_config(job.config), execution_keys=(),
+                                        labels=(f"in #{first.num}", f"in #{job.num}"))
             why = f"they differ only in {differ}, which do not change a run's results" if differ else \
                 "their configs are the same"
             raise ConfigError("sweep", f"jobs #{first.num} and #{job.num}", f"jobs that compute different runs ({why}: "

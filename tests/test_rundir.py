@@ -143,8 +143,9 @@ def test_a_directory_of_an_earlier_fingerprint_is_recognised_by_its_config(tmp_p
         rundir.decide(state, rundir.config_fingerprint({**cfg, "seed": 1}), "auto")
     # given the asking config, the refusal names what is set differently (not the loader: it may differ)
     asked = {**cfg, "seed": 1, "trainer": {"max_steps": 20, "workers": 0}, "optimizer": {"lr": 0.1}}
-    with pytest.raises(ConfigError, match=r"of another config, set differently there and here: optimizer.lr \(unset, "
-                                          r"0.1\), seed \(0, 1\), trainer.max_steps \(10, 20\); fingerprint "):
+    with pytest.raises(ConfigError, match=r"of another config: optimizer.lr \(unset there, 0.1 here\), seed \(0 "
+                                          r"there, 1 here\), trainer.max_steps \(10 there, 20 here\); fingerprint .*: "
+                                          r"continue it with its own overrides, or choose another hydra.run.dir$"):
         rundir.decide(state, rundir.config_fingerprint(asked), "auto", config=asked)
     # a recorded fingerprint is not second-guessed by a config.yaml of another config
     state = _state(tmp_path, summary__json=_summary("finished"), config__yaml=yaml.safe_dump({**cfg, "seed": 2}))
@@ -233,8 +234,8 @@ def test_a_killed_run_of_an_earlier_version_resumes(tmp_path):
     torch.save({**ck, "fingerprint": old}, run_dir / "checkpoint.pt")
 
     refused = cli([*args, "optimizer.lr=0.5", "trainer.resume=true", f"hydra.run.dir={run_dir}"], cwd=tmp_path)
-    assert refused.returncode == 2 and "of another config, set differently there and here: optimizer.lr (0.05, " \
-        f"0.5); fingerprint {old}" in refused.stderr
+    assert refused.returncode == 2 and "of another config: optimizer.lr (0.05 there, 0.5 here); fingerprint " \
+        f"{old}" in refused.stderr
     resumed = cli([*args, "trainer.workers=0", "trainer.resume=true", f"hydra.run.dir={run_dir}"], cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     s = summary(run_dir)

@@ -43,12 +43,16 @@ def test_the_pruned_model_gives_the_runs_test_accuracy(finished):
 def test_what_is_not_a_finished_run_is_refused(finished, tmp_path):
     import shutil
 
+    with pytest.raises(ConfigError, match=r"^run_dir='.*missing': a finished run's directory \(no such directory\)$"):
+        load_pruned(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigError, match=r"^run_dir='.*empty': a finished run's directory \(it holds no run\)$"):
         load_pruned(tmp_path / "empty")
     killed = tmp_path / "killed"
     shutil.copytree(finished, killed)
     (killed / "summary.json").write_text(json.dumps({**summary(finished), "status": "running"}))
-    with pytest.raises(ConfigError, match=r"a finished run's directory \(it holds killed\)$"):
+    with pytest.raises(ConfigError, match=r"a finished run's directory \(it holds a killed run: finish it with its "
+                                          r"overrides and trainer.resume=true\)$"):
         load_pruned(killed)
     # a checkpoint that revives a masked weight, or that another config wrote, does not belong to this run
     for name, change in (("revived", "weight"), ("foreign", "fingerprint")):
