@@ -510,3 +510,13 @@ def test_histogram_cost_benchmark_smoke(tmp_path):
     res = json.loads(out.read_text())["results"]
     assert set(res) == {"mlp_784_300_100", "resnet20_convs"}
     assert all(r["mask_update_ms"] > 0 and r["histograms_ms"] > 0 and r["params"] > 0 for r in res.values())
+
+
+def test_console_lines_keep_one_field_order(capsys):
+    """A resumed run's first logged row may hold an evaluation before any training loss: the progress line still
+    reads loss, acc, val_acc, sparsity, in that order."""
+    console = ConsoleTracker(total_steps=4, every=2, bar=False)
+    console.log({"eval/acc": 0.5, "sparsity/actual": 0.25}, step=0)
+    console.log({"train/loss": 1.5, "train/acc": 0.75}, step=1)
+    line = capsys.readouterr().err.strip()
+    assert line.startswith("[prunelab] step 2/4  loss=1.5  acc=0.75  val_acc=0.5  sparsity=0.25  ("), line

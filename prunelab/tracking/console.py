@@ -31,12 +31,14 @@ class ConsoleTracker(Tracker):
         for k, short in self._SHOW.items():
             if k in metrics and metrics[k] is not None:
                 self._shown[short] = float(metrics[k])
+        values = {short: self._shown[short] for short in self._SHOW.values() if short in self._shown}  # fixed order,
+        # whichever came first (a resumed run's first row may hold an evaluation and no training loss yet)
         if self._pbar is not None:
             self._pbar.update(step + 1 - self._last)
             self._last = step + 1
-            self._pbar.set_postfix({k: f"{v:.4g}" for k, v in self._shown.items()}, refresh=False)
+            self._pbar.set_postfix({k: f"{v:.4g}" for k, v in values.items()}, refresh=False)
         elif (step + 1) % self.every == 0 or step + 1 == self.total:
-            shown = "  ".join(f"{k}={v:.4g}" for k, v in self._shown.items())
+            shown = "  ".join(f"{k}={v:.4g}" for k, v in values.items())
             print(f"[prunelab] step {step + 1}/{self.total}  {shown}  ({time.perf_counter() - self._t0:.1f}s)",
                   file=sys.stderr, flush=True)
 
