@@ -144,24 +144,21 @@ def force_add_in_sweep(exc: BaseException) -> bool:
     is still refused with one line. False for any other error, and for Hydra's own keys (``hydra.*``). Where a
     preset sets the multirun mode (``+experiment=dst_fmnist regrowth.delta_t=50``), Hydra's mode detection
     swallows the error and runs one job: when the config without ``K`` is a sweep's, ``-m`` is added too."""
-    import re
     import traceback
 
     from hydra.core.global_hydra import GlobalHydra
-    from hydra.errors import ConfigCompositionException
 
     from . import sweep
 
-    m = re.match(r"Could not override '([^']+)'", str(exc)) if isinstance(exc, ConfigCompositionException) else None
-    if m and m.group(1).split(".")[0] == "hydra":  # Hydra's own keys are checked by Hydra: a typo stays an error
+    key = _unoverridable_key(exc)
+    if key is None or key.split(".")[0] == "hydra":  # Hydra's own keys are checked by Hydra: a typo stays an error
         return False
-    frames = {f.name for f in traceback.extract_tb(exc.__traceback__) if m
-              and f.filename.endswith(os.path.join("hydra", "_internal", "hydra.py"))}
-    in_sweep = "multirun" in frames or ("run" in frames and _swept_by_config(m.group(1)))
-    if not in_sweep:
+    frames = {f.name for f in traceback.extract_tb(exc.__traceback__)
+              if f.filename.endswith(os.path.join("hydra", "_internal", "hydra.py"))}
+    if not ("multirun" in frames or ("run" in frames and _swept_by_config(key))):
         return False
     for i, arg in enumerate(sys.argv[1:], 1):
-        if not arg.startswith(("+", "~")) and arg.split("=", 1)[0] == m.group(1):
+        if not arg.startswith(("+", "~")) and arg.split("=", 1)[0] == key:
             sys.argv[i] = "++" + arg
             sweep.FORCE_ADDED.add(sys.argv[i])
             if "multirun" not in frames:
@@ -171,11 +168,19 @@ def force_add_in_sweep(exc: BaseException) -> bool:
     return False
 
 
-def _swept_by_config(key: str) -> bool:
-    """Whether the command line without ``-m`` composes a config whose ``hydra.mode`` is MULTIRUN (a preset that
-    sweeps), leaving out ``key`` and every other override its config cannot take."""
+def _unoverridable_key(exc: BaseException) -> str | None:
+    """The key of Hydra's "Could not override 'K'" (an override whose key the composed config lacks), else None."""
     import re
 
+    from hydra.errors import ConfigCompositionException
+
+    m = re.match(r"Could not override '([^']+)'", str(exc)) if isinstance(exc, ConfigCompositionException) else None
+    return m.group(1) if m else None
+
+
+def _swept_by_config(key: str | None) -> bool:
+    """Whether the command line without ``-m`` composes a config whose ``hydra.mode`` is MULTIRUN (a preset that
+    sweeps), leaving out ``key`` and every other override its config cannot take."""
     from hydra import compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import ConfigCompositionException
@@ -193,8 +198,7 @@ def _swept_by_config(key: str) -> bool:
                     cfg = compose("config", overrides=overrides, return_hydra_config=True)
                     return cfg.hydra.get("mode") == RunMode.MULTIRUN
                 except ConfigCompositionException as exc:
-                    m = re.match(r"Could not override '([^']+)'", str(exc))
-                    key = m.group(1) if m else None
+                    key = _unoverridable_key(exc)
         return False
     except Exception:  # noqa: BLE001 - any other trouble is the original error's to report
         return False

@@ -45,24 +45,16 @@ def render(kind: str, registry: Registry, group: str, width: int = 110) -> str:
     """One section: a line per registered name (summary, then its paper), then the group's config options."""
     lines = [f"{kind} ({registry.kind}):"]
     names = registry.names()
-    pad = max((len(n) for n in names), default=0) + 2
-    for name in names:
-        summary, paper = registry.describe(name)
-        text = summary + (f" [{paper}]" if paper else "")
-        wrapped = textwrap.wrap(text, width - pad - 2) or [""]
-        lines.append(f"  {name:<{pad}}{wrapped[0]}")
-        lines += [f"  {'':<{pad}}{w}" for w in wrapped[1:]]
+    described = [registry.describe(name) for name in names]
+    lines += rows([(n, summary + (f" [{paper}]" if paper else "")) for n, (summary, paper) in zip(names, described)],
+                  width, "  ")
     if not names:
         lines.append("  (none registered yet)")
     files = sorted((conf_dir() / group).glob("*.yaml"))
     presets = [(f.stem, option_summary(f)) for f in files if f.stem not in names]
     if presets:
         lines.append(f"  other options (conf/{group}/NAME.yaml; presets set more than a registered name):")
-        pad = max(len(n) for n, _ in presets) + 2
-        for name, text in presets:
-            wrapped = textwrap.wrap(text, width - pad - 4) or [""]
-            lines.append(f"    {name:<{pad}}{wrapped[0]}")
-            lines += [f"    {'':<{pad}}{w}" for w in wrapped[1:]]
+        lines += rows(presets, width, "    ")
     if files:
         lines.append(f"  config options: {group}={'|'.join(f.stem for f in files)}  (conf/{group}/)")
     return "\n".join(lines)
@@ -72,15 +64,21 @@ def render_options(kind: str, group: str, width: int = 110) -> str:
     """One section for a group without a registry: each option with its file's first sentence (or ``_target_``)."""
     files = sorted((conf_dir() / group).glob("*.yaml"))
     select = f"+{group}=NAME" if group == "experiment" else f"{group}=NAME"
-    lines = [f"{kind} ({select}, conf/{group}/NAME.yaml):"]
-    pad = max((len(f.stem) for f in files), default=0) + 2
-    for f in files:
-        target = re.search(r"^_target_:\s*(\S+)", f.read_text(), re.MULTILINE)
-        text = option_summary(f) or (target.group(1) if target else "")
-        wrapped = textwrap.wrap(text, width - pad - 2) or [""]
-        lines.append(f"  {f.stem:<{pad}}{wrapped[0]}")
-        lines += [f"  {'':<{pad}}{w}" for w in wrapped[1:]]
-    return "\n".join(lines)
+    targets = [re.search(r"^_target_:\s*(\S+)", f.read_text(), re.MULTILINE) for f in files]
+    texts = [option_summary(f) or (t.group(1) if t else "") for f, t in zip(files, targets)]
+    return "\n".join([f"{kind} ({select}, conf/{group}/NAME.yaml):",
+                      *rows([(f.stem, text) for f, text in zip(files, texts)], width, "  ")])
+
+
+def rows(items: Sequence[tuple[str, str]], width: int, indent: str) -> list[str]:
+    """``name  text`` lines, the names padded to one column and each text wrapped within ``width``."""
+    pad = max((len(name) for name, _ in items), default=0) + 2
+    out: list[str] = []
+    for name, text in items:
+        wrapped = textwrap.wrap(text, width - pad - len(indent)) or [""]
+        out.append(f"{indent}{name:<{pad}}{wrapped[0]}")
+        out += [f"{indent}{'':<{pad}}{w}" for w in wrapped[1:]]
+    return out
 
 
 def option_summary(path: Path, most: int = 240) -> str:

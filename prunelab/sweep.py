@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import pickle
@@ -155,6 +156,13 @@ class Job:
     #: the job again from its overrides
     extra_overrides: list[str] = dataclasses.field(default_factory=list)
 
+    @functools.cached_property
+    def plain(self) -> dict[str, Any]:
+        """The job's resolved config without Hydra's node, as plain containers (what its fingerprint hashes)."""
+        from .config import task_config
+
+        return task_config(self.config)
+
     @property
     def label(self) -> str:
         """``sweep job #N: <overrides>``, as the user typed them (without the ``++`` prunelab's force-add put in)."""
@@ -186,10 +194,8 @@ def recorded_job(job: Job, recorded: dict[str, str], sweep_dir: Path) -> bool:
     the job's (now or then) or whose run has the job's config (its ``config.yaml``)."""
     if recorded.get(job.subdir) == job.fingerprint:
         return True
-    from .config import task_config
-
     name, _, short = job.subdir.rpartition("_")
-    legacy = rundir.config_fingerprint(task_config(job.config), 1, rundir.LEGACY_EXECUTION_KEYS)
+    legacy = rundir.config_fingerprint(job.plain, 1, rundir.LEGACY_EXECUTION_KEYS)
     same_name = [d for d in recorded if d.rpartition("_")[0] == name and len(d.rpartition("_")[2]) == len(short)]
     found = next((d for d in same_name if recorded[d] in (job.fingerprint, legacy)), None) or \
         next((d for d in same_name if rundir.inspect(sweep_dir / d).computes(job.fingerprint)), None)
@@ -207,7 +213,7 @@ def check_sweep(config: DictConfig, jobs: list[Job]) -> None:
     directory holds another sweep, or holds this one without ``trainer.resume=auto``; then record the jobs."""
     from hydra.core.hydra_config import HydraConfig
 
-    from .config import task_config, validate
+    from .config import validate
 
     sweep_dir = Path(str(config.hydra.sweep.dir)).absolute()
     seen: dict[str, Job] = {}
@@ -219,7 +225,7 @@ def check_sweep(config: DictConfig, jobs: list[Job]) -> None:
             raise ConfigError(exc.key, exc.value, f"{exc.allowed} ({job.label})") from None
         if job.fingerprint in seen:
             first = seen[job.fingerprint]
-            differ = rundir.differences(task_config(first.config), task_config(job.config), execution_keys=(),
+            differ = rundir.differences(first.plain, job.plain, execution_keys=(),
                                         labels=(f"in #{first.num}", f"in #{job.num}"))
             why = f"they differ only in {differ}, which do not change a run's results" if differ else \
                 "their configs are the same"
@@ -242,7 +248,7 @@ def check_sweep(config: DictConfig, jobs: list[Job]) -> None:
     for job in jobs:
         try:
             rundir.decide(states[job.subdir], job.fingerprint, job.config.trainer.resume, 1,
-                          config=task_config(job.config))
+                          config=job.plain)
         except ConfigError as exc:
             if rundir.resume_mode(job.config.trainer.resume) != rundir.RESUME_TRUE or states[job.subdir].has_run:
                 raise ConfigError(exc.key, exc.value, f"{exc.allowed} ({job.label})") from None

@@ -21,8 +21,7 @@ from typing import Any
 import numpy as np
 
 from .. import rundir
-from ..rundir import flatten, sparsity_text
-from ..rundir import under as _under
+from ..rundir import flatten, sparsity_text, under
 
 RUN_MARKERS = ("summary.json", "metrics.jsonl", ".hydra")
 DENSE = "dense"  # the series of the dense baseline (target sparsity 0), one run per seed whatever its criterion
@@ -309,7 +308,7 @@ def comparable_key(config: dict[str, Any], drop: Sequence[str]) -> tuple[tuple[s
     """The config as a hashable key, without execution details and without the keys under ``drop`` prefixes."""
     prefixes = tuple(EXECUTION_KEYS) + tuple(drop)
     return tuple(sorted((k, json.dumps(v, sort_keys=True, default=str)) for k, v in config.items()
-                        if not _under(k, prefixes)))
+                        if not under(k, prefixes)))
 
 
 def label_settings(runs: list[Run]) -> dict[str, dict[str, str]]:
@@ -399,7 +398,7 @@ def shared_config(runs: Sequence[Run]) -> dict[str, Any]:
     """The config entries (without execution details) that all the given runs share."""
     if not runs:
         return {}
-    common = {k: v for k, v in runs[0].config.items() if not _under(k, EXECUTION_KEYS)}
+    common = {k: v for k, v in runs[0].config.items() if not under(k, EXECUTION_KEYS)}
     for run in runs[1:]:
         common = {k: v for k, v in common.items() if k in run.config and run.config[k] == v}
     return common

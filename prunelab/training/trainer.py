@@ -69,7 +69,7 @@ class Interrupted(RuntimeError):
             # the interpreter that runs this (a venv's, which `python` on the PATH need not be)
             launcher = shlex.quote(sys.executable) if self.world_size == 1 else \
                 f"torchrun --nproc_per_node={self.world_size}"
-            command = f"{launcher} -m prunelab {' '.join(shlex.quote(o) for o in kept)} ".replace("  ", " ")
+            command = " ".join([launcher, "-m", "prunelab", *map(shlex.quote, kept)]) + " "
         return f"stopped by {how} after step {self.step}; resume with {command}" \
                f"hydra.run.dir={shlex.quote(str(self.run_dir))} trainer.resume=true"
 
