@@ -29,9 +29,20 @@ if TYPE_CHECKING:
 
 UPDATERS: Registry[type["MaskUpdater"]] = Registry("regrowth.name")
 
-#: A layer's growth rule: given the positions kept after the drop (ascending int64 numpy array) and how many to
-#: grow, the grown positions (the same, none of them kept).
-Grow = Callable[[np.ndarray, int], np.ndarray]
+
+class Grow:
+    """A layer's growth rule: called with the positions kept after the drop (ascending int64 numpy array) and how
+    many to grow, the grown positions (the same, none of them kept). :meth:`fused` may do the layer's whole
+    drop-and-grow instead, as one compiled kernel (:mod:`prunelab.sparsity.kernels`) with the same result."""
+
+    def __call__(self, still: np.ndarray, n: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def fused(self, mask: Tensor, weight: Tensor, kept: np.ndarray, n: int
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """The layer's (kept after, off, on) from one kernel that drops the ``n`` kept entries of smallest
+        ``|weight|`` and grows ``n`` by this rule; None where no kernel can (then the caller runs the numpy path)."""
+        return None
 
 
 @dataclass(frozen=True)
@@ -182,15 +193,16 @@ class DropAndGrow(MaskUpdater):
 
 
 @torch.no_grad()
-def drop_and_grow(mask: Tensor, weight: Tensor, grow: Grow, fraction: float, kept_at: Tensor | None = None
-                  ) -> MaskChange:
+def drop_and_grow(mask: Tensor, weight: Tensor, grow: Grow, fraction: float, kept_at: Tensor | None = None,
+                  compiled: bool = True) -> MaskChange:
     """One layer's update: drop ``n = floor(fraction * kept)`` kept entries of smallest ``|weight|`` (of equal ones
     the earlier position), then ``grow(still, n)`` among the entries not kept after the drop. ``kept_at``: the
     mask's kept positions where the caller has them.
 
-    Everything but the growth rule works on the kept positions (a tenth of the layer at 90% sparsity) and on the
-    changed ones, in numpy (a torch call costs ~5x a numpy one, and a layer's update is ~30 of them): a weight
-    dropped and grown again is neither on nor off.
+    Where the growth rule has a compiled kernel for these tensors (:meth:`Grow.fused`; ``compiled=False`` turns it
+    off) that kernel does it all; otherwise everything but the growth rule works on the kept positions (a tenth of
+    the layer at 90% sparsity) and on the changed ones, in numpy (a torch call costs ~5x a numpy one, and a layer's
+    update is ~30 of them). A weight dropped and grown again is neither on nor off.
     """
     from .sparsity.selection import lowest_k, round_count
 
@@ -198,6 +210,10 @@ def drop_and_grow(mask: Tensor, weight: Tensor, grow: Grow, fraction: float, kep
     n = math.floor(round_count(fraction * kept.size))
     if n == 0:
         return MaskChange(*(torch.from_numpy(a) for a in (kept, kept[:0], kept[:0])))
+    done = getattr(grow, "fused", None) if compiled else None
+    done = done(mask, weight, kept, n) if done is not None else None
+    if done is not None:
+        return MaskChange(torch.from_numpy(done[0]), torch.from_numpy(done[1]), torch.from_numpy(done[2]))
     kept_w = np.abs(gather(weight, kept)).astype(np.float32, copy=False)
     dropped = lowest_k(torch.from_numpy(kept_w), n).numpy()
     still = np.compress(~dropped, kept)
@@ -210,26 +226,61 @@ def drop_and_grow(mask: Tensor, weight: Tensor, grow: Grow, fraction: float, kep
     return MaskChange(*(torch.from_numpy(a) for a in (kept_now, np.compress(dropped, kept), np.compress(~back, grown))))
 
 
-def grow_highest(score: Tensor) -> Grow:
-    """Grow the ``n`` highest of ``score`` (the layer's shape; overwritten: the kept entries become -inf) among the
-    entries not kept; of equal scores the later position (RigL's rule, with |gradient| as the score)."""
-    from .sparsity.selection import highest_k_positions
+class GrowHighest(Grow):
+    """Grow the ``n`` highest of ``|score|`` (the layer's shape) among the entries not kept; of equal values the
+    later position (RigL's rule, with the dense gradient as the score). ``scratch(like)``: a float32 buffer of
+    ``like``'s shape for ``|score|`` on the numpy path (else a new tensor)."""
 
-    def grow(still: np.ndarray, n: int) -> np.ndarray:
-        fill_at_all([score], torch.from_numpy(still), -math.inf)
-        return highest_k_positions(score.reshape(-1).float(), n).cpu().numpy()
+    def __init__(self, score: Tensor, scratch: Callable[[Tensor], Tensor] | None = None) -> None:
+        self.score, self.scratch = score, scratch
 
-    return grow
+    def __call__(self, still: np.ndarray, n: int) -> np.ndarray:
+        from .sparsity.selection import highest_k_positions
+
+        s = self.score
+        s = torch.abs(s, out=self.scratch(s)) if self.scratch is not None and s.dtype == torch.float32 \
+            else s.abs().float()
+        fill_at_all([s], torch.from_numpy(still), -math.inf)
+        return highest_k_positions(s.reshape(-1), n).cpu().numpy()
+
+    def fused(self, mask: Tensor, weight: Tensor, kept: np.ndarray, n: int
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        from .sparsity import kernels
+
+        if kernels.unavailable(mask, weight, self.score):
+            return None
+        return kernels.drop_grow_highest(mask, weight, self.score, kept, n)
 
 
-def grow_at_random(numel: int, generator: torch.Generator) -> Grow:
+def grow_highest(score: Tensor, scratch: Callable[[Tensor], Tensor] | None = None) -> GrowHighest:
+    """RigL's growth rule: the highest ``|score|`` (:class:`GrowHighest`)."""
+    return GrowHighest(score, scratch)
+
+
+class GrowAtRandom(Grow):
     """Grow ``n`` of the entries not kept, uniformly at random without replacement (SET's rule): ``n`` distinct
-    ranks among the ``C`` candidates (:func:`random_subset`), mapped to their positions."""
+    ranks among the ``C`` candidates (:func:`random_subset`, from ``generator``), mapped to their positions. The
+    compiled kernel draws the same ranks from the generator, so both paths grow the same weights."""
 
-    def grow(still: np.ndarray, n: int) -> np.ndarray:
-        return nth_outside(still, random_subset(numel - still.size, n, generator))
+    def __init__(self, numel: int, generator: torch.Generator) -> None:
+        self.numel, self.generator = numel, generator
 
-    return grow
+    def __call__(self, still: np.ndarray, n: int) -> np.ndarray:
+        return nth_outside(still, random_subset(self.numel - still.size, n, self.generator))
+
+    def fused(self, mask: Tensor, weight: Tensor, kept: np.ndarray, n: int
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        from .sparsity import kernels
+
+        if kernels.unavailable(mask, weight):
+            return None
+        ranks = random_subset(self.numel - (kept.size - n), n, self.generator)  # C: all but the kept after the drop
+        return kernels.drop_grow_ranks(mask, weight, kept, n, ranks)
+
+
+def grow_at_random(numel: int, generator: torch.Generator) -> GrowAtRandom:
+    """SET's growth rule: ``n`` candidates uniformly at random (:class:`GrowAtRandom`)."""
+    return GrowAtRandom(numel, generator)
 
 
 def random_subset(c: int, n: int, generator: torch.Generator) -> np.ndarray:
@@ -244,9 +295,19 @@ def random_subset(c: int, n: int, generator: torch.Generator) -> np.ndarray:
     # m draws hold c (1 - (1 - 1/c)^m) distinct values on average: n at m = -c ln(1 - n / c), plus a margin
     m = math.ceil(-c * math.log1p(-n / c) + 4 * math.sqrt(n) + 16)
     draws = torch.randint(c, (m,), generator=generator).numpy()
-    while (found := first_distinct(draws, n)) is None:
+    while (found := distinct(draws, n)) is None:
         draws = np.concatenate([draws, torch.randint(c, (n,), generator=generator).numpy()])
     return found
+
+
+def distinct(draws: np.ndarray, n: int) -> np.ndarray | None:
+    """:func:`first_distinct`, by the compiled kernel where there is one (the same values)."""
+    from .sparsity import kernels
+
+    if kernels.OFF is not None:
+        return first_distinct(draws, n)
+    found = kernels.first_distinct(draws, n)
+    return found if found.size else None
 
 
 def first_distinct(draws: np.ndarray, n: int) -> np.ndarray | None:
@@ -308,9 +369,7 @@ class RigLUpdater(DropAndGrow):
 
                 raise ConfigError("regrowth", "rigl", f"a gradient on {n} at step {step} (RigL grows by the last "
                                   "backward's gradient: call the pruner's hooks after a backward)")
-            grad = w.grad.detach()
-            yield grow_highest(torch.abs(grad, out=self.scratch(grad)) if grad.dtype == torch.float32
-                               else grad.abs().float())
+            yield grow_highest(w.grad.detach(), self.scratch)
 
 
 def build_updater(cfg: object, total_steps: int, start_step: int, seed: int = 0) -> MaskUpdater | None:

@@ -22,8 +22,12 @@ T, F = True, False
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
-# --- one layer, by hand ---------------------------------------------------------------------------------------
-def test_drop_and_grow_on_a_hand_made_layer():
+# --- one layer, by hand (each on the numpy path and in the compiled kernel) ---------------------------------------
+PATHS = pytest.mark.parametrize("compiled", [False, True], ids=["numpy", "kernel"])
+
+
+@PATHS
+def test_drop_and_grow_on_a_hand_made_layer(compiled):
     mask = torch.tensor([[T, T, T, F], [T, F, T, F], [T, T, F, F]])  # 7 kept of 12
     w = torch.tensor([[0.5, -0.1, 0.3, 0.0], [0.1, 0.0, -0.9, 0.0], [0.2, 0.1, 0.0, 0.0]])
     g = torch.tensor([[9.0, 0.0, 0.0, 4.0], [0.0, 4.0, 0.0, 1.0], [0.0, 0.0, 4.0, 2.0]])
@@ -31,7 +35,7 @@ def test_drop_and_grow_on_a_hand_made_layer():
     # are the 0.1s at (0,1), (1,0), (2,1) (ties: by position, all three go). Candidates to grow: every position not
     # kept after the drop, the dropped ones included; |g| 4.0 at (0,3), (1,1), (2,2) (a tie of three for three
     # places: all grow) beat 2.0, 1.0 and the zeros of the dropped positions.
-    change = drop_and_grow(mask, w.abs(), grow_highest(g.abs()), 0.5)
+    change = drop_and_grow(mask, w.abs(), grow_highest(g.abs()), 0.5, compiled=compiled)
     new = change.mask(mask)
     want = torch.tensor([[T, F, T, T], [F, T, T, F], [T, F, T, F]])
     assert torch.equal(new, want)
@@ -41,22 +45,95 @@ def test_drop_and_grow_on_a_hand_made_layer():
     assert change.kept.tolist() == new.reshape(-1).nonzero().flatten().tolist()
 
 
-def test_ties_drop_the_earlier_and_grow_the_later_position():
+@PATHS
+def test_ties_drop_the_earlier_and_grow_the_later_position(compiled):
     mask = torch.tensor([T, T, T, F, F, F])
     w = torch.tensor([1.0, 1.0, 1.0, 0.0, 0.0, 0.0])  # all kept weights tie: the first goes
     g = torch.tensor([0.0, 0.0, 0.0, 5.0, 5.0, 5.0])  # all candidates tie: the last grows
-    new = drop_and_grow(mask, w, grow_highest(g), 0.34).mask(mask)  # floor(0.34 * 3) = 1
+    new = drop_and_grow(mask, w, grow_highest(g), 0.34, compiled=compiled).mask(mask)  # floor(0.34 * 3) = 1
     assert new.tolist() == [F, T, T, F, F, T]
 
 
-def test_a_dropped_weight_can_be_grown_again():
+@PATHS
+def test_a_dropped_weight_can_be_grown_again(compiled):
     """The grow candidates include the weights just dropped (jaxpruner and rigl do the same): then nothing flips."""
     mask = torch.tensor([T, T, F, F])
     w = torch.tensor([0.1, 0.9, 0.0, 0.0])
     g = torch.tensor([7.0, 0.0, 1.0, 2.0])  # the dropped weight has the largest gradient
-    change = drop_and_grow(mask, w, grow_highest(g), 0.5)
+    change = drop_and_grow(mask, w, grow_highest(g), 0.5, compiled=compiled)
     assert torch.equal(change.mask(mask), mask)
     assert change.off.numel() == change.on.numel() == 0 and change.kept.tolist() == [0, 1]
+
+
+def _layer(rng: np.random.Generator, size: int, kind: str) -> tuple[torch.Tensor, ...]:
+    """A random layer (mask, weights, gradient): normal values, small integers (ties everywhere), or normal values
+    with NaN, inf and -0.0 sprinkled in."""
+    if kind == "ties":
+        w, g = (rng.integers(-3, 4, size).astype(np.float32) for _ in range(2))
+    else:
+        w, g = (rng.standard_normal(size).astype(np.float32) for _ in range(2))
+    if kind == "special":  # NaNs of several payloads and signs: every NaN is one value, above inf
+        for x, v in ((w, np.nan), (g, np.nan), (g, np.inf), (g, -np.inf), (w, -0.0), (g, -0.0)):
+            x[rng.random(size) < 0.03] = v
+        for x in (w, g):
+            at = rng.random(size) < 0.03
+            x.view(np.uint32)[at] = rng.integers(0x7F800001, 0x80000000, int(at.sum())) | (rng.integers(0, 2) << 31)
+    mask = rng.random(size) < rng.uniform(0.02, 0.6)
+    mask[rng.integers(size)] = True
+    return torch.from_numpy(mask), torch.from_numpy(w), torch.from_numpy(g)
+
+
+@pytest.mark.parametrize("kind", ["normal", "ties", "special"])
+def test_the_compiled_update_is_the_numpy_update(kind):
+    """The kernels (prunelab.sparsity.kernels) give the numpy path's sets exactly, RigL's and SET's, on layers below
+    and above the size where RigL's growth samples a bound for the tail, with ties, NaN, inf and -0.0; the mask is
+    left as it was."""
+    from prunelab.regrowth import grow_at_random
+    from prunelab.sparsity import kernels
+
+    assert kernels.OFF is None, kernels.OFF  # numba is a dependency: the kernels must run here
+    rng = np.random.default_rng(["normal", "ties", "special"].index(kind))
+    for trial, size in enumerate([1, 7, 300, 5000, 20000, 70000, 70000]):
+        mask, w, g = _layer(rng, size, kind)
+        before = mask.clone()
+        fraction = float(rng.uniform(0.05, 1.0))
+        n = math.floor(round(fraction * int(mask.sum()), 6))
+        kept = mask.nonzero().flatten().numpy()
+        assert grow_highest(g).fused(mask, w, kept, n) is not None or n == 0  # the kernel ran
+        rules = {"rigl": lambda: grow_highest(g),
+                 "set": lambda: grow_at_random(size, torch.Generator().manual_seed(trial))}
+        for name, rule in rules.items():
+            want = drop_and_grow(mask, w, rule(), fraction, compiled=False)
+            got = drop_and_grow(mask, w, rule(), fraction, compiled=True)
+            for a, b, what in zip((want.kept, want.off, want.on), (got.kept, got.off, got.on), ("kept", "off", "on")):
+                assert torch.equal(a, b), (name, size, what)
+            assert torch.equal(mask.view(torch.uint8), before.view(torch.uint8))  # every byte 0 or 1 again
+
+
+def test_the_compiled_first_distinct_is_the_numpy_one():
+    from prunelab.regrowth import first_distinct
+    from prunelab.sparsity import kernels
+
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        c, m = int(rng.integers(1, 400)), int(rng.integers(1, 300))
+        draws, n = rng.integers(0, c, m), int(rng.integers(1, m + 1))
+        want, got = first_distinct(draws, n), kernels.first_distinct(draws, n)
+        assert (want is None and got.size == 0) or np.array_equal(want, got), (c, draws, n)
+
+
+def test_tensors_the_kernels_do_not_take_go_the_numpy_way():
+    """float64 weights or gradient, a non-contiguous gradient: no kernel; float64 gets the same sets by numpy."""
+    from prunelab.sparsity import kernels
+
+    mask, w, g = _layer(np.random.default_rng(5), 4000, "normal")
+    want = drop_and_grow(mask, w, grow_highest(g), 0.3)
+    assert kernels.unavailable(mask, w, g) is None
+    for w2, g2 in ((w.double(), g), (w, g.double()), (w, g.reshape(100, 40).t())):
+        assert kernels.unavailable(mask, w2, g2) is not None
+        assert grow_highest(g2).fused(mask, w2, mask.nonzero().flatten().numpy(), 10) is None
+    got = drop_and_grow(mask, w.double(), grow_highest(g.double()), 0.3)
+    assert torch.equal(want.kept, got.kept) and torch.equal(want.on, got.on)
 
 
 def test_cosine_drop_fraction_at_start_middle_and_end():
