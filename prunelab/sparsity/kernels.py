@@ -201,7 +201,7 @@ def _assemble(marks, kept, dropped, grown):  # pragma: no cover - compiled
 @_jit
 def _tail(marks, sbits, limit):  # pragma: no cover - compiled
     """The positions, ascending, of the candidates (``marks != 1``) whose inverted key is at most ``limit``: one
-    vectorisable pass into a byte per entry, then a copy that skips the 8-byte words without any."""
+    vectorisable pass into a byte per entry, then :func:`_nonzero`."""
     size = sbits.size
     hit = np.zeros((size + 7) // 8 * 8, np.uint8)
     count = 0
@@ -209,15 +209,22 @@ def _tail(marks, sbits, limit):  # pragma: no cover - compiled
         h = ((_ABS - _key(sbits[p])) | (np.uint32(0) - np.uint32(marks[p] == 1))) <= limit
         hit[p] = h
         count += h
-    pos = np.empty(count + 8, np.int64)
-    words = hit.view(np.uint64)
+    return _nonzero(hit, count)
+
+
+@_jit
+def _nonzero(flags, count):  # pragma: no cover - compiled
+    """The positions of the ``count`` bytes of ``flags`` that are 1 (the others 0; its size a multiple of 8),
+    ascending: an 8-byte word without any is skipped whole."""
+    out = np.empty(count + 8, np.int64)
+    words = flags.view(np.uint64)
     c = 0
     for w in range(words.size):
         if words[w] != 0:
             for p in range(8 * w, 8 * w + 8):
-                pos[c] = p
-                c += hit[p]
-    return pos[:c]
+                out[c] = p
+                c += flags[p]
+    return out[:c]
 
 
 @_jit
@@ -277,12 +284,4 @@ def first_distinct(draws, n):  # pragma: no cover - compiled
         seen[v] = 1
     if got < n:
         return np.empty(0, np.int64)
-    out = np.empty(n + 8, np.int64)
-    words = seen[: (top + 8) // 8 * 8].view(np.uint64)
-    c = 0
-    for w in range(words.size):
-        if words[w] != 0:
-            for v in range(8 * w, 8 * w + 8):
-                out[c] = v
-                c += seen[v]
-    return out[:n]
+    return _nonzero(seen[: (top + 8) // 8 * 8], n)
