@@ -534,10 +534,6 @@ def bench_model(spec: ModelSpec, variants: list[Variant], repeats: int, focus_re
     wspec.warmup, wspec.window = [], ([8, 9, 10, 11] if spec.name == "mlp" else [10])
     for options in [{}] + [v.options for v in variants if v.options]:  # compiles a fused update once, untimed
         run_window(wspec, base, batches, Variant("warmup", "ours", "snip_momentum", "1x1", "global", options=options))
-    if any(v.criterion in DST for v in variants):  # regrowth's compiled kernels (loaded from numba's cache, or built)
-        from prunelab.sparsity import kernels
-
-        kernels.warm()
     rounds = max(repeats, focus_repeats)
     t0 = time.perf_counter()
     for r in range(rounds):

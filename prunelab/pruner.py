@@ -240,8 +240,10 @@ class Pruner:
 
     # --- the five hooks ---
     def on_train_begin(self) -> None:
-        """Apply the masks (all-True unless restored from a checkpoint)."""
+        """Apply the masks (all-True unless restored from a checkpoint); the updater's preparation."""
         self.apply_masks()
+        if self.updater is not None:
+            self.updater.prepare()
 
     def on_step_begin(self, step: int | None = None) -> None:
         """Start of step ``step`` (default: the next one): scores if due; at a pruning step, new masks; at an

@@ -11,7 +11,9 @@ pruner counts the weights whose mask flipped at each update (``masks/changed``).
 """
 from __future__ import annotations
 
+import logging
 import math
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -85,6 +87,9 @@ class MaskUpdater:
     def last_step(self) -> int:
         """The last step at which this updater may change masks (scores are kept up to date until then)."""
         return -1
+
+    def prepare(self) -> None:
+        """Before training (the pruner's ``on_train_begin``): work that would otherwise stall the first update."""
 
     def update(self, pruner: "Pruner", step: int) -> dict[str, Tensor]:
         """New keep-masks (bool, the weights' shapes) for every pruned layer."""
@@ -162,6 +167,18 @@ class DropAndGrow(MaskUpdater):
     def last_step(self) -> int:
         last = (self.t_end - 1) // self.delta_t * self.delta_t
         return last if last > self.start_step else -1
+
+    def prepare(self) -> None:
+        """Compile the drop-and-grow kernels now (loaded from numba's cache after the first run on a machine), so
+        that the first update does not stall; says so when that took a while."""
+        from .sparsity import kernels
+
+        start = time.perf_counter()
+        kernels.warm()
+        took = time.perf_counter() - start
+        if took > 2.0:
+            logging.getLogger("prunelab").info(
+                "prunelab: compiled the drop-and-grow kernels in %.1f s (once per machine: numba caches them)", took)
 
     def drop_fraction(self, step: int) -> float:
         """f(t): the fraction of each layer's kept weights replaced at update step ``t``."""

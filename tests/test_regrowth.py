@@ -136,6 +136,27 @@ def test_tensors_the_kernels_do_not_take_go_the_numpy_way():
     assert torch.equal(want.kept, got.kept) and torch.equal(want.on, got.on)
 
 
+def test_training_begins_with_the_kernels_compiled_and_says_when_that_took_long(monkeypatch, caplog):
+    """The pruner's on_train_begin has the updater compile its kernels (not the first update, mid-training), and a
+    compile that took seconds is logged once (here the clock is made to read 9 s per call)."""
+    import logging
+
+    from prunelab import regrowth
+    from prunelab.sparsity import kernels
+
+    calls = []
+    monkeypatch.setattr(kernels, "warm", lambda: calls.append(1))
+    clock = iter(range(0, 100, 9))
+    monkeypatch.setattr(regrowth.time, "perf_counter", lambda: float(next(clock)))
+    torch.manual_seed(0)
+    pruner = Pruner(Net(), "random", "1x1", Schedule(0.5, 0, 0), head="head",
+                    updater=RigLUpdater(delta_t=5, t_end=50))
+    with caplog.at_level(logging.INFO, logger="prunelab"):
+        pruner.on_train_begin()
+    assert calls == [1]
+    assert "compiled the drop-and-grow kernels in 9.0 s" in caplog.text
+
+
 def test_cosine_drop_fraction_at_start_middle_and_end():
     u = RigLUpdater(delta_t=10, t_end=1000, drop_fraction=0.3)
     assert u.drop_fraction(0) == pytest.approx(0.3)

@@ -55,7 +55,7 @@ def unavailable(*tensors: Tensor) -> Optional[str]:
 
 def warm() -> None:
     """Compile (or load from numba's cache) every kernel now, on a tiny layer: the first compile takes seconds once
-    per machine, which a benchmark must not time and a run may take before its first update."""
+    per machine, which a run takes before training (``DropAndGrow.prepare``) rather than at its first update."""
     if OFF is not None:
         return
     mask, w = torch.tensor([True, True, False, False]), torch.tensor([1.0, 2.0, 0.0, 0.0])
@@ -78,7 +78,7 @@ def drop_grow_highest(mask: Tensor, weight: Tensor, score: Tensor, kept: np.ndar
     from .selection import _sample_positions
 
     size = weight.numel()
-    at = _sample_positions(size) if size > 4 * _SAMPLE else np.empty(0, dtype=np.int64)
+    at = _sample_positions(size) if size > 16 * _SAMPLE else np.empty(0, dtype=np.int64)
     return _drop_grow_highest(_marks(mask), _bits(weight), _bits(score), kept, n, at)
 
 
