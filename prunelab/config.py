@@ -425,8 +425,12 @@ def validate(cfg: DictConfig | Mapping[str, Any]) -> None:
     pattern = build_pattern(plain["pattern"])
     distribution = resolve_distribution(plain.get("distribution"), pattern.scope)
     check_compatible(CRITERIA.get(str(plain["criterion"]["criterion_type"])), pattern, schedule, distribution)
-    check_regrowth(plain.get("regrowth"), pattern, schedule, total)
+    check_regrowth(plain.get("regrowth"), pattern, schedule, total, distribution)
     check_ablation(str(plain["criterion"].get("ablation") or "none"), len(schedule.steps))
+    label = plain["criterion"].get("label")
+    if label is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", str(label)):
+        raise ConfigError("criterion.label", label, "a name of up to 64 letters, digits, '_', '.' or '-' (it names "
+                          "the run and its directory)")
     if total is not None and schedule.end_step >= total:
         # a window set in steps (here or by a preset such as criterion=gmp) takes precedence over fractions
         raise ConfigError("schedule.end_step", schedule.end_step, f"a step below the training length of {total} "
@@ -515,6 +519,15 @@ def _group_options(group: str) -> list[str]:
     return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
 
 
+def _declared_options(group: str, name: str) -> list[str]:
+    """The option names that ``group`` entry ``name`` declares (its registered ``Options``), or none."""
+    from .listing import registries
+
+    registry = next((reg for reg, grp in registries().values() if grp == group), None)
+    options = registry.options(name) if registry is not None and name in registry else None
+    return [f.name for f in dataclasses.fields(options)] if options is not None else []
+
+
 def _omegaconf_error(err: Any, context: str) -> ConfigError:
     key = str(getattr(err, "full_key", "") or "")
     msg = str(err).splitlines()[0] if str(err) else type(err).__name__
@@ -536,6 +549,11 @@ def _omegaconf_error(err: Any, context: str) -> ConfigError:
         chosen = [str(k) for k in node.keys()] if hasattr(node, "keys") else []
         named = next((k for k in ("name", "criterion_type") if k in chosen), None)  # what the option is called
         name = f" ({node.get(named)})" if named else ""
+        declared = _declared_options(group, str(node.get(named))) if named else []
+        if leaf in declared:  # an option the option's file leaves out
+            return ConfigError(key, value, f"an option of {group} {node.get(named)} that conf/{group}/"
+                               f"{node.get(named)}.yaml does not set: add it with +{key}={value}")
+        chosen += [d for d in declared if d not in chosen]
         if chosen:
             return ConfigError(key, value, f"a key of the chosen {group or 'config'}{name}: {', '.join(chosen)}")
         return ConfigError(key, value, f"a key the chosen {group or 'config'} has (prunelab --cfg job lists them)")

@@ -3,15 +3,18 @@
 ``<criterion>-s<target>-seed<seed>`` (``snip_momentum-s0.90-seed0``, ``magnitude-s0.9375-seed1``); with an
 ablation ``<criterion>-<ablation>-s<target>-seed<seed>`` (``synflow-shuffle-s0.90-seed0``); a run whose masks a
 regrowth updater moves is named after the updater (``criterion=rigl`` prunes its initial masks with ``random``:
-``rigl-s0.90-seed0``, not ``random-...``); a dense run (target 0, whatever its criterion) is ``dense-seed<seed>``.
+``rigl-s0.90-seed0``, not ``random-...``), and a run of a criterion preset that sets ``criterion.label`` after the
+label (``criterion=static_erk``: ``static_erk-s0.90-seed0``; ``criterion=gmp``: ``gmp-...``); a dense run (target
+0, whatever its criterion) is ``dense-seed<seed>``.
 A run directory is ``<time>_<random>_<name>`` and a sweep's job directory ``<name>_<fingerprint>``
 (``conf/config.yaml``), so what a directory holds can be read from its name.
 """
 from __future__ import annotations
 
+import copy
 from typing import Any
 
-from .rundir import sparsity_text
+from .rundir import method_name, sparsity_text
 from .sweeper import is_dense
 
 
@@ -19,11 +22,24 @@ def run_name(cfg: Any) -> str:
     """The run's name (see the module docstring) from its composed config."""
     if is_dense(cfg):
         return f"dense-seed{cfg.seed}"
-    regrowth = (cfg.get("regrowth") or {}).get("name")
-    criterion = str(regrowth) if regrowth not in (None, "none") else str(cfg.criterion.criterion_type)
+    criterion = method_name(cfg)
     ablation = ablation_of(cfg)
     criterion = criterion if ablation == "none" else f"{criterion}-{ablation}"
     return f"{criterion}-s{sparsity_text(cfg.schedule.target_sparsity)}-seed{cfg.seed}"
+
+
+def earlier_names(cfg: Any) -> list[str]:
+    """Names this run's directory may carry from earlier versions: before ``criterion.label``, a labelled preset's
+    run was named after its criterion type (``random-s0.90-seed0`` for ``criterion=static_erk``)."""
+    label = (cfg.get("criterion") or {}).get("label")
+    if not label or method_name(cfg) != label or is_dense(cfg):
+        return []
+    from omegaconf import open_dict
+
+    unlabelled = copy.deepcopy(cfg)
+    with open_dict(unlabelled):
+        del unlabelled.criterion["label"]
+    return [run_name(unlabelled)]
 
 
 def ablation_of(cfg: Any) -> str:

@@ -15,7 +15,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -72,8 +72,11 @@ class MaskUpdater:
 
     name: str = ""
     paper: str = ""
-    #: the config keys of this updater (``regrowth.<key>``), besides ``name``
-    keys: tuple[str, ...] = ()
+
+    @dataclass
+    class Options:
+        """The config keys of this updater (``regrowth.<key>``), besides ``name``, typed."""
+
     #: Zero the optimizer state of weights whose mask turns on (the regrowth methods' rule).
     resets_grown_state: bool = True
     #: The update ranks the gradient the last backward left on the weights (RigL): a checkpoint written right before
@@ -141,7 +144,15 @@ class DropAndGrow(MaskUpdater):
     """
 
     decay: str = "cosine"
-    keys = ("delta_t", "t_end", "drop_fraction", "decay")
+
+    @dataclass
+    class Options:
+        """The keys of ``regrowth`` (typed: a wrong type is a one-line error before any work)."""
+
+        delta_t: int = 100  #: steps between mask updates
+        t_end: Any = 0.75  #: the last update is before this step; a float in (0, 1] is a fraction of training
+        drop_fraction: float = 0.3  #: the fraction of kept weights replaced at the first update
+        decay: str | None = None  #: cosine | constant (None: the updater's own)
 
     def __init__(self, delta_t: int = 100, t_end: int = 1, drop_fraction: float = 0.3, decay: str | None = None,
                  start_step: int = 0, seed: int = 0) -> None:
@@ -356,7 +367,10 @@ class SETUpdater(DropAndGrow):
 
     paper = "Mocanu et al. 2018, Scalable training of artificial neural networks with adaptive sparse connectivity"
     decay = "constant"
-    keys = (*DropAndGrow.keys, "seed")
+
+    @dataclass
+    class Options(DropAndGrow.Options):
+        seed: int = 0  #: the grown positions' generator (``${seed}`` in conf/regrowth/set.yaml)
 
     def growth(self, pruner: "Pruner", step: int) -> Iterator[Grow]:
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + step)  # on the CPU: the same on every device
@@ -391,8 +405,9 @@ class RigLUpdater(DropAndGrow):
 
 def build_updater(cfg: object, total_steps: int, start_step: int, seed: int = 0) -> MaskUpdater | None:
     """The mask updater a ``regrowth`` config names (None for ``none``); ``t_end`` may be a fraction of
-    ``total_steps`` (0.75) or a step. One-line errors for a key the updater does not have, a ``t_end`` past the
-    training, and an updater left no update step (a run named after it would never drop and grow)."""
+    ``total_steps`` (0.75) or a step. One-line errors for a key the updater does not have or a value of the wrong
+    type (its ``Options``), a ``t_end`` past the training, and an updater left no update step (a run named after it
+    would never drop and grow)."""
     from .errors import ConfigError
     from .options import config_to_dict
 
@@ -401,21 +416,14 @@ def build_updater(cfg: object, total_steps: int, start_step: int, seed: int = 0)
     if name in (None, "none"):
         return None
     cls = UPDATERS.get(str(name))
-    unknown = sorted(set(params) - set(cls.keys))
-    if unknown:  # e.g. a seed force-added in a sweep to rigl, which grows by gradient
-        raise ConfigError(f"regrowth.{unknown[0]}", params[unknown[0]],
-                          f"a key of regrowth {name} (its options: {', '.join(cls.keys)})")
-    t_end = params.pop("t_end", 0.75)
-    if isinstance(t_end, float) and not (0.0 < t_end <= 1.0 or t_end.is_integer()):
-        raise ConfigError("regrowth.t_end", t_end, "a fraction of training in (0, 1], or a step (an integer)")
-    if not isinstance(t_end, float) and t_end > total_steps:
-        raise ConfigError("regrowth.t_end", t_end, f"a step <= the training length ({total_steps} steps), or a "
-                          "fraction of training in (0, 1]")
-    if isinstance(t_end, float) and 0.0 < t_end <= 1.0:
-        t_end = int(t_end * total_steps)
-    if "seed" in cls.keys:
-        params.setdefault("seed", seed)
-    updater = cls(t_end=int(t_end), start_step=start_step, **params)
+    given = set(params)  # a key rigl lacks (a seed force-added in a sweep: it grows by gradient) is refused here
+    params = asdict(UPDATERS.parse(str(name), params))
+    t_end = _t_end_step(params.pop("t_end"), total_steps)
+    if "seed" in params:
+        params["seed"] = params["seed"] if "seed" in given else seed
+        if not 0 <= params["seed"] < 2**32:
+            raise ConfigError("regrowth.seed", params["seed"], "an integer in [0, 4294967295]")
+    updater = cls(t_end=t_end, start_step=start_step, **params)
     if updater.last_step < 0:  # a run named after its updater that never updates
         raise ConfigError("regrowth.delta_t", params.get("delta_t", getattr(updater, "delta_t", None)),
                           f"a period that leaves an update step after the initial pruning (schedule.end_step = "
@@ -423,9 +431,27 @@ def build_updater(cfg: object, total_steps: int, start_step: int, seed: int = 0)
     return updater
 
 
-def check_regrowth(cfg: object, pattern: object, schedule: object, max_steps: int | None) -> None:
+def _t_end_step(t_end: Any, total_steps: int) -> int:
+    """``regrowth.t_end`` as a step: a float in (0, 1] is that fraction of ``total_steps``; an integer (or a whole
+    float such as 400.0) is a step, at most ``total_steps``."""
+    from .errors import ConfigError
+
+    number = isinstance(t_end, (int, float)) and not isinstance(t_end, bool)
+    if not number or (isinstance(t_end, float) and not (0.0 < t_end <= 1.0 or t_end.is_integer())):
+        raise ConfigError("regrowth.t_end", t_end, "a fraction of training in (0, 1], or a step (an integer)")
+    if isinstance(t_end, float) and 0.0 < t_end <= 1.0:
+        return int(t_end * total_steps)
+    if t_end > total_steps:
+        raise ConfigError("regrowth.t_end", t_end, f"a step <= the training length ({total_steps} steps), or a "
+                          "fraction of training in (0, 1]")
+    return int(t_end)
+
+
+def check_regrowth(cfg: object, pattern: object, schedule: object, max_steps: int | None,
+                   distribution: object = None) -> None:
     """One-line errors for a ``regrowth`` config, before any work: the name, its options, the pattern (unstructured
-    only), and that its updates start after the schedule's last pruning step."""
+    only), a distribution whose counts drop-and-grow would not keep (per row), and that its updates start after the
+    schedule's last pruning step."""
     from .errors import ConfigError
     from .options import config_to_dict
 
@@ -439,6 +465,10 @@ def check_regrowth(cfg: object, pattern: object, schedule: object, max_steps: in
     if getattr(pattern, "pattern", "1x1") not in ("1x1",):
         raise ConfigError("pattern.type", getattr(pattern, "pattern", None),
                           f"1x1 with regrowth={params['name']} (drop-and-grow works on single weights)")
+    if getattr(distribution, "below_layer", False):
+        raise ConfigError("distribution", getattr(distribution, "name", distribution), f"a per-layer split (global, "
+                          f"uniform, erk, er) with regrowth={params['name']}: drop-and-grow keeps each layer's "
+                          "count but moves weights between rows")
     # the training length is known here with trainer.max_steps; with trainer.epochs the app builds the updater
     # (and checks it the same way) once the data are loaded
     build_updater(cfg, int(max_steps or 10**9), int(getattr(schedule, "end_step", 0)))

@@ -64,15 +64,26 @@ EXECUTION_KEYS = (
     "logger", "tracking", "group", "trainer.resume", "trainer.checkpoint_every", "trainer.log_every",
     "trainer.progress", "trainer.num_threads", "trainer.check_masks", "trainer.device", "trainer.deterministic",
     "trainer.eval_batch_size", "trainer.workers", "trainer.pin_memory", "trainer.persistent_workers",
-    "trainer.prefetch_factor", "dataset.in_memory", "dataset.memory_budget_gb",
+    "trainer.prefetch_factor", "dataset.in_memory", "dataset.memory_budget_gb", "criterion.label",
 )
 #: the execution keys of the first fingerprints (before 2026-12-07: the loader keys were in them). Run and sweep
 #: directories that recorded such a fingerprint are still recognised (:meth:`RunState.computes`,
 #: :func:`prunelab.sweep.check_sweep`), so an upgrade never costs a finished run.
-LEGACY_EXECUTION_KEYS = EXECUTION_KEYS[:12]
+LEGACY_EXECUTION_KEYS = (*EXECUTION_KEYS[:12], "criterion.label")  # no config had a label then
 
 #: how long a claim waits for a lock that is only being looked at (see :meth:`RunLock.acquire`)
 LOCK_PATIENCE_S = 0.5
+
+
+def method_name(cfg: Any) -> str:
+    """What a run's method is called (its name's first part, its W&B job type, its series in the report): the
+    regrowth updater that moves its masks (``rigl``), else the label its criterion preset sets (``static_erk``: the
+    random criterion at init with ERK, masks fixed), else the criterion type. ``cfg``: a config or plain dicts."""
+    regrowth = (cfg.get("regrowth") or {}).get("name")
+    if regrowth not in (None, "none"):
+        return str(regrowth)
+    criterion = cfg.get("criterion") or {}
+    return str(criterion.get("label") or criterion.get("criterion_type"))
 
 
 def sparsity_text(target: float) -> str:

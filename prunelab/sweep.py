@@ -35,6 +35,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from . import rundir
 from .errors import Abort, ConfigError
+from .naming import earlier_names
 
 EXIT_FAILED_JOBS = 1
 MANIFEST = "sweep.json"
@@ -191,12 +192,14 @@ def recorded_job(job: Job, recorded: dict[str, str], sweep_dir: Path) -> bool:
     the directory recorded for its config, also where that is not the name it has now: a sweep started before the
     loader settings left the fingerprint (its directories are named by the fingerprint of that time), or re-run
     with other loader settings. Only a directory of the job's run name is taken, whose recorded fingerprint is
-    the job's (now or then) or whose run has the job's config (its ``config.yaml``)."""
+    the job's (now or then) or whose run has the job's config (its ``config.yaml``); a name the run had before
+    (:func:`prunelab.naming.earlier_names`: before a preset labelled its method) counts as its own."""
     if recorded.get(job.subdir) == job.fingerprint:
         return True
     name, _, short = job.subdir.rpartition("_")
+    names = {name, *earlier_names(job.config)}
     legacy = rundir.config_fingerprint(job.plain, 1, rundir.LEGACY_EXECUTION_KEYS)
-    same_name = [d for d in recorded if d.rpartition("_")[0] == name and len(d.rpartition("_")[2]) == len(short)]
+    same_name = [d for d in recorded if d.rpartition("_")[0] in names and len(d.rpartition("_")[2]) == len(short)]
     found = next((d for d in same_name if recorded[d] in (job.fingerprint, legacy)), None) or \
         next((d for d in same_name if rundir.inspect(sweep_dir / d).computes(job.fingerprint)), None)
     if found is None:

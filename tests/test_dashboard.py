@@ -334,6 +334,10 @@ def test_job_type_is_dense_for_a_dense_baseline():
     assert job_type(cfg(0.0)) == "dense" and job_type(cfg(0)) == "dense"
     assert job_type(cfg(0.5)) == "snip"
     assert job_type(cfg(0.0, job="mine")) == "mine"  # an explicit logger.job_type wins
+    # the method, not the criterion of the initial masks: rigl and static_erk prune them with random
+    assert job_type({**cfg(0.9), "criterion": {"criterion_type": "random"}, "regrowth": {"name": "rigl"}}) == "rigl"
+    assert job_type({**cfg(0.9), "criterion": {"criterion_type": "random", "label": "static_erk"},
+                     "regrowth": {"name": "none"}}) == "static_erk"
     config = wandb_config(cfg(0.0, scope="local"))
     assert config["logger"]["job_type"] == "dense"
     assert config["distribution"]["name"] == "uniform"  # what a panel groups by: the distribution in force

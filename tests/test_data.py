@@ -178,6 +178,11 @@ def test_fashion_mnist_defaults_to_the_system_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigError, match="not-installed has no copy either"):
         data.build(_cfg("fashion_mnist"))
+    # a dataset.root without the files, where the system has them: the message points there, not "no copy"
+    monkeypatch.setattr(data.mnist, "DEBIAN_FASHION_MNIST", str(system))
+    with pytest.raises(ConfigError) as err:
+        data.build(_cfg("fashion_mnist", root=str(tmp_path / "empty")))
+    assert "no copy" not in str(err.value) and f"dataset.root=null reads the copy in {system}" in str(err.value)
 
 
 # --------------------------------------------------------------------------------------- CIFAR-10 format

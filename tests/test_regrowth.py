@@ -184,6 +184,46 @@ def test_bad_regrowth_options_are_one_line():
     assert build_updater({"name": "rigl", "t_end": 0.5, "delta_t": 10}, 200, 0).t_end == 100  # fractions of training
 
 
+@pytest.mark.parametrize("key, value, allowed", [
+    ("drop_fraction", "abc", "a number"),
+    ("delta_t", 2.5, "an integer"),
+    ("t_end", None, "a fraction of training in (0, 1], or a step (an integer)"),
+    ("t_end", "abc", "a fraction of training in (0, 1], or a step (an integer)"),
+    ("t_end", True, "a fraction of training in (0, 1], or a step (an integer)"),
+    ("t_end", 400.0, "a step <= the training length (300 steps)"),  # a whole float is a step, and too late
+    ("seed", "abc", "an integer"),
+    ("seed", 1.5, "an integer"),
+    ("seed", -1, "an integer in [0, 4294967295]"),
+])
+def test_regrowth_values_of_the_wrong_type_are_one_line(key, value, allowed):
+    """Every regrowth key is typed (``DropAndGrow.Options``): a wrong value is a one-line error naming it, not a
+    traceback from inside the updater."""
+    with pytest.raises(ConfigError) as err:
+        build_updater({"name": "set", "delta_t": 10, key: value}, 300, 0)
+    assert str(err.value).startswith(f"regrowth.{key}=") and allowed in str(err.value), str(err.value)
+
+
+def test_a_split_below_the_layer_is_refused_with_regrowth():
+    """Drop-and-grow keeps each layer's count, not each row's: per_row would hold only until the first update."""
+    from prunelab.pruner import build_pattern
+    from prunelab.regrowth import check_regrowth
+    from prunelab.sparsity.distribution import resolve_distribution
+
+    one, at_init = build_pattern("1x1"), Schedule(0.9, start_step=0, end_step=0)
+    rigl = {"name": "rigl", "delta_t": 100, "t_end": 0.75}
+    for name in ("global", "uniform", "erk", "er"):
+        check_regrowth(rigl, one, at_init, 300, resolve_distribution(name, None))
+    with pytest.raises(ConfigError, match=r"^distribution='per_row': a per-layer split .* with regrowth=rigl"):
+        check_regrowth(rigl, one, at_init, 300, resolve_distribution("per_row", None))
+    check_regrowth({"name": "none"}, one, at_init, 300, resolve_distribution("per_row", None))  # no regrowth: fine
+
+
+def test_a_whole_float_t_end_is_a_step():
+    assert build_updater({"name": "rigl", "delta_t": 10, "t_end": 200.0}, 300, 0).t_end == 200
+    assert build_updater({"name": "rigl", "delta_t": 10, "t_end": 1.0}, 300, 0).t_end == 300  # 1.0: all of it
+    assert build_updater({"name": "set", "delta_t": 10}, 300, 0, seed=7).seed == 7  # the run's seed by default
+
+
 def test_a_regrowth_that_would_never_update_is_refused():
     """A run named after its updater (rigl-s0.90-...) that never drops and grows is refused before any work: t_end
     neither a fraction nor a step, past the training, or no update step left between the initial pruning and t_end
@@ -223,8 +263,10 @@ def test_a_misspelled_key_lists_the_keys_of_the_chosen_option():
     cases = [(["criterion=rigl", "regrowth.delta_tt=50"],
               r"^regrowth.delta_tt='50': a key of the chosen regrowth \(rigl\): name, delta_t, t_end, drop_fraction, "
               r"decay$"),
-             (["dataset.memory_budget_gb=1"], r"^dataset.memory_budget_gb='1': a key of the chosen dataset \(digits\): "
-              r"name, input_shape, .*, in_memory$"),
+             (["dataset.memory_bugdet_gb=1"], r"^dataset.memory_bugdet_gb='1': a key of the chosen dataset \(digits\): "
+              r"name, input_shape, .*, in_memory, memory_budget_gb$"),  # the options it declares but leaves unset too
+             (["dataset.memory_budget_gb=1"], r"^dataset.memory_budget_gb='1': an option of dataset digits that "
+              r"conf/dataset/digits.yaml does not set: add it with \+dataset.memory_budget_gb=1$"),
              (["criterion=magnitude", "criterion.alpha=0.5"],  # a criterion is named by its criterion_type
               r"^criterion.alpha='0.5': a key of the chosen criterion \(magnitude\): criterion_type, ablation$")]
     with initialize_config_module("prunelab.conf", version_base=None):

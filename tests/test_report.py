@@ -152,12 +152,16 @@ def test_settings_that_differ_label_the_series(tmp_path):
 
 
 def dst_run(path: Path, arm: str, target: float, seed: int, acc: float) -> Path:
-    """A hand-made run of one arm of the dst_fmnist comparison: the keys its criterion option sets for itself."""
+    """A hand-made run of one arm of the dst_fmnist comparison: the keys its criterion option sets for itself
+    (criterion=static_erk and criterion=gmp label their method)."""
     criterion, regrowth, distribution, start = {
         "rigl": ("random", "rigl", "erk", 0), "set": ("random", "set", "erk", 0),
         "static": ("random", "none", "erk", 0), "gmp": ("magnitude", "none", "global", 300)}[arm]
     write_fake_run(path, criterion, target, seed, acc)
     cfg = path / "config.yaml"
+    label = {"static": "static_erk", "gmp": "gmp"}.get(arm)
+    if label:
+        cfg.write_text(cfg.read_text().replace("criterion:\n", f"criterion:\n  label: {label}\n"))
     seed_key = f"  seed: {seed}\n" if arm == "set" else ""  # regrowth.seed: ${seed}, resolved
     cfg.write_text(cfg.read_text().replace("schedule:\n", f"schedule:\n  start_step: {start}\n")
                    + f"regrowth:\n  name: {regrowth}\n{seed_key}distribution:\n  name: {distribution}\n")
@@ -175,7 +179,7 @@ def test_what_a_criterion_option_sets_for_itself_is_not_a_setting(tmp_path):
         dst_run(tmp_path / f"dense-{seed}", "gmp", 0.0, seed, 0.88)
     series = {r.path.name: r.series for r in load_runs([tmp_path])}
     assert {n.split("-")[0]: s for n, s in series.items()} == {
-        "rigl": "rigl", "set": "set", "static": "random", "gmp": "magnitude", "dense": "dense"}
+        "rigl": "rigl", "set": "set", "static": "static_erk", "gmp": "gmp", "dense": "dense"}
     kept = torch.zeros(4, 5, dtype=torch.bool)
     kept[0] = True  # 5 of 20 kept: rigl keeps row 0; gmp 3 of row 0 and 2 of row 1: Jaccard 3 / (5 + 5 - 3)
     other = torch.zeros(4, 5, dtype=torch.bool)
@@ -185,16 +189,31 @@ def test_what_a_criterion_option_sets_for_itself_is_not_a_setting(tmp_path):
         torch.save({"fc1": kept}, tmp_path / f"rigl-{seed}" / "masks.pt")
         torch.save({"fc1": other}, tmp_path / f"gmp-{seed}" / "masks.pt")
     (agreement,) = rd.agreements(load_runs([tmp_path]))  # their masks are compared, as criteria's are
-    assert agreement.criteria == ["magnitude", "rigl"]
-    assert agreement.values["fc1"][("rigl", "magnitude")].mean == pytest.approx(3 / 7)
+    assert agreement.criteria == ["gmp", "rigl"]
+    assert agreement.values["fc1"][("rigl", "gmp")].mean == pytest.approx(3 / 7)
     out = tmp_path / "out"
     assert report.main([str(tmp_path), "--out", str(out)]) == 0
-    assert "rigl" in (out / "report.md").read_text().split("## Paired differences")[1]
+    paired = (out / "report.md").read_text().split("## Paired differences")[1]
+    assert "rigl" in paired
+    # the static and gradual baselines are references of their own; a pair of references is shown once
+    assert "Δ vs static_erk" in paired and "Δ vs gmp" in paired
+    assert "static_erk vs gmp" not in paired and "gmp vs static_erk" in paired
     dst_run(tmp_path / "gmp-other", "gmp", 0.9, 2, 0.8)  # a second window for magnitude only: now a setting
     cfg = tmp_path / "gmp-other" / "config.yaml"
     cfg.write_text(cfg.read_text().replace("start_step: 300", "start_step: 100"))
     series = {r.path.name: r.series for r in load_runs([tmp_path])}
     assert series["gmp-other"] != series["gmp-0"] and "schedule.start_step" in series["gmp-other"]
+
+
+def test_a_labelled_preset_is_its_own_series_not_a_setting_of_its_criterion(tmp_path):
+    """Static ERK-random (criterion=static_erk: the random criterion at init, labelled) beside gradual random
+    pruning: two methods, "static_erk" and "random", never "random [setting 1]" and "random [setting 2]" (nor the
+    static masks taken as the random baseline)."""
+    for seed in (0, 1):
+        dst_run(tmp_path / f"static-{seed}", "static", 0.9, seed, 0.84)
+        write_fake_run(tmp_path / f"random-{seed}", "random", 0.9, seed, 0.80)
+    series = {r.path.name.split("-")[0]: r.series for r in load_runs([tmp_path])}
+    assert series == {"static": "static_erk", "random": "random"}
 
 
 def test_a_repeated_run_counts_once(tmp_path, capsys):

@@ -172,6 +172,36 @@ def test_a_job_finds_the_directory_an_earlier_version_recorded_for_it(tmp_path):
     assert not recorded_job(job("trainer.workers=2"), renamed, tmp_path)
 
 
+def test_a_labelled_preset_keeps_its_fingerprint_and_its_directory_from_before_the_label(tmp_path):
+    """criterion=static_erk's runs were named random-... before the preset labelled its method: the label names,
+    it does not compute (the fingerprint is the one of the config without it, now and as an earlier version
+    recorded it), and a sweep re-run takes the job's directory of that name; a directory of another name, never."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+
+    from prunelab import rundir
+    from prunelab.checks import fingerprint_of
+    from prunelab.config import task_config
+    from prunelab.sweep import Job, recorded_job
+
+    def job(*overrides: str) -> Job:
+        with initialize_config_module("prunelab.conf", version_base=None):
+            cfg = hydra_compose("config", overrides=list(overrides), return_hydra_config=True)
+        return Job(0, list(overrides), cfg, str(OmegaConf.select(cfg, "hydra.sweep.subdir")), fingerprint_of(cfg, 1))
+
+    static = job("criterion=static_erk")
+    assert static.subdir.startswith("static_erk-s0.90-seed0_")
+    assert static.fingerprint == job("criterion=static_erk", "criterion.label=other").fingerprint
+    unlabelled = task_config(static.config)
+    del unlabelled["criterion"]["label"]
+    assert rundir.config_fingerprint(task_config(static.config), 1, rundir.LEGACY_EXECUTION_KEYS) == \
+        rundir.config_fingerprint(unlabelled, 1, rundir.LEGACY_EXECUTION_KEYS)
+    before = f"random-s0.90-seed0_{static.fingerprint[:8]}"
+    assert not recorded_job(job("criterion=static_erk"), {f"magnitude-s0.90-seed0_{static.fingerprint[:8]}":
+                                                         static.fingerprint}, tmp_path)
+    assert recorded_job(static, {before: static.fingerprint}, tmp_path) and static.subdir == before
+
+
 def test_jobs_that_compute_the_same_run_are_refused_naming_what_differs(tmp_path):
     """Jobs that differ only in keys that do not change results (the loader's workers) are one run: the sweep is
     refused before anything is written, with the keys and both jobs' overrides."""
@@ -302,6 +332,8 @@ def test_a_tiny_criteria_fmnist_runs_end_to_end(tmp_path):
     (["criterion=snip", "criterion.ablation=shuffle"], "snip-shuffle-s0.90-seed0"),
     (["criterion=rigl"], "rigl-s0.90-seed0"),  # not "random-...": its initial masks' criterion
     (["criterion=set", "seed=2"], "set-s0.90-seed2"),
+    (["criterion=static_erk"], "static_erk-s0.90-seed0"),  # not "random-...": the preset labels its method
+    (["criterion=gmp", "criterion.label=gmp_zhu"], "gmp_zhu-s0.90-seed0"),
     (["criterion=snip", "schedule.target_sparsity=0.0", "seed=3"], "dense-seed3"),
     (["schedule.target_sparsity=0.9375"], "magnitude-s0.9375-seed0"),
 ])

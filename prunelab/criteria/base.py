@@ -106,8 +106,9 @@ def check_declaration(name: str, cls: type) -> None:
 
 
 #: config keys every criterion takes besides its own ``Options`` (handled by the pruner, not the criterion):
-#: ``ablation`` is one of :data:`prunelab.criteria.ablations.ABLATIONS` (none, shuffle, invert, reinit)
-COMMON_KEYS = ("criterion_type", "ablation")
+#: ``ablation`` is one of :data:`prunelab.criteria.ablations.ABLATIONS` (none, shuffle, invert, reinit); ``label``
+#: names the method in run names and reports where a preset is more than its criterion (``static_erk``, ``gmp``)
+COMMON_KEYS = ("criterion_type", "ablation", "label")
 
 
 def parse_options(cls: type["PruningCriterion"], config: Mapping[str, Any]) -> Any:

@@ -69,6 +69,16 @@ def idx_source(cfg: Any, cls_name: str, system_dir: Optional[str]) -> IdxSource 
     return None
 
 
+def _system_copy(cfg: Any, system_dir: Optional[str]) -> str:
+    """What the missing-files message says of the system's copy: none there, or one that ``dataset.root`` set
+    to a folder passes over."""
+    if not system_dir:
+        return ""
+    if not _has_idx_files(Path(system_dir)):
+        return f"; {system_dir} has no copy either"
+    return f"; dataset.root=null reads the copy in {system_dir}" if option(cfg, "root") is not None else ""
+
+
 def _cache_key(folder: Path) -> str:
     """A short key of the source files (resolved path, size and mtime of each), so two sources never share a cache
     entry and a changed file is decompressed again."""
@@ -133,7 +143,7 @@ def _mnist_like(cfg: Any, cls_name: str, name: str, mean: tuple[float, ...], std
     elif download:
         root = data_root(cfg)
     else:
-        where = f"{cls_name}/raw/ or the folder itself" + (f"; {system_dir} has no copy either" if system_dir else "")
+        where = f"{cls_name}/raw/ or the folder itself" + _system_copy(cfg, system_dir)
         raise missing_files(data_root(cfg), cls_name,
                             f"{{train,t10k}}-{{images-idx3,labels-idx1}}-ubyte[.gz] in {where}")
     mean, std = constant_option(cfg, "mean", mean), constant_option(cfg, "std", std)

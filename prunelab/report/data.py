@@ -53,8 +53,9 @@ class Run:
     def criterion(self) -> str:
         """The criterion, with its ablation if any: ``synflow``, ``synflow [shuffle]``. A run whose masks a
         regrowth updater moves (dynamic sparse training: ``criterion=rigl`` / ``set``, random initial masks) is
-        named after the updater: ``rigl``, ``set``."""
-        name = self.regrowth or \
+        named after the updater: ``rigl``, ``set``; a run of a preset that labels its method
+        (``criterion.label``), after the label: ``static_erk``, ``gmp``."""
+        name = self.regrowth or self.config.get("criterion.label") or \
             str(self.summary.get("criterion") or self.config.get("criterion.criterion_type") or "unknown")
         ablation = self.summary.get("ablation") or self.config.get("criterion.ablation") or "none"
         return name if ablation == "none" else f"{name} [{ablation}]"

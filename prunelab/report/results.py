@@ -11,7 +11,10 @@ from . import figures as rf
 from . import stats
 from .blocks import Block, Context, Section, Table, mean_std, target_label
 
-REFERENCES = ("random", "magnitude")  # every criterion is compared with these baselines, where they ran
+#: every criterion is compared with these baselines, where they ran: random pruning and its static sparse-training
+#: form (criterion=static_erk: random ERK masks at init, kept fixed), magnitude and gradual magnitude pruning
+#: (criterion=gmp). The presets are methods of their own (``criterion.label``), so each is its own reference.
+REFERENCES = ("random", "static_erk", "magnitude", "gmp")
 SIZING_DELTAS = (0.0025, 0.005, 0.01, 0.02)  # differences (accuracy fractions) the sizing table is given for
 SHARED_KEYS = ("model.name", "model.hidden_sizes", "model.arch", "model.depth", "dataset.name", "pattern.type",
                "distribution.name", "pattern.scope", "schedule.start_step", "schedule.end_step",
@@ -22,6 +25,11 @@ SHARED_KEYS = ("model.name", "model.hidden_sizes", "model.arch", "model.depth", 
 def series_name(criterion: str, setting: str) -> str:
     """The label :attr:`prunelab.report.data.Run.series` gives a criterion's runs in a setting."""
     return f"{criterion} [{setting}]" if setting else criterion
+
+
+def compared_before(ref: str, criterion: str) -> bool:
+    """Whether ``criterion`` vs ``ref`` repeats a pair already shown: a reference against a later one."""
+    return criterion in REFERENCES and REFERENCES.index(criterion) < REFERENCES.index(ref)
 
 
 def pp(value: float) -> str:
@@ -148,9 +156,11 @@ def _listing(diffs: Mapping[str, stats.PairedDiff]) -> str:
 
 
 def statistics_section(ctx: Context) -> Section:
-    """Every criterion against random and against magnitude, paired by seed, and the seeds a difference needs."""
+    """Every criterion against each baseline that ran (:data:`REFERENCES`), paired by seed, and the seeds a difference
+    needs."""
     blocks: list[Block] = [
-        "Every criterion against the `random` and `magnitude` baselines at each target sparsity, paired by seed (the "
+        "Every criterion against the baselines that ran (`random`, `static_erk`, `magnitude`, `gmp`) at each target "
+        "sparsity, paired by seed (the "
         "same seed means the same initial weights, data order and split): the mean difference of test accuracy "
         "in points, with its 95% confidence interval from Student's t over the n seeds both have "
         "(mean ± t(0.975, n-1) · sd / √n). ▲ / ▼: the interval lies above / below 0, the difference is larger "
@@ -163,8 +173,7 @@ def statistics_section(ctx: Context) -> Section:
         found = {ref: stats.against(table, ref) for ref in REFERENCES if ref in table}
         for ref, by_target in found.items():
             blocks.append(difference_table(ref + where, by_target, targets))
-            comparisons += [d for ds in by_target.values() for c, d in ds.items() if not (ref == "magnitude"
-                                                                                           and c == "random")]
+            comparisons += [d for ds in by_target.values() for c, d in ds.items() if not compared_before(ref, c)]
         if found:
             blocks.append("Seeds a two-sided paired t-test (level 0.05) needs to detect the observed difference with "
                           "power 0.8, at the observed spread of the differences (itself estimated from these few "
@@ -172,7 +181,7 @@ def statistics_section(ctx: Context) -> Section:
             blocks.append(seeds_table(found, targets, where))
             blocks.append(sizing_table(found, targets, where))
     if not comparisons:
-        blocks.append("No `random` or `magnitude` runs to compare with (or no pruned runs).")
+        blocks.append("No `random`, `static_erk`, `magnitude` or `gmp` runs to compare with (or no pruned runs).")
     return Section("Paired differences", blocks)
 
 
@@ -189,8 +198,8 @@ def seeds_table(found: Mapping[str, Mapping[float, Mapping[str, stats.PairedDiff
     rows = []
     for ref, by_target in found.items():
         for c in sorted({c for ds in by_target.values() for c in ds}):
-            if ref == "magnitude" and c == "random":
-                continue  # the same pair as random vs magnitude
+            if compared_before(ref, c):
+                continue  # the same pair as (e.g.) random vs magnitude
             rows.append([f"{c} vs {ref}"] + [seeds_text(by_target[t][c]) if c in by_target.get(t, {}) else "-"
                                              for t in targets])
     return Table([f"seeds needed{where} / target"] + [target_label(t) for t in targets], rows)

@@ -39,6 +39,9 @@ class Distribution:
     #: True when the split is fixed by the layers' shapes alone (one threshold per layer); False for a global
     #: ranking, whose per-layer sparsity follows from the scores.
     per_layer: bool = True
+    #: True when the split fixes counts below the layer (per row): drop-and-grow, which keeps each layer's count but
+    #: moves weights between rows, would not keep them, so regrowth refuses it.
+    below_layer: bool = False
 
     def check_pattern(self, pattern: "Pattern") -> str | None:
         """Why this distribution cannot split a target for ``pattern`` (None: it can). The pruner makes a reason a
@@ -248,6 +251,7 @@ class PerRowDistribution(Distribution):
 
     name = "per_row"
     paper = "Sun, Liu, Bair & Kolter 2023, A Simple and Effective Pruning Approach for LLMs (per-output groups)"
+    below_layer = True
 
     def check_pattern(self, pattern: "Pattern") -> str | None:
         if len(pattern.grid((0, 0))) < 2:  # a 1-D block grid: one block per row

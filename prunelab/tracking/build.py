@@ -72,15 +72,19 @@ DENSE_JOB_TYPE = "dense"
 
 def job_type(cfg: Any) -> str | None:
     """``logger.job_type`` when set; else ``dense`` for a dense baseline (``schedule.target_sparsity == 0``: nothing
-    is pruned, so the criterion is no part of it) and the criterion otherwise."""
+    is pruned, so the criterion is no part of it) and the method otherwise (:func:`prunelab.rundir.method_name`:
+    ``snip``, ``rigl``, ``static_erk``)."""
     explicit = _get(cfg, "logger.job_type")
     if explicit:
         return str(explicit)
     target = _get(cfg, "schedule.target_sparsity")
     if isinstance(target, (int, float)) and not isinstance(target, bool) and float(target) == 0.0:
         return DENSE_JOB_TYPE
-    criterion = _get(cfg, "criterion.criterion_type")
-    return None if criterion is None else str(criterion)
+    if _get(cfg, "criterion.criterion_type") is None:
+        return None
+    from ..rundir import method_name
+
+    return method_name(cfg)
 
 
 def wandb_config(cfg: Any) -> dict[str, Any]:

@@ -75,14 +75,21 @@ class Interrupted(RuntimeError):
 
 
 def resolve_device(name: str) -> torch.device:
+    """The device ``trainer.device`` names: auto (CUDA where there is one), cpu, cuda or cuda:N, checked here
+    (torch parses mps, xpu, meta, ... too, and a run on one of them would fail after its directory is made)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         dev = torch.device(name)
     except RuntimeError:
-        raise ConfigError("trainer.device", name, "auto, cpu, cuda or cuda:N") from None
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda"):
+        raise ConfigError("trainer.device", name, "auto, cpu, cuda or cuda:N")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("trainer.device", name, "auto or cpu: no CUDA device is available here")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ConfigError("trainer.device", name, f"cuda or cuda:N with N < {torch.cuda.device_count()} (the "
+                          "CUDA devices here)")
     return dev
 
 
