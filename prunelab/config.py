@@ -428,9 +428,9 @@ def validate(cfg: DictConfig | Mapping[str, Any]) -> None:
     check_regrowth(plain.get("regrowth"), pattern, schedule, total, distribution)
     check_ablation(str(plain["criterion"].get("ablation") or "none"), len(schedule.steps))
     label = plain["criterion"].get("label")
-    if label is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", str(label)):
-        raise ConfigError("criterion.label", label, "a name of up to 64 letters, digits, '_', '.' or '-' (it names "
-                          "the run and its directory)")
+    if label is not None and (not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", str(label)) or label == "dense"):
+        raise ConfigError("criterion.label", label, "a name of up to 64 letters, digits, '_', '.' or '-' that starts "
+                          "with a letter or digit, other than 'dense' (it names the run and its directory)")
     if total is not None and schedule.end_step >= total:
         # a window set in steps (here or by a preset such as criterion=gmp) takes precedence over fractions
         raise ConfigError("schedule.end_step", schedule.end_step, f"a step below the training length of {total} "
@@ -470,9 +470,22 @@ def as_config_error(exc: BaseException) -> ConfigError | None:
     if isinstance(cause, OmegaConfBaseException):
         return _omegaconf_error(cause, str(exc))
     if isinstance(exc, ConfigCompositionException):
+        present = re.search(r"An item is already at '([^']+)'", str(exc))
+        if present:  # +key=value where the chosen options already set the key
+            key = present.group(1)
+            value = _command_line_value(f"+{key}")
+            return ConfigError(key, value if value is not None else "?", f"a key the config already has: set it "
+                               f"without '+' ({key}=...), or with '++' to set it whether or not a job's config has it")
         text = str(exc).splitlines()[0] if str(exc) else "cannot be composed"
         return ConfigError("config", _override_of(exc) or "?", text)
     return None
+
+
+def _command_line_value(key: str) -> str | None:
+    """The value the command line gives ``key`` (``+criterion.label=foo`` -> ``foo``), or None."""
+    import sys
+
+    return next((a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith(f"{key}=")), None)
 
 
 def _unparsable_override() -> str | None:
@@ -523,9 +536,12 @@ def _declared_options(group: str, name: str) -> list[str]:
     """The option names that ``group`` entry ``name`` declares (its registered ``Options``), or none."""
     from .listing import registries
 
+    from .criteria.base import COMMON_KEYS
+
     registry = next((reg for reg, grp in registries().values() if grp == group), None)
     options = registry.options(name) if registry is not None and name in registry else None
-    return [f.name for f in dataclasses.fields(options)] if options is not None else []
+    common = [k for k in COMMON_KEYS if k != "criterion_type"] if group == "criterion" else []
+    return [f.name for f in dataclasses.fields(options)] + common if options is not None else common
 
 
 def _omegaconf_error(err: Any, context: str) -> ConfigError:

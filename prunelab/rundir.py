@@ -77,13 +77,14 @@ LOCK_PATIENCE_S = 0.5
 
 def method_name(cfg: Any) -> str:
     """What a run's method is called (its name's first part, its W&B job type, its series in the report): the
-    regrowth updater that moves its masks (``rigl``), else the label its criterion preset sets (``static_erk``: the
-    random criterion at init with ERK, masks fixed), else the criterion type. ``cfg``: a config or plain dicts."""
-    regrowth = (cfg.get("regrowth") or {}).get("name")
-    if regrowth not in (None, "none"):
-        return str(regrowth)
+    label its criterion sets (``static_erk``: the random criterion at init with ERK, masks fixed; or a user's
+    ``+criterion.label``), else the regrowth updater that moves its masks (``rigl``), else the criterion type.
+    ``cfg``: a config or plain dicts."""
     criterion = cfg.get("criterion") or {}
-    return str(criterion.get("label") or criterion.get("criterion_type"))
+    regrowth = (cfg.get("regrowth") or {}).get("name")
+    if criterion.get("label"):
+        return str(criterion["label"])
+    return str(regrowth) if regrowth not in (None, "none") else str(criterion.get("criterion_type"))
 
 
 def sparsity_text(target: float) -> str:

@@ -31,7 +31,7 @@ ISSUE = [  # the mishaps issue 12 lists
     (["optimizer.lr=-0.1"], "optimizer.lr", "-0.1", "> 0"),
     (["trainer.max_steps=50", "schedule.end_step=100"], "schedule.end_step", "100", "schedule.end=0.6"),
 ]
-MORE = [  # 65 more, beyond the issue's list
+MORE = [  # 68 more, beyond the issue's list
     (["trainer.foo=1"], "trainer.foo", "1", "a key of trainer"),
     (["trainer.channels_last=maybe"], "trainer.channels_last", "maybe", "true or false"),
     (["trainer.amp=fp32"], "trainer.amp", "fp32", "none, bf16 or fp16"),
@@ -60,6 +60,9 @@ MORE = [  # 65 more, beyond the issue's list
     (["criterion=set", "regrowth.drop_fraction=abc"], "regrowth.drop_fraction", "abc", "a number"),
     (["criterion=rigl", "distribution=per_row"], "distribution", "per_row", "a per-layer split"),
     (["+criterion.label=a/b"], "criterion.label", "a/b", "letters, digits"),
+    (["+criterion.label=dense"], "criterion.label", "dense", "other than 'dense'"),  # the dense baseline's name
+    (["criterion=magnitude", "criterion.label=foo"], "criterion.label", "foo", "add it with +criterion.label=foo"),
+    (["criterion=static_erk", "+criterion.label=foo"], "criterion.label", "foo", "set it without '+'"),
     (["dataset.memory_budget_gb=1"], "dataset.memory_budget_gb", "1", "add it with +dataset.memory_budget_gb=1"),
     (["criterion=rigl", "trainer.max_steps=300", "regrowth.t_end=400.0"], "regrowth.t_end", "400.0",
      "a step <= the training length (300 steps)"),

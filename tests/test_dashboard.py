@@ -27,7 +27,7 @@ SWEEP = [  # 2 criteria x 0.75 x 2 seeds + the dense baseline once per seed = 6 
     "schedule.pruning_frequency=5", "trainer.eval_every=10", "trainer.progress=none", "trainer.num_threads=1",
 ]
 SECTIONS = ["Comparison", "Training curves", "Sparsity", "Score distributions", "Mask churn", "Runs"]
-CRITERION_GROUP = {"section": "config", "name": "criterion.value.criterion_type"}  # W&B's nested-config address
+CRITERION_GROUP = {"section": "config", "name": "method.value"}  # W&B's address of the method (config key)
 
 
 # --- W&B's view of the runs ------------------------------------------------------------------------------------
@@ -183,11 +183,12 @@ def test_sections_grouping_and_report(sweep, spec):
                for ps in workspace_sections(spec, text=True).values())  # each section opens with its text
     ws_runset = spec["workspace"]["spec"]["section"]["runSets"][0]
     assert ws_runset["grouping"] == [CRITERION_GROUP]
-    # W&B's nested-config address works because the run config is nested, not flat
+    # W&B's nested-config address works because the run config is nested, not flat; the method is logged with it
     assert all(r["config"]["criterion"]["criterion_type"] in CRITERIA for r in sweep["runs"])
+    assert all(r["config"]["method"] == r["config"]["criterion"]["criterion_type"] for r in sweep["runs"])
     (acc,) = [p["config"] for p in sections["Comparison"] if p["config"].get("xAxis") == "compression"]
     assert (acc["metrics"], acc["groupBy"], acc["groupAgg"], acc["groupArea"]) == (
-        ["test/acc"], "criterion.value.criterion_type", "mean", "stddev")
+        ["test/acc"], "method.value", "mean", "stddev")
     curves = {m for p in sections["Training curves"] for m in p["config"]["metrics"]}
     assert curves == {"eval/acc", "eval/loss", "train/acc", "train/loss"}
     plotted = [m for p in sections["Sparsity"] for m in p["config"]["metrics"]]
@@ -197,7 +198,7 @@ def test_sections_grouping_and_report(sweep, spec):
     assert [p["config"]["metrics"] for p in sections["Mask churn"]] == [["masks/changed"]]
     grouped = [p for ps in sections.values() for p in ps if p["viewType"] == "Run History Line Plot"
                and not p["config"]["metrics"][0].startswith("scores/")]
-    assert all(p["config"]["groupBy"] == "criterion.value.criterion_type" for p in grouped)
+    assert all(p["config"]["groupBy"] == "method.value" for p in grouped)
     assert all(p["config"].get("xAxis") in ("trainer/step", "compression") for p in grouped)
     assert [p["viewType"] for p in sections["Runs"]] == ["Run Comparer"]
 
@@ -341,3 +342,18 @@ def test_job_type_is_dense_for_a_dense_baseline():
     config = wandb_config(cfg(0.0, scope="local"))
     assert config["logger"]["job_type"] == "dense"
     assert config["distribution"]["name"] == "uniform"  # what a panel groups by: the distribution in force
+
+
+def test_runs_are_grouped_by_method_also_when_logged_before_it():
+    """rigl, set and static_erk all prune their initial masks with the random criterion: grouped by criterion type
+    they were one line. The method is logged (``method``); a run logged before it gets it from its config here."""
+    from prunelab.tracking.dashboard.comparison import Comparison
+    from prunelab.tracking.dashboard.runs import LoggedRun
+
+    def run(i: int, **config: Any) -> LoggedRun:
+        return LoggedRun(id=f"r{i}", group="g", project="p", config={"seed": 0, **config})
+
+    runs = [run(0, criterion={"criterion_type": "random"}, regrowth={"name": "rigl"}),  # before `method` was logged
+            run(1, criterion={"criterion_type": "random", "label": "static_erk"}, regrowth={"name": "none"}),
+            run(2, criterion={"criterion_type": "random"}, regrowth={"name": "set"}, method="set")]
+    assert Comparison.from_runs(runs).criteria() == ["rigl", "set", "static_erk"]

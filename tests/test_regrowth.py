@@ -268,7 +268,8 @@ def test_a_misspelled_key_lists_the_keys_of_the_chosen_option():
              (["dataset.memory_budget_gb=1"], r"^dataset.memory_budget_gb='1': an option of dataset digits that "
               r"conf/dataset/digits.yaml does not set: add it with \+dataset.memory_budget_gb=1$"),
              (["criterion=magnitude", "criterion.alpha=0.5"],  # a criterion is named by its criterion_type
-              r"^criterion.alpha='0.5': a key of the chosen criterion \(magnitude\): criterion_type, ablation$")]
+              r"^criterion.alpha='0.5': a key of the chosen criterion \(magnitude\): criterion_type, ablation, "
+              r"label$")]
     with initialize_config_module("prunelab.conf", version_base=None):
         for overrides, want in cases:
             with pytest.raises(Exception) as info:

@@ -205,6 +205,20 @@ def test_what_a_criterion_option_sets_for_itself_is_not_a_setting(tmp_path):
     assert series["gmp-other"] != series["gmp-0"] and "schedule.start_step" in series["gmp-other"]
 
 
+def test_criteria_trained_differently_are_never_one_comparison(tmp_path):
+    """One run per criterion, trained with other lengths and learning rates: what differs is no choice of the
+    method (schedule, distribution, regrowth), so it splits them into settings instead of passing for the
+    criterion's own (the two would otherwise be ranked against each other)."""
+    for name, steps, lr in (("magnitude", 100, 0.1), ("random", 300, 0.01)):
+        path = write_fake_run(tmp_path / name, name, 0.9, 0, 0.8)
+        cfg = path / "config.yaml"
+        cfg.write_text(cfg.read_text().replace("trainer:\n", f"trainer:\n  max_steps: {steps}\n")
+                       + f"optimizer:\n  lr: {lr}\n")
+    series = {r.path.name: r.series for r in load_runs([tmp_path])}
+    assert series["magnitude"] != "magnitude" and "optimizer.lr=0.1" in series["magnitude"], series
+    assert "trainer.max_steps=300" in series["random"], series
+
+
 def test_a_labelled_preset_is_its_own_series_not_a_setting_of_its_criterion(tmp_path):
     """Static ERK-random (criterion=static_erk: the random criterion at init, labelled) beside gradual random
     pruning: two methods, "static_erk" and "random", never "random [setting 1]" and "random [setting 2]" (nor the
@@ -214,6 +228,9 @@ def test_a_labelled_preset_is_its_own_series_not_a_setting_of_its_criterion(tmp_
         write_fake_run(tmp_path / f"random-{seed}", "random", 0.9, seed, 0.80)
     series = {r.path.name.split("-")[0]: r.series for r in load_runs([tmp_path])}
     assert series == {"static": "static_erk", "random": "random"}
+    cfg = dst_run(tmp_path / "rigl-0", "rigl", 0.9, 0, 0.86) / "config.yaml"  # a user's label wins over the updater
+    cfg.write_text(cfg.read_text().replace("criterion:\n", "criterion:\n  label: rigl_long\n"))
+    assert {r.path.name: r.criterion for r in load_runs([tmp_path])}["rigl-0"] == "rigl_long"
 
 
 def test_a_repeated_run_counts_once(tmp_path, capsys):

@@ -46,6 +46,26 @@ def test_one_common_seed_gives_no_interval():
     assert d.seeds_needed is None
 
 
+def test_the_same_difference_on_every_seed_is_not_a_finding():
+    """Two seeds that differ by exactly one test image each (accuracy moves in steps of 1/359 on digits' test split)
+    give a zero spread: the t interval has no width, which is no evidence of a difference. No ▲/▼, no seeds-needed
+    figure, and the verdict cannot tell it from the best."""
+    from prunelab.report import results
+
+    step = 1 / 359
+    a, b = {0: 0.30, 1: 0.77}, {0: 0.30 - step, 1: 0.77 - step}
+    d = stats.paired_difference("a", "b", 0.9, a, b)
+    assert d.n == 2 and 0 < d.sd < 1e-15  # the same difference, but for float rounding
+    assert d.no_spread and d.sign == 0 and d.seeds_needed is None
+    assert "no spread" in results.interval(d) and "▲" not in results.interval(d)
+    assert results.seeds_text(d) == "? (no spread)"
+    (v,) = stats.verdicts({"a": {0.9: a}, "b": {0.9: b}})
+    assert v.best == "a" and set(v.unknown) == {"b"} and not v.worse and not v.tied
+    same = stats.paired_difference("a", "c", 0.9, a, dict(a))  # equal on every seed: tied, as before
+    (v,) = stats.verdicts({"a": {0.9: a}, "c": {0.9: dict(a)}})
+    assert same.mean == 0 and set(v.tied) == {"c"}
+
+
 def test_against_a_reference():
     vs_random = stats.against(TABLE, "random")
     assert set(vs_random) == {0.9} and set(vs_random[0.9]) == {"magnitude", "snip"}

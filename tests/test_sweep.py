@@ -334,6 +334,7 @@ def test_a_tiny_criteria_fmnist_runs_end_to_end(tmp_path):
     (["criterion=set", "seed=2"], "set-s0.90-seed2"),
     (["criterion=static_erk"], "static_erk-s0.90-seed0"),  # not "random-...": the preset labels its method
     (["criterion=gmp", "criterion.label=gmp_zhu"], "gmp_zhu-s0.90-seed0"),
+    (["criterion=rigl", "+criterion.label=rigl_long"], "rigl_long-s0.90-seed0"),  # a label wins over the updater
     (["criterion=snip", "schedule.target_sparsity=0.0", "seed=3"], "dense-seed3"),
     (["schedule.target_sparsity=0.9375"], "magnitude-s0.9375-seed0"),
 ])

@@ -500,6 +500,20 @@ def test_histograms_count_non_finite_scores_apart():
         assert h["zeros"] == zeros and sum(h["counts"]) == 7 - zeros
         assert h["edges"][0] == pytest.approx(-3.0 if log_scale else 0.0) and h["edges"][-1] == pytest.approx(0.0 if log_scale else 1.0)
 
+def test_signed_scores_are_binned_linearly_not_counted_as_zeros():
+    """GraSP's and movement's scores are signed: on a log scale every negative one went to the zeros column (47.9%
+    'zeros' before anything was pruned). A step with a negative score is binned linearly, every score in a bin."""
+    s = torch.tensor([-2.0, -0.5, 0.0, 0.25, 1.0, 3.0])
+    hs = histograms({"l": s, "m": torch.tensor([1e-3, 1.0])}, 5, True)
+    h = hs["l"]
+    assert h["log_scale"] is False and hs["all"]["log_scale"] is False
+    assert h["zeros"] == 0 and sum(h["counts"]) == 6  # the one true zero is in a bin too, as on a linear scale
+    assert h["edges"][0] == pytest.approx(-2.0) and h["edges"][-1] == pytest.approx(3.0)
+    assert h["counts"] == [1, 1, 2, 1, 1]  # bins of width 1 from -2: [-2, -1), [-1, 0), [0, 1), [1, 2), [2, 3]
+    positive = histograms({"l": s.abs()}, 5, True)["l"]
+    assert positive["log_scale"] is True and positive["zeros"] == 1  # unsigned scores keep the log scale
+
+
 def test_histogram_cost_benchmark_smoke(tmp_path):
 
     out = tmp_path / "h.json"

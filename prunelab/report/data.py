@@ -30,6 +30,11 @@ DENSE = "dense"  # the series of the dense baseline (target sparsity 0), one run
 # loader, ...), and how often it was evaluated
 EXECUTION_KEYS = (*rundir.EXECUTION_KEYS, "hydra", "trainer.eval_every")
 CRITERION_KEYS = ("criterion",)
+#: the keys a criterion option may choose for itself (conf/criterion/*.yaml override these groups: rigl's at_init
+#: schedule, ERK split and regrowth; gmp's window; wanda's per_row): only these can belong to a series rather than
+#: split it into settings. A model, dataset, optimizer or training length that differs between criteria always
+#: splits them.
+METHOD_KEYS = ("schedule", "distribution", "regrowth", "pattern.scope")
 TARGET_KEY = "schedule.target_sparsity"
 SEED_KEY = "seed"
 
@@ -55,7 +60,7 @@ class Run:
         regrowth updater moves (dynamic sparse training: ``criterion=rigl`` / ``set``, random initial masks) is
         named after the updater: ``rigl``, ``set``; a run of a preset that labels its method
         (``criterion.label``), after the label: ``static_erk``, ``gmp``."""
-        name = self.regrowth or self.config.get("criterion.label") or \
+        name = self.config.get("criterion.label") or self.regrowth or \
             str(self.summary.get("criterion") or self.config.get("criterion.criterion_type") or "unknown")
         ablation = self.summary.get("ablation") or self.config.get("criterion.ablation") or "none"
         return name if ablation == "none" else f"{name} [{ablation}]"
@@ -354,14 +359,15 @@ def seed_keys(runs: list[Run], keys: dict[int, dict[str, str]]) -> list[str]:
 
 
 def series_keys(runs: list[Run], keys: dict[int, dict[str, str]]) -> list[str]:
-    """The config keys that are constant within each series of the finished runs and differ between series."""
+    """The config keys a method may choose (:data:`METHOD_KEYS`) that are constant within each series of the
+    finished runs and differ between series."""
     groups: dict[str, list[dict[str, str]]] = {}
     for run in runs:
         if run.finished:
             groups.setdefault(DENSE if run.dense else run.criterion, []).append(keys[id(run)])
     if len(groups) < 2:
         return []
-    names = sorted(set().union(*(k for ks in groups.values() for k in ks)))
+    names = sorted(n for n in set().union(*(k for ks in groups.values() for k in ks)) if under(n, METHOD_KEYS))
     out = []
     for name in names:
         per_group = [{k.get(name) for k in ks} for ks in groups.values()]

@@ -41,6 +41,8 @@ def interval(d: stats.PairedDiff) -> str:
     """``+1.23 [+0.45, +2.01] ▲``: mean difference and 95% interval in points; ▲/▼ where it excludes 0."""
     if d.n < 2:
         return f"{pp(d.mean)} (n={d.n}: no interval)"
+    if d.no_spread:
+        return f"{pp(d.mean)} (the same on all {d.n} seeds: no spread, no interval)"
     mark = " ▲" if d.sign > 0 else " ▼" if d.sign < 0 else ""
     return f"{pp(d.mean)} [{pp(d.low)}, {pp(d.high)}]{mark}"
 
@@ -49,7 +51,9 @@ def seeds_text(d: stats.PairedDiff) -> str:
     if d.n < 2:
         return "-"
     needed = d.seeds_needed
-    return "never (Δ = 0)" if d.mean == 0 else "> 100000" if needed is None else str(needed)
+    if d.mean == 0:
+        return "never (Δ = 0)"
+    return "? (no spread)" if d.no_spread else "> 100000" if needed is None else str(needed)
 
 
 # ---------------------------------------------------------------------------------------------- results
@@ -138,7 +142,8 @@ def verdict_texts(verdicts: Mapping[str, Sequence[stats.Verdict]]) -> list[Block
             if v.worse:
                 text += "; below it: " + _listing(v.worse)
             if v.unknown:
-                text += "; too few seeds in common with it to tell: " + ", ".join(f"`{c}`" for c in v.unknown)
+                text += "; too few seeds in common with it, or the same difference on every seed, to tell: " + \
+                    ", ".join(f"`{c}`" for c in v.unknown)
             if not (v.tied or v.worse or v.unknown):
                 text += " (the only criterion)"
             out.append(text + ".")
@@ -213,8 +218,9 @@ def sizing_table(found: Mapping[str, Mapping[float, Mapping[str, stats.PairedDif
     for t in targets:
         sd = stats.pooled_sd(d for by_target in found.values() for d in by_target.get(t, {}).values())
         needed = stats.sizing(sd, SIZING_DELTAS)
+        unknown = math.isnan(sd) or sd <= stats.NO_SPREAD  # no spread seen (identical differences): nothing to plan with
         rows.append([target_label(t), "-" if math.isnan(sd) else f"{sd * 100:.2f}"] +
-                    ["-" if math.isnan(sd) else "> 100000" if n is None else str(n) for n in needed])
+                    ["-" if unknown else "> 100000" if n is None else str(n) for n in needed])
     return Table([f"sizing{where}: target", "sd of paired differences (points)"] +
                  [f"seeds for {d * 100:g} points" for d in SIZING_DELTAS], rows)
 

@@ -37,6 +37,11 @@ def t_quantile(p: float, df: int) -> float:
     return float(t.ppf(p, df))
 
 
+#: a spread of paired accuracy differences at or below this is none: equal differences computed from different
+#: accuracies differ by float rounding (~1e-17)
+NO_SPREAD = 1e-12
+
+
 @dataclass(frozen=True)
 class PairedDiff:
     """``a - b`` over the seeds both criteria have, at one target sparsity: mean, spread and t interval."""
@@ -77,16 +82,25 @@ class PairedDiff:
         return self.mean + self.half_width
 
     @property
+    def no_spread(self) -> bool:
+        """Every seed gave the same difference (two seeds often do where accuracy moves in steps of one test image):
+        the spread estimate is 0 (up to float rounding of the accuracies), the t interval has no width, and it says
+        nothing about the seed-to-seed noise."""
+        return self.n > 1 and self.sd <= NO_SPREAD
+
+    @property
     def sign(self) -> int:
-        """+1 where the whole interval is above 0, -1 where below, 0 where it includes 0 (or cannot be formed)."""
-        if self.n < 2 or math.isnan(self.half_width):
+        """+1 where the whole interval is above 0, -1 where below, 0 where it includes 0 or cannot be formed (below
+        two seeds, or no spread: :attr:`no_spread`)."""
+        if self.n < 2 or math.isnan(self.half_width) or self.no_spread:
             return 0
         return 1 if self.low > 0 else -1 if self.high < 0 else 0
 
     @property
     def seeds_needed(self) -> int | None:
-        """Seeds for a paired t-test to detect this mean difference at this spread (see :func:`seeds_needed`)."""
-        return seeds_needed(self.mean, self.sd) if self.n > 1 else None
+        """Seeds for a paired t-test to detect this mean difference at this spread (see :func:`seeds_needed`); None
+        without a spread to plan with."""
+        return seeds_needed(self.mean, self.sd) if self.n > 1 and not self.no_spread else None
 
 
 def paired_difference(a: str, b: str, target: float, values_a: Mapping[int, float], values_b: Mapping[int, float],
@@ -173,7 +187,8 @@ def against(table: Table, reference: str, confidence: float = CONFIDENCE) -> dic
 @dataclass(frozen=True)
 class Verdict:
     """At one target sparsity: the best criterion by mean, those whose paired interval against it includes 0
-    (``tied``), those below it (``worse``), and those that share too few seeds with it to tell (``unknown``)."""
+    (``tied``), those below it (``worse``), and those it cannot be told from (``unknown``): too few seeds in common,
+    or the same nonzero difference on every seed (no spread to judge it by)."""
 
     target: float
     best: str
@@ -197,7 +212,8 @@ def verdicts(table: Table, confidence: float = CONFIDENCE) -> list[Verdict]:
             if c == best:
                 continue
             d = paired_difference(c, best, target, table[c][target], table[best][target], confidence)
-            (unknown if d.n < 2 else worse if d.sign < 0 else tied)[c] = d
+            cannot_tell = d.n < 2 or (d.no_spread and d.mean != 0)  # identical differences: no noise estimate
+            (unknown if cannot_tell else worse if d.sign < 0 else tied)[c] = d
         out.append(Verdict(target, best, means, tied, worse, unknown))
     return out
 

@@ -88,9 +88,9 @@ def job_type(cfg: Any) -> str | None:
 
 
 def wandb_config(cfg: Any) -> dict[str, Any]:
-    """The W&B run config: the resolved config, nested (W&B groups by ``criterion.criterion_type``), with what
-    prunelab derives filled in, so a panel can group by it: ``distribution.name`` after the ``pattern.scope``
-    alias, ``logger.job_type`` (:func:`job_type`)."""
+    """The W&B run config: the resolved config, nested, with what prunelab derives filled in, so a panel can group
+    by it: ``distribution.name`` after the ``pattern.scope`` alias, ``logger.job_type`` (:func:`job_type`) and
+    ``method`` (:func:`prunelab.rundir.method_name`: the dashboards' grouping)."""
     from omegaconf import OmegaConf
 
     config = OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else copy.deepcopy(dict(cfg))
@@ -100,6 +100,10 @@ def wandb_config(cfg: Any) -> dict[str, Any]:
         config["distribution"]["name"] = dist.name
     if isinstance(config.get("logger"), dict):
         config["logger"]["job_type"] = job_type(cfg)
+    if _get(cfg, "criterion.criterion_type") is not None:
+        from ..rundir import method_name
+
+        config["method"] = method_name(cfg)  # what dashboards group by: rigl and static_erk both prune with random
     return config
 
 

@@ -29,19 +29,26 @@ def histograms(scores: Mapping[str, Tensor], bins: int, log_scale: bool) -> dict
     sum. Computed on the scores' device, with one host sync for the range and one for the counts. When every
     score is finite (the usual case), zeros are clamped up to the smallest positive score before the log (a log
     of 0 takes a slow path on CPUs), land in bin 0 and are taken out of it again by their count.
+
+    Signed scores (GraSP's, movement's) have no log: a step whose scores include a negative one is binned
+    linearly (its dicts say ``log_scale: False``), so no score is counted as a zero that is not one.
     """
     if not scores:
         return {}
     flats = {name: s.detach().reshape(-1).float() for name, s in scores.items()}
     dev = next(iter(flats.values())).device
     inf = torch.tensor(float("inf"), device=dev)
-    sums, lows, highs = [], [], []
+    sums, lows, highs, mins = [], [], [], []
     for x in flats.values():
         sums.append(x.sum())  # finite exactly when no score is NaN or inf (or the sum overflows: exact path)
         lows.append(torch.where(x > 0, x, inf).min() if log_scale else x.min())
         highs.append(x.max())
-    stats = torch.stack([torch.stack(sums).sum(), torch.stack(lows).min(), torch.stack(highs).max()]).tolist()
-    if not all(math.isfinite(v) for v in stats):  # non-finite scores, or nothing positive on a log scale
+        mins.append(torch.where(x.isnan(), inf, x).min())  # the smallest score (NaN aside): below 0 means signed
+    stats = torch.stack([torch.stack(sums).sum(), torch.stack(lows).min(), torch.stack(highs).max(),
+                         torch.stack(mins).min()]).tolist()
+    if log_scale and stats[3] < 0:  # signed scores: linear bins
+        return histograms(scores, bins, False)
+    if not all(math.isfinite(v) for v in stats[:3]):  # non-finite scores, or nothing positive on a log scale
         return _histograms_exact(flats, bins, log_scale)
     lo_lin, hi_lin = stats[1], stats[2]
     lo, hi = (math.log10(lo_lin), math.log10(hi_lin)) if log_scale else (lo_lin, hi_lin)

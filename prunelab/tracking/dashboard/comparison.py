@@ -13,9 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import ConfigError
+from ...rundir import method_name
 from .runs import EXECUTION_CONFIG, LoggedRun, flatten
 
-CRITERION = "criterion.criterion_type"   # nested run config keys (W&B addresses them as criterion.value.criterion_type)
+#: what runs are grouped by: the method (``rigl``, ``static_erk``, ``snip``), which prunelab adds to the W&B config
+#: (a run logged before it has one filled in from its criterion here; W&B's own grouping needs the logged key)
+CRITERION = "method"
+TYPE = "criterion.criterion_type"   # nested run config keys (W&B addresses them as criterion.value.criterion_type)
 TARGET = "schedule.target_sparsity"
 SEED = "seed"
 STEP = "trainer/step"                     # every row's x-axis
@@ -52,6 +56,9 @@ class Comparison:
             raise ConfigError("--project", None, f"one of the runs' projects {projects}")
         ent = entity if entity is not None else next((str(v) for r in runs if (v := r.entity or
                                                       r.config_value("logger.entity"))), "")
+        for r in runs:  # logged before the method was: its criterion's (or updater's) name
+            if r.config_value(CRITERION) is None and r.config_value(TYPE) is not None:
+                r.config[CRITERION] = method_name(r.config)
         return cls(list(runs), groups[0], projects[0], ent, command or guess_command(runs), source,
                    [r.id for r in runs] if by_id else None)
 

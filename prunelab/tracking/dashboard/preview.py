@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from .comparison import Comparison
+from .comparison import CRITERION, Comparison
 from .runs import LoggedRun, flatten
 
 DPI = 90
@@ -142,11 +142,11 @@ def scatter_figure(cfg: dict[str, Any], runs: list[LoggedRun], local: Local) -> 
     """Each run's summary values (``summary:<key>``), one colour per criterion."""
     x, y = (cfg[a].split(":", 1)[1] for a in ("xAxis", "yAxis"))
     fig, ax = _figure()
-    crits = sorted({str(r.config_value("criterion.criterion_type")) for r in runs})
+    crits = sorted({str(r.config_value(CRITERION)) for r in runs})
     for r in runs:
         s = local.get(r, "summary.json")
         if isinstance(s.get(x), (int, float)) and isinstance(s.get(y), (int, float)):
-            c = crits.index(str(r.config_value("criterion.criterion_type")))
+            c = crits.index(str(r.config_value(CRITERION)))
             ax.scatter(s[x], s[y], s=12, color=_colour(c), label=crits[c])
     handles, labels = ax.get_legend_handles_labels()
     unique = dict(zip(labels, handles))
