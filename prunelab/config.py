@@ -534,9 +534,8 @@ def _group_options(group: str) -> list[str]:
 
 def _declared_options(group: str, name: str) -> list[str]:
     """The option names that ``group`` entry ``name`` declares (its registered ``Options``), or none."""
-    from .listing import registries
-
     from .criteria.base import COMMON_KEYS
+    from .listing import registries
 
     registry = next((reg for reg, grp in registries().values() if grp == group), None)
     options = registry.options(name) if registry is not None and name in registry else None

@@ -31,8 +31,7 @@ def run_name(cfg: Any) -> str:
 def earlier_names(cfg: Any) -> list[str]:
     """Names this run's directory may carry from earlier versions: before ``criterion.label``, a labelled preset's
     run was named after its criterion type (``random-s0.90-seed0`` for ``criterion=static_erk``)."""
-    label = (cfg.get("criterion") or {}).get("label")
-    if not label or method_name(cfg) != label or is_dense(cfg):
+    if not (cfg.get("criterion") or {}).get("label") or is_dense(cfg):
         return []
     from omegaconf import open_dict
 

@@ -60,8 +60,9 @@ class Run:
         regrowth updater moves (dynamic sparse training: ``criterion=rigl`` / ``set``, random initial masks) is
         named after the updater: ``rigl``, ``set``; a run of a preset that labels its method
         (``criterion.label``), after the label: ``static_erk``, ``gmp``."""
-        name = self.config.get("criterion.label") or self.regrowth or \
-            str(self.summary.get("criterion") or self.config.get("criterion.criterion_type") or "unknown")
+        criterion = self.summary.get("criterion") or self.config.get("criterion.criterion_type") or "unknown"
+        name = rundir.method_name({"criterion": {"label": self.config.get("criterion.label"),
+                                                 "criterion_type": criterion}, "regrowth": {"name": self.regrowth}})
         ablation = self.summary.get("ablation") or self.config.get("criterion.ablation") or "none"
         return name if ablation == "none" else f"{name} [{ablation}]"
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..rundir import method_name
 from ..sparsity.distribution import resolve_distribution
 from .base import Tracker, Trackers
 from .console import ConsoleTracker
@@ -80,11 +81,7 @@ def job_type(cfg: Any) -> str | None:
     target = _get(cfg, "schedule.target_sparsity")
     if isinstance(target, (int, float)) and not isinstance(target, bool) and float(target) == 0.0:
         return DENSE_JOB_TYPE
-    if _get(cfg, "criterion.criterion_type") is None:
-        return None
-    from ..rundir import method_name
-
-    return method_name(cfg)
+    return None if _get(cfg, "criterion.criterion_type") is None else method_name(cfg)
 
 
 def wandb_config(cfg: Any) -> dict[str, Any]:
@@ -101,8 +98,6 @@ def wandb_config(cfg: Any) -> dict[str, Any]:
     if isinstance(config.get("logger"), dict):
         config["logger"]["job_type"] = job_type(cfg)
     if _get(cfg, "criterion.criterion_type") is not None:
-        from ..rundir import method_name
-
         config["method"] = method_name(cfg)  # what dashboards group by: rigl and static_erk both prune with random
     return config
 

@@ -46,8 +46,8 @@ def histograms(scores: Mapping[str, Tensor], bins: int, log_scale: bool) -> dict
         mins.append(torch.where(x.isnan(), inf, x).min())  # the smallest score (NaN aside): below 0 means signed
     stats = torch.stack([torch.stack(sums).sum(), torch.stack(lows).min(), torch.stack(highs).max(),
                          torch.stack(mins).min()]).tolist()
-    if log_scale and stats[3] < 0:  # signed scores: linear bins
-        return histograms(scores, bins, False)
+    if log_scale and stats[3] < 0:  # signed scores: linear bins, over the range from the smallest score
+        log_scale, stats[1] = False, stats[3]
     if not all(math.isfinite(v) for v in stats[:3]):  # non-finite scores, or nothing positive on a log scale
         return _histograms_exact(flats, bins, log_scale)
     lo_lin, hi_lin = stats[1], stats[2]
