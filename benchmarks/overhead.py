@@ -596,7 +596,7 @@ def hook_costs(spec: ModelSpec, base: nn.Module, batches: list, criterion: str, 
 
     if dst:  # a drop-and-grow at update step 10 (a fraction of 0.3 for SET, RigL's cosine value there)
         def update() -> None:
-            p._apply_changes(p.updater.changes(p, FREQ), p.updater.resets_grown_state)
+            p._apply_changes(p.updater.changes(p, FREQ, in_place=True), p.updater.resets_grown_state)
     else:
         def update() -> None:
             p.update_masks(sch.target_sparsity)

@@ -259,7 +259,7 @@ class Pruner:
             self._prune(self.schedule.target(self.step))
             self.criterion.on_pruning_step()
         elif self.updater is not None and self.updater.is_update_step(self.step):
-            self._apply_changes(self.updater.changes(self, self.step), self.updater.resets_grown_state)
+            self._apply_changes(self.updater.changes(self, self.step, in_place=True), self.updater.resets_grown_state)
             self.criterion.on_pruning_step()
         elif hook is ScoreHook.MODEL and self._requested(self.step):
             self._score_model()  # scores for logging only
@@ -370,16 +370,19 @@ class Pruner:
         """Take a mask updater's changes by position: the flipped mask entries set, the dropped weights zeroed and,
         with ``reset_grown``, the grown weights and their optimizer state. That is the masks applied, touching only
         the entries that change: between steps every other pruned weight is 0 already (the masks are applied after
-        every optimizer step and at the start of training)."""
+        every optimizer step and at the start of training). A change the kernel that found it already wrote
+        (``applied``) is only recorded."""
         grown: dict[Tensor, Tensor] = {}
         for name, w in zip(self.names, self._weights):
             change, flat = changes[name], self.masks[name].view(-1)
-            flat.index_fill_(0, change.off.to(flat.device), False).index_fill_(0, change.on.to(flat.device), True)
+            if not change.applied:
+                flat.index_fill_(0, change.off.to(flat.device), False).index_fill_(0, change.on.to(flat.device), True)
+                fill_at_all([w], change.off)
+                if reset_grown:  # a grown weight starts at 0, its optimizer state too
+                    fill_at_all([w], change.on)
+                    grown[w] = change.on
             self._kept_at[name] = (change.kept, flat._version)
-            fill_at_all([w], change.off)
-            grown[w] = change.on
-        if reset_grown:  # grown weights and their optimizer state zeroed
-            reset_optimizer_state(self.optimizer, grown, weights_too=True)
+        reset_optimizer_state(self.optimizer, grown)
         self._took({n: changes[n].off.numel() + changes[n].on.numel() for n in self.names},
                    [changes[n].kept.numel() for n in self.names], applied=True)
 

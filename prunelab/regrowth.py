@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +28,7 @@ from .sparsity.maskops import (fill_at_all, fill_where_all, gather, nth_outside,
 
 if TYPE_CHECKING:
     from .pruner import Pruner
+    from .sparsity import kernels
 
 UPDATERS: Registry[type["MaskUpdater"]] = Registry("regrowth.name")
 
@@ -40,21 +41,25 @@ class Grow:
     def __call__(self, still: np.ndarray, n: int) -> np.ndarray:
         raise NotImplementedError
 
-    def fused(self, mask: Tensor, weight: Tensor, kept: np.ndarray, n: int
+    def fused(self, ops: "kernels.Operands", kept: np.ndarray, n: int
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """The layer's (kept after, off, on) from one kernel that drops the ``n`` kept entries of smallest
-        ``|weight|`` and grows ``n`` by this rule; None where no kernel can (then the caller runs the numpy path)."""
+        ``|weight|`` and grows ``n`` by this rule, on the layer's operands (with ``ops.apply`` writing the change
+        too); None where no kernel can (then the caller runs the numpy path)."""
         return None
 
 
 @dataclass(frozen=True)
 class MaskChange:
     """One layer's mask update by flat position (ascending int64 tensors on the CPU): ``kept``, every kept position
-    after the update; ``off``, those kept before and pruned now; ``on``, those pruned before and kept now."""
+    after the update; ``off``, those kept before and pruned now; ``on``, those pruned before and kept now.
+    ``applied``: already written by the kernel that found it (the mask updated, the weights at ``off`` and ``on``
+    zeroed, and the optimizer state at ``on`` where the updater resets it); the pruner only records it."""
 
     kept: Tensor
     off: Tensor
     on: Tensor
+    applied: bool = False
 
     @classmethod
     def between(cls, old: Tensor, new: Tensor) -> "MaskChange":
@@ -98,9 +103,10 @@ class MaskUpdater:
         """New keep-masks (bool, the weights' shapes) for every pruned layer."""
         return {n: c.mask(pruner.masks[n]) for n, c in self.changes(pruner, step).items()}
 
-    def changes(self, pruner: "Pruner", step: int) -> dict[str, MaskChange]:
+    def changes(self, pruner: "Pruner", step: int, in_place: bool = False) -> dict[str, MaskChange]:
         """Every pruned layer's change at update step ``step``, which the pruner applies (by default found from
-        :meth:`update`'s masks)."""
+        :meth:`update`'s masks). ``in_place``: the pruner takes changes that are already written (``applied``),
+        where writing them on the way is cheaper; otherwise nothing is written."""
         if type(self).update is MaskUpdater.update:
             raise NotImplementedError(f"{type(self).__name__} implements neither update nor changes")
         return {n: MaskChange.between(pruner.masks[n], m) for n, m in self.update(pruner, step).items()}
@@ -113,20 +119,22 @@ class MaskUpdater:
 
 
 @torch.no_grad()
-def reset_optimizer_state(optimizer: torch.optim.Optimizer | None, grown: Mapping[Tensor, Tensor],
-                          weights_too: bool = False) -> int:
+def shaped_state(optimizer: torch.optim.Optimizer | None, param: Tensor) -> list[Tensor]:
+    """``param``'s optimizer state tensors of its shape (what a grown weight's reset zeroes); none without state."""
+    state = optimizer.state.get(param, {}).values() if optimizer is not None else ()
+    return [v for v in state if isinstance(v, Tensor) and v.shape == param.shape]
+
+
+def reset_optimizer_state(optimizer: torch.optim.Optimizer | None, grown: Mapping[Tensor, Tensor]) -> int:
     """Zero, for every parameter in ``grown`` (parameter -> its grown entries: a bool mask of its shape, or flat
     positions as int64), the entries of each of its optimizer state tensors that have the parameter's shape (SGD
-    ``momentum_buffer``; Adam/AdamW ``exp_avg``, ``exp_avg_sq``, ``max_exp_avg_sq``), and with ``weights_too`` the
-    parameter's own (a grown weight starts at 0). Scalar state (Adam's ``step``) is left alone. Returns the number
-    of state tensors touched."""
+    ``momentum_buffer``; Adam/AdamW ``exp_avg``, ``exp_avg_sq``, ``max_exp_avg_sq``). Scalar state (Adam's
+    ``step``) is left alone. Returns the number of state tensors touched."""
     touched = 0
     for param, where in grown.items():
-        state = optimizer.state.get(param, {}).values() if optimizer is not None else ()
-        tensors = [v for v in state if isinstance(v, Tensor) and v.shape == param.shape]
+        tensors = shaped_state(optimizer, param)
         touched += len(tensors)
-        targets = [param, *tensors] if weights_too else tensors
-        (fill_where_all if where.dtype == torch.bool else fill_at_all)(targets, where)
+        (fill_where_all if where.dtype == torch.bool else fill_at_all)(tensors, where)
     return touched
 
 
@@ -212,17 +220,33 @@ class DropAndGrow(MaskUpdater):
         return buf[: like.numel()].view(like.shape)
 
     @torch.no_grad()
-    def changes(self, pruner: "Pruner", step: int) -> dict[str, MaskChange]:
+    def changes(self, pruner: "Pruner", step: int, in_place: bool = False) -> dict[str, MaskChange]:
         f, out = self.drop_fraction(step), {}
         layers = zip(pruner.names, pruner.criterion.weights, self.growth(pruner, step))
         for name, w, grow in layers:  # each layer's rule is used before the next layer's is made
-            out[name] = drop_and_grow(pruner.masks[name], w, grow, f, pruner.kept_positions(name))
+            mask = pruner.masks[name]
+            state = (shaped_state(pruner.optimizer, w) if self.resets_grown_state else []) if in_place else None
+            out[name] = drop_and_grow(mask, w, grow, f, pruner.kept_positions(name), apply=state,
+                                      operands=self._operands(name, mask, w, state))
         return out
+
+    def _operands(self, name: str, mask: Tensor, weight: Tensor, state: Sequence[Tensor] | None
+                  ) -> "kernels.Operands | None":
+        """Layer ``name``'s kernel operands: those of the last update while they view the same tensors, else made
+        anew; None where the kernels cannot take these tensors."""
+        from .sparsity import kernels
+
+        cache = self.__dict__.setdefault("_ops", {})
+        ops = cache.get(name)
+        if ops is None or not ops.views(mask, weight, state):
+            ops = cache[name] = kernels.operands(mask, weight, state)
+        return ops
 
 
 @torch.no_grad()
 def drop_and_grow(mask: Tensor, weight: Tensor, grow: Grow, fraction: float, kept_at: Tensor | None = None,
-                  compiled: bool = True) -> MaskChange:
+                  compiled: bool = True, apply: Sequence[Tensor] | None = None,
+                  operands: "kernels.Operands | None" = None) -> MaskChange:
     """One layer's update: drop ``n = floor(fraction * kept)`` kept entries of smallest ``|weight|`` (of equal ones
     the earlier position), then ``grow(still, n)`` among the entries not kept after the drop. ``kept_at``: the
     mask's kept positions where the caller has them.
@@ -230,18 +254,24 @@ def drop_and_grow(mask: Tensor, weight: Tensor, grow: Grow, fraction: float, kep
     Where the growth rule has a compiled kernel for these tensors (:meth:`Grow.fused`; ``compiled=False`` turns it
     off) that kernel does it all; otherwise everything but the growth rule works on the kept positions (a tenth of
     the layer at 90% sparsity) and on the changed ones, in numpy (a torch call costs ~5x a numpy one, and a layer's
-    update is ~30 of them). A weight dropped and grown again is neither on nor off.
+    update is ~30 of them). A weight dropped and grown again is neither on nor off. ``apply`` (the weight's optimizer
+    state, or None): the kernel also writes the change (``MaskChange.applied``); the numpy path never does.
+    ``operands``: the kernel's views of ``mask``, ``weight`` and ``apply`` where the caller keeps them.
     """
     from .sparsity.selection import lowest_k, round_count
 
     kept = (true_positions(mask).cpu() if kept_at is None else kept_at).numpy()
     n = math.floor(round_count(fraction * kept.size))
     if n == 0:
-        return MaskChange(*(torch.from_numpy(a) for a in (kept, kept[:0], kept[:0])))
-    done = getattr(grow, "fused", None) if compiled else None
-    done = done(mask, weight, kept, n) if done is not None else None
-    if done is not None:
-        return MaskChange(torch.from_numpy(done[0]), torch.from_numpy(done[1]), torch.from_numpy(done[2]))
+        return MaskChange(*(torch.from_numpy(a) for a in (kept, kept[:0], kept[:0])), applied=True)  # no change
+    if compiled:
+        from .sparsity import kernels
+
+        ops = operands or kernels.operands(mask, weight, apply)
+        done = grow.fused(ops, kept, n) if ops is not None else None
+        if done is not None:
+            return MaskChange(torch.from_numpy(done[0]), torch.from_numpy(done[1]), torch.from_numpy(done[2]),
+                              ops.apply)
     kept_w = np.abs(gather(weight, kept)).astype(np.float32, copy=False)
     dropped = lowest_k(torch.from_numpy(kept_w), n).numpy()
     still = np.compress(~dropped, kept)
@@ -271,13 +301,13 @@ class GrowHighest(Grow):
         fill_at_all([s], torch.from_numpy(still), -math.inf)
         return highest_k_positions(s.reshape(-1), n).cpu().numpy()
 
-    def fused(self, mask: Tensor, weight: Tensor, kept: np.ndarray, n: int
+    def fused(self, ops: "kernels.Operands", kept: np.ndarray, n: int
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         from .sparsity import kernels
 
-        if kernels.unavailable(mask, weight, self.score):
+        if kernels.unavailable(self.score):
             return None
-        return kernels.drop_grow_highest(mask, weight, self.score, kept, n)
+        return kernels.drop_grow_highest(ops, self.score, kept, n)
 
 
 def grow_highest(score: Tensor, scratch: Callable[[Tensor], Tensor] | None = None) -> GrowHighest:
@@ -296,14 +326,12 @@ class GrowAtRandom(Grow):
     def __call__(self, still: np.ndarray, n: int) -> np.ndarray:
         return nth_outside(still, random_subset(self.numel - still.size, n, self.generator))
 
-    def fused(self, mask: Tensor, weight: Tensor, kept: np.ndarray, n: int
+    def fused(self, ops: "kernels.Operands", kept: np.ndarray, n: int
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         from .sparsity import kernels
 
-        if kernels.unavailable(mask, weight):
-            return None
         ranks = random_subset(self.numel - (kept.size - n), n, self.generator)  # C: all but the kept after the drop
-        return kernels.drop_grow_ranks(mask, weight, kept, n, ranks)
+        return kernels.drop_grow_ranks(ops, kept, n, ranks)
 
 
 def grow_at_random(numel: int, generator: torch.Generator) -> GrowAtRandom:

@@ -2,6 +2,7 @@
 gradient) at constant per-layer sparsity, with grown weights at 0 and their optimizer state zeroed."""
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -99,7 +100,7 @@ def test_the_compiled_update_is_the_numpy_update(kind):
         fraction = float(rng.uniform(0.05, 1.0))
         n = math.floor(round(fraction * int(mask.sum()), 6))
         kept = mask.nonzero().flatten().numpy()
-        assert grow_highest(g).fused(mask, w, kept, n) is not None or n == 0  # the kernel ran
+        assert grow_highest(g).fused(kernels.Operands(mask, w), kept, n) is not None or n == 0  # the kernel ran
         rules = {"rigl": lambda: grow_highest(g),
                  "set": lambda: grow_at_random(size, torch.Generator().manual_seed(trial))}
         for name, rule in rules.items():
@@ -108,6 +109,19 @@ def test_the_compiled_update_is_the_numpy_update(kind):
             for a, b, what in zip((want.kept, want.off, want.on), (got.kept, got.off, got.on), ("kept", "off", "on")):
                 assert torch.equal(a, b), (name, size, what)
             assert torch.equal(mask.view(torch.uint8), before.view(torch.uint8))  # every byte 0 or 1 again
+            # in place: the same sets, the mask left updated, the weights off and on zeroed, the optimizer state
+            # (here two tensors, as Adam's) zeroed where on, nothing else written
+            mask2, w2, state = mask.clone(), w.clone(), [g + 1.0, w.neg()]
+            before_state = [t.clone() for t in state]
+            done = drop_and_grow(mask2, w2, rule(), fraction, compiled=True, apply=state)
+            assert done.applied and torch.equal(done.on, want.on) and torch.equal(done.off, want.off), (name, size)
+            assert torch.equal(mask2, want.mask(mask)), (name, size)
+            changed, on = torch.zeros(size, dtype=torch.bool), torch.zeros(size, dtype=torch.bool)
+            changed[want.off], changed[want.on], on[want.on] = True, True, True
+            for now, then in ((w2, w), *zip(state, before_state)):
+                zeroed = changed if now is w2 else on
+                assert torch.all(now[zeroed].view(torch.int32) == 0), (name, size)  # +0.0, whatever was there
+                assert torch.equal(now[~zeroed].view(torch.int32), then[~zeroed].view(torch.int32)), (name, size)
 
 
 def test_the_compiled_first_distinct_is_the_numpy_one():
@@ -115,6 +129,9 @@ def test_the_compiled_first_distinct_is_the_numpy_one():
     from prunelab.sparsity import kernels
 
     rng = np.random.default_rng(0)
+    for c, n in ((212_000, 7_000), (70_000, 30_000)):  # a layer's candidates: the bitset spans thousands of words
+        draws = rng.integers(0, c, 3 * n)
+        assert np.array_equal(first_distinct(draws, n), kernels.first_distinct(draws, n))
     for _ in range(300):
         c, m = int(rng.integers(1, 400)), int(rng.integers(1, 300))
         draws, n = rng.integers(0, c, m), int(rng.integers(1, m + 1))
@@ -123,15 +140,22 @@ def test_the_compiled_first_distinct_is_the_numpy_one():
 
 
 def test_tensors_the_kernels_do_not_take_go_the_numpy_way():
-    """float64 weights or gradient, a non-contiguous gradient: no kernel; float64 gets the same sets by numpy."""
+    """float64 weights or gradient, a non-contiguous gradient, optimizer state that is float64 or more tensors than
+    a kernel zeroes: no kernel; float64 gets the same sets by numpy."""
     from prunelab.sparsity import kernels
 
     mask, w, g = _layer(np.random.default_rng(5), 4000, "normal")
     want = drop_and_grow(mask, w, grow_highest(g), 0.3)
     assert kernels.unavailable(mask, w, g) is None
+    kept = mask.nonzero().flatten().numpy()
     for w2, g2 in ((w.double(), g), (w, g.double()), (w, g.reshape(100, 40).t())):
         assert kernels.unavailable(mask, w2, g2) is not None
-        assert grow_highest(g2).fused(mask, w2, mask.nonzero().flatten().numpy(), 10) is None
+        ops = kernels.operands(mask, w2)
+        assert ops is None or grow_highest(g2).fused(ops, kept, 10) is None
+    for state in ([w.double()], [w.clone() for _ in range(kernels.STATES + 1)]):  # optimizer state it cannot zero
+        assert kernels.operands(mask, w, state) is None
+        change = drop_and_grow(mask.clone(), w.clone(), grow_highest(g), 0.3, apply=state)
+        assert not change.applied and torch.equal(change.on, want.on)  # the numpy path, which writes nothing
     got = drop_and_grow(mask, w.double(), grow_highest(g.double()), 0.3)
     assert torch.equal(want.kept, got.kept) and torch.equal(want.on, got.on)
 
@@ -292,9 +316,15 @@ def batches(n, seed=2):
     return [(torch.randn(12, 10, generator=g), torch.randint(0, 3, (12,), generator=g)) for _ in range(n)]
 
 
+@PATHS
 @pytest.mark.parametrize("kind", ["rigl", "set"])
 @pytest.mark.parametrize("opt_name", ["sgd", "adam"])
-def test_updates_keep_per_layer_counts_and_reset_grown_state(kind, opt_name):
+def test_updates_keep_per_layer_counts_and_reset_grown_state(kind, opt_name, compiled, monkeypatch):
+    """Both ways an update is written: by the kernel that found it (compiled) and by the pruner (numpy path)."""
+    from prunelab.sparsity import kernels
+
+    if not compiled:
+        monkeypatch.setattr(kernels, "OFF", "the numpy path")
     torch.manual_seed(0)
     model = Net()
     updater = (RigLUpdater if kind == "rigl" else SETUpdater)(delta_t=3, t_end=18, drop_fraction=0.5, seed=4)
@@ -307,6 +337,12 @@ def test_updates_keep_per_layer_counts_and_reset_grown_state(kind, opt_name):
     kept0 = None
     updates = 0
     for step, (x, y) in enumerate(batches(20)):
+        if step == 7:  # new optimizer state tensors (a state reloaded): the next update zeroes those
+            opt.load_state_dict(copy.deepcopy(opt.state_dict()))
+        if step == 10:  # the weights moved to new memory: the next update writes there
+            with torch.no_grad():
+                for n in pruner.names:
+                    getattr(model, n).weight.data = getattr(model, n).weight.data.clone()
         old = {n: m.clone() for n, m in pruner.masks.items()}
         grads = {n: getattr(model, n).weight.grad for n in pruner.names}
         state = {n: {k: v.clone() for k, v in opt.state[getattr(model, n).weight].items() if v.dim() > 0}

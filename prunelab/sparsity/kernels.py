@@ -13,7 +13,10 @@ step. Here the whole layer is two or three passes in compiled loops:
 * RigL's growth among the ~90% of a layer not kept: a value from a fixed sample bounds the tail that can hold the
   ``n`` highest (as ``selection.highest_k_positions`` does), one pass counts it and one copies it out, and the
   selection runs on that tail alone; SET's random ranks (drawn by the caller's generator, as on the numpy path) are
-  mapped to positions by one merge.
+  mapped to positions by one merge;
+* the change written on the way (the pruner asks for it): the mask updated, the dropped and grown weights and the
+  grown weights' optimizer state zeroed, while those entries are in cache, with the layer's views kept from one
+  update to the next (:class:`Operands`).
 
 Used where numba imports and the tensors are float32, contiguous and on the CPU (:func:`unavailable` says why not);
 elsewhere the numpy path runs. Tests compare the two on random layers and on layers made of ties.
@@ -21,6 +24,7 @@ elsewhere the numpy path runs. Tests compare the two on random layers and on lay
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Optional
 
 import numpy as np
@@ -31,6 +35,10 @@ try:  # the compiled path is optional: without numba the numpy path gives the sa
     import numba
 except ImportError:  # pragma: no cover - numba is a dependency; a platform without its wheels falls back
     numba = None
+try:  # the count of trailing zero bits as one instruction (an intrinsic numba uses itself)
+    from numba.cpython.unsafe.numbers import trailing_zeros as _trailing_zeros
+except ImportError:  # pragma: no cover - no numba, or a version without it: a loop (below)
+    _trailing_zeros = None
 
 _ABS = np.uint32(0x7FFFFFFF)  # |x| of a float32's bits
 _NAN = np.uint32(0x7F800001)  # every NaN's key: one value above inf
@@ -41,16 +49,27 @@ _SAMPLE = 4096  # entries sampled to bound RigL's tail (a fixed random set per l
 OFF = ("numba is not installed" if numba is None else
        "PRUNELAB_COMPILED_REGROWTH=0" if os.environ.get("PRUNELAB_COMPILED_REGROWTH", "1") == "0" else None)
 _TAKES = (torch.float32, torch.bool)
+#: The most optimizer-state tensors a kernel zeroes with a change (Adam with amsgrad has three).
+STATES = 3
+_NONE = np.empty(0, np.uint32)
 
 
-def unavailable(*tensors: Tensor) -> Optional[str]:
-    """Why the compiled kernels cannot take these tensors here, or None when they can."""
+def unavailable(*tensors: Tensor, states: Sequence[Tensor] = ()) -> Optional[str]:
+    """Why the compiled kernels cannot take these tensors (and these optimizer ``states`` to zero) here, or None
+    when they can."""
     if OFF is not None:
         return OFF
-    for t in tensors:
+    if len(states) > STATES:
+        return f"{len(states)} optimizer state tensors (the kernels zero at most {STATES})"
+    for t in (*tensors, *states):
         if t.is_cuda or t.dtype not in _TAKES or not t.is_contiguous() or t.device.type != "cpu":
             return f"a {t.dtype} tensor on {t.device.type} (the kernels take contiguous float32 on the CPU)"
     return None
+
+
+def operands(mask: Tensor, weight: Tensor, apply: Optional[Sequence[Tensor]] = None) -> Optional["Operands"]:
+    """The layer's :class:`Operands`, or None where the kernels cannot take these tensors."""
+    return None if unavailable(mask, weight, states=apply or ()) else Operands(mask, weight, apply)
 
 
 def warm() -> None:
@@ -60,8 +79,8 @@ def warm() -> None:
         return
     mask, w = torch.tensor([True, True, False, False]), torch.tensor([1.0, 2.0, 0.0, 0.0])
     kept = np.array([0, 1], dtype=np.int64)
-    drop_grow_highest(mask, w, w, kept, 1)
-    drop_grow_ranks(mask, w, kept, 1, np.array([0], dtype=np.int64))
+    drop_grow_highest(Operands(mask, w), w, kept, 1)
+    drop_grow_ranks(Operands(mask, w), kept, 1, np.array([0], dtype=np.int64))
     first_distinct(np.array([1, 0], dtype=np.int64), 1)
 
 
@@ -70,24 +89,49 @@ def _bits(t: Tensor) -> np.ndarray:
     return t.detach().numpy().reshape(-1).view(np.uint32)
 
 
-def drop_grow_highest(mask: Tensor, weight: Tensor, score: Tensor, kept: np.ndarray, n: int
+class Operands:
+    """What a kernel call reads and writes of one layer, as numpy views: the mask's bytes, the weight's bits, the
+    bits of the optimizer state to zero with the change (``apply``: padded to :data:`STATES` with empty arrays,
+    so that every optimizer gets one compiled kernel; None: the change is not written) and RigL's sample
+    positions. Made once per layer and reused while they view the same tensors (:meth:`views`): right after a
+    training step each of the ~20 Python calls that make them costs ~10 us, not ~1 (its caches are cold), which
+    on the MLP is a good part of what an update adds to a step (``benchmarks/README.md``). Build them where
+    :func:`unavailable` says the kernels take the tensors."""
+
+    def __init__(self, mask: Tensor, weight: Tensor, apply: Optional[Sequence[Tensor]] = None) -> None:
+        from .selection import _sample_positions
+
+        self.viewed = (mask, weight, *(apply or ()))
+        self.ptrs = tuple(t.data_ptr() for t in self.viewed)
+        self.apply = apply is not None
+        self.marks, self.wbits = _marks(mask), _bits(weight)
+        self.states = tuple(_bits(t) for t in apply or ()) + (_NONE,) * (STATES - len(apply or ()))
+        size = weight.numel()
+        self.at = _sample_positions(size) if size > 16 * _SAMPLE else np.empty(0, dtype=np.int64)
+
+    def views(self, mask: Tensor, weight: Tensor, apply: Optional[Sequence[Tensor]] = None) -> bool:
+        """Whether these are the views of exactly these tensors (the same objects, on the same memory)."""
+        now = (mask, weight, *(apply or ()))
+        return (self.apply == (apply is not None) and len(now) == len(self.viewed)
+                and all(a is b and a.data_ptr() == p for a, b, p in zip(now, self.viewed, self.ptrs)))
+
+
+def drop_grow_highest(ops: Operands, score: Tensor, kept: np.ndarray, n: int
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """RigL's layer update: drop the ``n`` kept entries of smallest ``|weight|``, grow the ``n`` of largest ``|score|``
     among those not kept after the drop. Returns (kept after, turned off, turned on), ascending int64 positions.
-    ``mask`` (bool) marks the dropped entries on the way and is restored before this returns."""
-    from .selection import _sample_positions
-
-    size = weight.numel()
-    at = _sample_positions(size) if size > 16 * _SAMPLE else np.empty(0, dtype=np.int64)
-    return _drop_grow_highest(_marks(mask), _bits(weight), _bits(score), kept, n, at)
+    The mask marks the dropped entries on the way and is restored before this returns, unless the operands have
+    ``apply``: then the change is written in the same pass (:func:`_apply`): the mask left updated, the weights
+    turned off and on zeroed, the optimizer state zeroed where on."""
+    return _drop_grow_highest(ops.marks, ops.wbits, _bits(score), kept, n, ops.at, ops.apply, ops.states)
 
 
-def drop_grow_ranks(mask: Tensor, weight: Tensor, kept: np.ndarray, n: int, ranks: np.ndarray
+def drop_grow_ranks(ops: Operands, kept: np.ndarray, n: int, ranks: np.ndarray
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """SET's layer update: drop the ``n`` kept entries of smallest ``|weight|``, grow the entries of ascending
     ``ranks`` among those not kept after the drop (rank r: the r-th, 0-based, such position). Returns (kept after,
-    turned off, turned on), ascending int64 positions. ``mask`` as in :func:`drop_grow_highest`."""
-    return _drop_grow_ranks(_marks(mask), _bits(weight), kept, n, ranks)
+    turned off, turned on), ascending int64 positions. The change written as in :func:`drop_grow_highest`."""
+    return _drop_grow_ranks(ops.marks, ops.wbits, kept, n, ranks, ops.apply, ops.states)
 
 
 def _marks(mask: Tensor) -> np.ndarray:
@@ -97,6 +141,16 @@ def _marks(mask: Tensor) -> np.ndarray:
 
 def _jit(fn):  # compiled and cached on first use (a few seconds once per machine); plain Python without numba
     return numba.njit(cache=True, nogil=True)(fn) if numba is not None else fn
+
+
+if _trailing_zeros is None:  # pragma: no cover - see the import
+    @_jit
+    def _trailing_zeros(x):
+        k = 0
+        while not x & np.uint64(1):
+            x >>= np.uint64(1)
+            k += 1
+        return k
 
 
 @_jit
@@ -199,6 +253,24 @@ def _assemble(marks, kept, dropped, grown):  # pragma: no cover - compiled
 
 
 @_jit
+def _apply(marks, wbits, off, on, states):  # pragma: no cover - compiled
+    """The change written where it was found: the mask off at ``off`` and on at ``on``, the weights at both zeroed
+    (dropped; grown: a grown weight starts at 0) and each state tensor at ``on``. The kernel has just read or
+    marked most of these entries, so the writes find them in cache, and the pruner's index fills (~6 torch and
+    numpy calls per layer) are not needed (``benchmarks/README.md``)."""
+    for p in off:
+        marks[p] = 0
+        wbits[p] = 0
+    for p in on:
+        marks[p] = 1
+        wbits[p] = 0
+    for s in states:
+        if s.size:  # empty: padding, no such state
+            for p in on:
+                s[p] = 0
+
+
+@_jit
 def _tail(marks, sbits, limit):  # pragma: no cover - compiled
     """The positions, ascending, of the candidates (``marks != 1``) whose inverted key is at most ``limit``: one
     vectorisable pass into a byte per entry, then :func:`_nonzero`."""
@@ -228,7 +300,7 @@ def _nonzero(flags, count):  # pragma: no cover - compiled
 
 
 @_jit
-def _drop_grow_highest(marks, wbits, sbits, kept, n, at):  # pragma: no cover - compiled
+def _drop_grow_highest(marks, wbits, sbits, kept, n, at, apply, states):  # pragma: no cover - compiled
     dropped = _drop(wbits, kept, n)
     for i in range(kept.size):  # candidates: not kept after the drop (marks != 1); the dropped are 2 until restored
         if dropped[i]:
@@ -249,11 +321,14 @@ def _drop_grow_highest(marks, wbits, sbits, kept, n, at):  # pragma: no cover - 
     for i in range(pos.size):
         keys[i] = top - _key(sbits[pos[i]])
     grown = _compact(pos, _lowest(keys, n, True))
-    return _assemble(marks, kept, dropped, grown)
+    kept_now, off, on = _assemble(marks, kept, dropped, grown)
+    if apply:
+        _apply(marks, wbits, off, on, states)
+    return kept_now, off, on
 
 
 @_jit
-def _drop_grow_ranks(marks, wbits, kept, n, ranks):  # pragma: no cover - compiled
+def _drop_grow_ranks(marks, wbits, kept, n, ranks, apply, states):  # pragma: no cover - compiled
     dropped = _drop(wbits, kept, n)
     for i in range(kept.size):
         if dropped[i]:
@@ -265,23 +340,36 @@ def _drop_grow_ranks(marks, wbits, kept, n, ranks):  # pragma: no cover - compil
         while s < still.size and still[s] - s <= ranks[j]:
             s += 1
         grown[j] = ranks[j] + s
-    return _assemble(marks, kept, dropped, grown)
+    kept_now, off, on = _assemble(marks, kept, dropped, grown)
+    if apply:
+        _apply(marks, wbits, off, on, states)
+    return kept_now, off, on
 
 
 @_jit
 def first_distinct(draws, n):  # pragma: no cover - compiled
     """The first ``n`` distinct values of ``draws`` (non-negative) in draw order, ascending; empty if it holds fewer
-    (``regrowth.first_distinct``'s result, by marking each value seen instead of sorting the draws)."""
+    (``regrowth.first_distinct``'s result, by marking each value seen in a bitset instead of sorting the draws:
+    for 7,000 of 212,000 candidates the bitset is 26 KB, read back a word at a time)."""
     top = 0
     for v in draws:
         top = max(top, v)
-    seen = np.zeros(top + 8, np.uint8)
+    seen = np.zeros((top >> 6) + 1, np.uint64)
     got = 0
     for v in draws:
         if got == n:
             break
-        got += seen[v] == 0
-        seen[v] = 1
+        bit = np.uint64(1) << np.uint64(v & 63)
+        got += (seen[v >> 6] & bit) == 0
+        seen[v >> 6] |= bit
     if got < n:
         return np.empty(0, np.int64)
-    return _nonzero(seen[: (top + 8) // 8 * 8], n)
+    out = np.empty(n, np.int64)
+    c = 0
+    for w in range(seen.size):
+        x = seen[w]
+        while x != 0:
+            out[c] = (w << 6) + _trailing_zeros(x)
+            c += 1
+            x &= x - np.uint64(1)
+    return out
