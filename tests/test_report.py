@@ -151,6 +151,33 @@ def test_settings_that_differ_label_the_series(tmp_path):
                       "c": "snip [pattern.type=1x1]"}
 
 
+def test_a_model_choice_labels_the_setting_by_its_name_and_many_settings_sort_in_order(tmp_path):
+    """Keys that follow from the model chosen (its head, its widths) do not push the label to "setting N": the
+    label names the model; where a label must be "setting N", numbers sort as numbers (01 .. 12)."""
+    for model, head in (("mlp", "fc3"), ("lenet5", "fc3_conv")):
+        for pattern in ("1x1", "4x1"):
+            run = write_fake_run(tmp_path / f"{model}-{pattern}", "magnitude", 0.5, 0, 0.9, pattern=pattern)
+            cfg = run / "config.yaml"
+            cfg.write_text(cfg.read_text().replace("  name: mlp\n", f"  name: {model}\n  head: {head}\n"))
+    series = {r.path.name: r.series for r in load_runs([tmp_path])}
+    assert series["lenet5-4x1"] == "magnitude [model.name=lenet5, pattern.type=4x1]", series
+    assert len(set(series.values())) == 4
+    own = tmp_path / "own"  # a key that varies within one model is a setting of its own
+    for model, head in (("mlp", "fc3"), ("mlp", "fc2"), ("lenet5", "fc3")):
+        run = write_fake_run(own / f"{model}-{head}", "magnitude", 0.5, 0, 0.9)
+        cfg = run / "config.yaml"
+        cfg.write_text(cfg.read_text().replace("  name: mlp\n", f"  name: {model}\n  head: {head}\n"))
+    assert {r.setting for r in load_runs([own])} == {"model.head=fc3, model.name=mlp", "model.head=fc2, model.name=mlp",
+                                                    "model.head=fc3, model.name=lenet5"}
+    many = tmp_path / "many"
+    for i in range(12):  # three keys vary: "setting N"
+        run = write_fake_run(many / f"r{i}", "magnitude", 0.5, 0, 0.9, pattern=f"{i}x1")
+        cfg = run / "config.yaml"
+        cfg.write_text(cfg.read_text() + f"optimizer:\n  lr: {i}\n  momentum: {i % 5}\n")
+    labels = sorted({r.setting for r in load_runs([many])})
+    assert labels == [f"setting {i:02d}" for i in range(1, 13)], labels
+
+
 def dst_run(path: Path, arm: str, target: float, seed: int, acc: float) -> Path:
     """A hand-made run of one arm of the dst_fmnist comparison: the keys its criterion option sets for itself
     (criterion=static_erk and criterion=gmp label their method)."""

@@ -337,15 +337,32 @@ def label_settings(runs: list[Run]) -> dict[str, dict[str, str]]:
     if len(distinct) <= 1:
         return {}
     varying = [n for n in sorted(set().union(*done)) if len({k.get(n) for k in done}) > 1]
+    varying = [n for n in varying if not follows_choice(n, varying, done)]
     legend: dict[str, dict[str, str]] = {}
+    width = len(str(len(distinct)))  # "setting 02" before "setting 10", wherever labels are sorted as text
     for i, key in enumerate(distinct):
         diff = {n: _short(dict(key).get(n, "-")) for n in varying}
-        label = ", ".join(f"{n}={v}" for n, v in diff.items()) if len(varying) <= 2 else f"setting {i + 1}"
+        label = ", ".join(f"{n}={v}" for n, v in diff.items()) if len(varying) <= 2 else f"setting {i + 1:0{width}d}"
         legend[label] = diff
         for run in runs:
             if tuple(sorted(keys[id(run)].items())) == key:
                 run.setting = label
     return legend
+
+
+def follows_choice(name: str, varying: Sequence[str], done: Sequence[dict[str, str]]) -> bool:
+    """Whether key ``name`` (``model.head``) differs only because a group's choice does (``model.name`` varies and
+    every run with the same model has the same head): the label then names the choice alone, so that a sweep of
+    models x distributions reads ``distribution.name=erk, model.name=lenet5``, not ``setting 3``."""
+    for choice in varying:
+        group = choice[: -len("name")]
+        if choice != name and choice.endswith(".name") and name.startswith(group):
+            values: dict[str | None, set[str | None]] = {}
+            for k in done:
+                values.setdefault(k.get(choice), set()).add(k.get(name))
+            if all(len(v) == 1 for v in values.values()):
+                return True
+    return False
 
 
 def seed_keys(runs: list[Run], keys: dict[int, dict[str, str]]) -> list[str]:
