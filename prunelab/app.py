@@ -187,6 +187,7 @@ def _build(cfg: DictConfig, run_dir: Path, tc: TrainerConfig, dist: distributed.
         pruner = Pruner.from_config(model, cfg, head=head, schedule=schedule,
                                     initializer=lambda: models_mod.build(cfg.model))
         total = trainer.check_length(len(data.train), pruner.schedule.end_step)
+        _say_when_at_init_is_gradual(pruner, cfg, dist)
         pruner.bind(updater=build_updater(cfg.get("regrowth"), total, pruner.schedule.end_step, int(cfg.seed)))
         end_step = pruner.last_mask_step
         if pruner.criterion.score_hook is ScoreHook.MODEL:  # its calibration batches are drawn at the pruning step
@@ -202,6 +203,18 @@ def _build(cfg: DictConfig, run_dir: Path, tc: TrainerConfig, dist: distributed.
         raise ConfigError("torchrun", f"rank {dist.rank}", "every rank to start (another rank was refused: its "
                           "message is above)")
     return model, data, trainer, pruner, pruning, end_step, total, resume_state, decision
+
+
+def _say_when_at_init_is_gradual(pruner: Pruner, cfg: DictConfig, dist: distributed.DistInfo) -> None:
+    """A criterion made to score once at initialization, under a schedule that prunes several times, is re-scored
+    at every pruning step: a method of its own, not the published one, and easy to run by forgetting
+    ``schedule=at_init``. Say so at the start (rank 0)."""
+    sch = pruner.schedule
+    if pruner.criterion.at_init and not sch.one_shot and dist.rank == 0:
+        name = cfg.criterion.criterion_type
+        log.warning("prunelab: criterion=%s scores once per pruning step; this schedule prunes %d times (steps "
+                    "%d-%d), so it is re-scored during training. Pruning at initialization as published: add "
+                    "schedule=at_init", name, len(sch.steps), sch.start_step, sch.end_step)
 
 
 def _training_length(cfg: DictConfig, trainer: Trainer, n_train: int) -> int:

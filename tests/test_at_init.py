@@ -356,3 +356,30 @@ def test_at_init_composes_with_every_pattern_and_distribution(criterion, pattern
                 assert set(kept.unique().tolist()) <= {2, 4}
             elif pattern == "channel":
                 assert torch.all(m2.all(1) | ~m2.any(1))
+
+
+@pytest.mark.parametrize("criterion, schedule, said", [
+    ("snip_init", Schedule(0.8, start_step=0, end_step=40, pruning_frequency=20), True),
+    ("synflow", Schedule(0.8, start_step=10, end_step=10), False),  # one shot, later: pruned once
+    ("grasp", AT_INIT, False),
+    ("magnitude", Schedule(0.8, start_step=0, end_step=40, pruning_frequency=20), False),  # made for gradual
+])
+def test_a_run_says_when_an_at_init_criterion_is_rescored_during_training(criterion, schedule, said, caplog):
+    """snip_init/grasp/synflow under a gradual schedule are re-scored at every pruning step, not the published
+    method: the run says so at its start, naming schedule=at_init (a sweep that forgets it is otherwise silent)."""
+    from types import SimpleNamespace
+
+    from prunelab.app import _say_when_at_init_is_gradual
+
+    pruner = Pruner(bias_free_relu(dtype=torch.float32), criterion, "1x1", schedule)
+    cfg = SimpleNamespace(criterion=SimpleNamespace(criterion_type=criterion))
+    for rank in (1, 0):
+        caplog.clear()
+        _say_when_at_init_is_gradual(pruner, cfg, SimpleNamespace(rank=rank))
+        lines = [r.getMessage() for r in caplog.records]
+        if said and rank == 0:
+            assert lines == [f"prunelab: criterion={criterion} scores once per pruning step; this schedule prunes 3 "
+                             "times (steps 0-40), so it is re-scored during training. Pruning at initialization "
+                             "as published: add schedule=at_init"], lines
+        else:
+            assert lines == [], lines

@@ -56,6 +56,7 @@ class _AtInitCriterion(PruningCriterion):
     """Shared by the criteria of this module: model-level scoring and the float32 write-back."""
 
     score_hook = ScoreHook.MODEL
+    at_init = True
 
     @torch.no_grad()
     def _write(self, values: Iterable[Tensor]) -> None:
@@ -66,7 +67,7 @@ class _AtInitCriterion(PruningCriterion):
 @register_criterion("snip_init")
 class SnipInitCriterion(_AtInitCriterion):
     """SNIP as its paper uses it: ``score = |W * dL/dW|`` from ``criterion.batches`` mini-batches, once, at
-    initialization (one shot, before any optimizer step).
+    initialization (with ``schedule=at_init``; a gradual schedule re-scores it at every pruning step).
 
     Lee, Ajanthan & Torr 2019, "SNIP: Single-shot Network Pruning based on Connection Sensitivity"
     (https://arxiv.org/abs/1810.02340): the connection sensitivity ``|dL/dc_j|`` at ``c = 1`` of a mask ``c`` on
@@ -106,7 +107,8 @@ class SnipInitCriterion(_AtInitCriterion):
 
 @register_criterion("grasp")
 class GraspCriterion(_AtInitCriterion):
-    """GraSP: prune the weights with the largest ``-W * (H g)`` (keep the lowest); our score is ``W * (H g)``.
+    """GraSP, at initialization (``schedule=at_init``): prune the weights with the largest ``-W * (H g)`` (keep
+    the lowest); our score is ``W * (H g)``.
 
     Wang, Zhang & Grosse 2020, "Picking Winning Tickets Before Training by Preserving Gradient Flow"
     (https://arxiv.org/abs/2002.07376; reference: alecwangcq/GraSP ``pruner/GraSP.py``). Removing weights
@@ -181,7 +183,8 @@ class GraspCriterion(_AtInitCriterion):
 
 @register_criterion("grasp_abs")
 class GraspAbsCriterion(GraspCriterion):
-    """|GraSP|: ``score = |W * (H g)|``, the lowest magnitude goes (Frankle et al. 2021's variant of GraSP).
+    """|GraSP|, at initialization (``schedule=at_init``): ``score = |W * (H g)|``, the lowest magnitude goes
+    (Frankle et al. 2021's variant of GraSP).
 
     Frankle, Dziugaite, Roy & Carbin 2021, "Pruning Neural Networks at Initialization: Why are We Missing the
     Mark?" (https://arxiv.org/abs/2009.08576) found that ranking GraSP's score by magnitude (removing the weights
@@ -211,8 +214,8 @@ _DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 @register_criterion("synflow")
 class SynFlowCriterion(_AtInitCriterion):
-    """SynFlow: ``score = |theta * dR/dtheta|``, R the synaptic flow of an all-ones input through the
-    abs-valued network, iteratively over ``criterion.rounds`` rounds (data-free).
+    """SynFlow, at initialization (``schedule=at_init``): ``score = |theta * dR/dtheta|``, R the synaptic flow of
+    an all-ones input through the abs-valued network, iteratively over ``criterion.rounds`` rounds (data-free).
 
     Tanaka, Kunin, Yamins & Ganguli 2020, "Pruning neural networks without any data by iteratively conserving
     synaptic flow" (https://arxiv.org/abs/2006.05467; reference: ganguli-lab/Synaptic-Flow

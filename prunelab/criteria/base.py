@@ -160,6 +160,9 @@ class PruningCriterion:
     #: The distribution this criterion is used with when none is named (``Pruner(distribution=None)``; its YAML
     #: in ``conf/criterion/`` selects the same one); None: ``global``.
     default_distribution: str | None = None
+    #: Made to score once, at initialization (SNIP, GraSP, SynFlow as published): a run that prunes with it more
+    #: than once (a gradual schedule: re-scored at every pruning step) says so at its start.
+    at_init: bool = False
     #: Model-level criteria: a pruning step reaches its target in this many rounds, re-scoring each time.
     rounds: int = 1
     #: Model-level criteria: the calibration batches :meth:`score_model` is given.
