@@ -53,7 +53,7 @@ def main(cfg: DictConfig) -> Any:
     from hydra.types import RunMode
 
     from .app import record_failure, run
-    from .sweep import JobFailed
+    from .sweep import JobFailed, JobStopped
 
     hc = HydraConfig.get()
     files = {"config.yaml": cfg, "hydra.yaml": hc, "overrides.yaml": hc.overrides.task}
@@ -69,14 +69,19 @@ def main(cfg: DictConfig) -> Any:
     except BaseException as exc:  # noqa: BLE001
         if isinstance(exc, KeyboardInterrupt) or os.environ.get(USER_FULL_ERROR) == "1":
             raise
-        if expected(exc):
+        if isinstance(exc, _trainer_errors()[1:]):  # a signal stopped it: the sweep says how to go on
+            pass
+        elif expected(exc):
             report_error(exc)
         else:
             import traceback
 
             traceback.print_exc()
         record_failure(cfg, hc.runtime.output_dir, exc)
-        return JobFailed(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        if isinstance(exc, _trainer_errors()[1:]):  # a signal stopped it: the sweep stops too
+            return JobStopped(error, getattr(exc, "signum", None))
+        return JobFailed(error)
 
 
 USER_FULL_ERROR = "PRUNELAB_USER_FULL_ERROR"
@@ -90,14 +95,20 @@ def _trainer_errors() -> tuple[type, type] | tuple[()]:
 
 def expected(exc: BaseException) -> bool:
     """Whether ``exc`` ends a run with one line (no traceback)."""
-    return isinstance(exc, (ConfigError, *_trainer_errors())) or \
+    return isinstance(exc, (ConfigError, *_trainer_errors(), *_stops())) or \
         (isinstance(exc, OSError) and exc.errno in DISK_ERRORS)
+
+
+def _stops() -> tuple[type, ...]:
+    """What stops asked for by a signal are, besides the trainer's :class:`Interrupted`: a sweep's."""
+    sweep = sys.modules.get(f"{__package__}.sweep")
+    return (sweep.SweepInterrupted,) if sweep is not None else ()
 
 
 def exit_code(exc: BaseException) -> int:
     if isinstance(exc, ConfigError):
         return EXIT_CONFIG
-    interrupted = _trainer_errors()[1:]
+    interrupted = (*_trainer_errors()[1:], *_stops())
     if isinstance(exc, interrupted) and getattr(exc, "signum", None):
         return 128 + int(exc.signum)  # as a shell reports a process a signal ended: SIGTERM 143, SIGINT 130
     return EXIT_INTERRUPTED if isinstance(exc, (KeyboardInterrupt, *interrupted)) else EXIT_FAILED
@@ -221,7 +232,7 @@ def _fail(exc: BaseException) -> None:
     err = as_config_error(exc)
     if err is None and not expected(exc):
         raise exc  # a bug: its traceback helps
-    if isinstance(exc, _trainer_errors()[1:]):  # a stop asked for, not an error: how to resume
+    if isinstance(exc, (*_trainer_errors()[1:], *_stops())):  # a stop asked for, not an error: how to resume
         print(f"prunelab: {exc}", file=sys.stderr, flush=True)
     else:
         report_error(err or exc)

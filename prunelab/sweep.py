@@ -17,6 +17,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -82,6 +83,35 @@ class JobFailed:
     began leaves its directory as it was, so that only this says why."""
 
     error: str
+
+
+@dataclasses.dataclass(frozen=True)
+class JobStopped(JobFailed):
+    """A sweep job that a signal stopped (SIGINT / SIGTERM; its checkpoint written): the sweep stops with it."""
+
+    signum: int | None = None
+
+
+class SweepInterrupted(Exception):
+    """A signal stopped a job of a sweep, and so the sweep: the jobs after it were not started. The message says
+    how to continue it all (the same sweep, ``trainer.resume=auto``); the exit code is 128 + the signal."""
+
+    def __init__(self, signum: int | None, job: str, left: int, sweep_dir: Path) -> None:
+        import shlex
+
+        self.signum = signum
+        how = f"signal {signal.Signals(signum).name}" if signum else "a signal"
+        kept = [a for a in sys.argv[1:] if a.lstrip("+~").split("=", 1)[0] not in ("hydra.sweep.dir", "trainer.resume")]
+        command = " ".join([shlex.quote(sys.executable), "-m", "prunelab", *map(shlex.quote, kept)])
+        super().__init__(f"sweep stopped by {how} in job {job} (its checkpoint is written); {left} job(s) not "
+                         f"started; continue with {command} hydra.sweep.dir={shlex.quote(str(sweep_dir))} "
+                         "trainer.resume=auto")
+
+
+def stop_of(ret: JobReturn) -> JobStopped | None:
+    """The stop a job's return reports, or None."""
+    value = ret.return_value if ret.status == JobStatus.COMPLETED else None
+    return value if isinstance(value, JobStopped) else None
 
 
 def note_returns(jobs: Sequence[Job], returns: Sequence[JobReturn]) -> list[JobReturn]:
@@ -296,7 +326,15 @@ def launch_basic(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_
     setup_globals()
     jobs = compose_jobs(launcher, job_overrides, initial_job_idx)
     check_sweep(launcher.config, jobs)
-    return note_returns(jobs, [_run_in_process(launcher, job) for job in jobs])
+    returns = []
+    for job in jobs:  # a job a signal stopped stops the sweep: Ctrl-C, or a scheduler's SIGTERM before it kills
+        returns.append(_run_in_process(launcher, job))
+        stop = stop_of(returns[-1])
+        if stop is not None:
+            note_returns(jobs, returns)
+            raise SweepInterrupted(stop.signum, job.subdir, len(jobs) - len(returns),
+                                   Path(str(launcher.config.hydra.sweep.dir)).absolute())
+    return note_returns(jobs, returns)
 
 
 def launch_joblib(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
@@ -315,11 +353,54 @@ def launch_joblib(launcher: Any, job_overrides: Sequence[Sequence[str]], initial
     multiprocessing.set_forkserver_preload(["prunelab.app", "prunelab.sweep"])
     state = Singleton.get_state()
     n_jobs = int(launcher.joblib.get("n_jobs", -1) or -1)
-    return note_returns(jobs, Parallel(n_jobs=n_jobs, backend="threading")(
-        delayed(_in_child)(launcher, job, state) for job in jobs))
+    with Stopping() as stop:
+        returns = Parallel(n_jobs=n_jobs, backend="threading")(
+            delayed(_in_child)(launcher, job, state, stop) for job in jobs)
+    ran = [(job, ret) for job, ret in zip(jobs, returns) if ret is not None]
+    note_returns([job for job, _ in ran], [ret for _, ret in ran])
+    stopped = [(job, stop_of(ret)) for job, ret in ran if stop_of(ret) is not None]
+    if stop.signum is not None or stopped:
+        job, first = stopped[0] if stopped else (None, None)
+        raise SweepInterrupted(first.signum if first is not None else stop.signum,
+                               job.subdir if job is not None else "(between jobs)", len(jobs) - len(ran),
+                               Path(str(launcher.config.hydra.sweep.dir)).absolute())
+    return [ret for _, ret in ran]
 
 
-def _in_child(launcher: Any, job: Job, singleton_state: Any) -> JobReturn:
+class Stopping:
+    """While a joblib sweep runs: SIGINT / SIGTERM to this process is passed on to the running jobs' processes
+    (each writes its checkpoint and stops) and no further job starts. ``signum``: the signal, once one came."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.signum: int | None = None
+        self.running: set[Any] = set()
+        self.lock = threading.Lock()
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> Stopping:
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            self._old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for s, h in self._old.items():
+            signal.signal(s, h)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self.signum = signum
+        with self.lock:
+            procs = list(self.running)
+        for proc in procs:  # a terminal's Ctrl-C reaches them anyway; a scheduler's SIGTERM to this one does not
+            with contextlib.suppress(OSError, ValueError):
+                os.kill(proc.pid, signum)
+
+
+def _in_child(launcher: Any, job: Job, singleton_state: Any, stop: Stopping) -> JobReturn | None:
+    """One job in a process of its own; None, not started, once a signal stopped the sweep."""
     import multiprocessing
 
     import cloudpickle
@@ -331,8 +412,14 @@ def _in_child(launcher: Any, job: Job, singleton_state: Any) -> JobReturn:
         out = Path(tmp) / "return.pkl"
         proc = multiprocessing.get_context("forkserver").Process(
             target=run_job_payload, args=(payload, str(out)), name=f"prunelab-job-{job.num}")
-        proc.start()
+        with stop.lock:
+            if stop.signum is not None:
+                return None
+            proc.start()
+            stop.running.add(proc)
         proc.join()
+        with stop.lock:
+            stop.running.discard(proc)
         if out.exists():
             return pickle.loads(out.read_bytes())
         code = proc.exitcode

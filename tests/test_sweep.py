@@ -5,6 +5,7 @@ launcher and the experiment presets compose; a tiny criteria_fmnist runs."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,53 @@ def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path):
     (failed,) = [name for name, s in jobs.items() if s["status"] != "finished"]
     assert failed in last and "NonFiniteLoss" in jobs[failed]["error"]
     assert all(s["status"] == "finished" and s["test/acc"] > 0.5 for n, s in jobs.items() if n != failed)
+
+
+def test_a_signal_to_a_job_stops_the_sweep_and_says_how_to_continue_it(tmp_path):
+    """SIGTERM (a scheduler's notice) or Ctrl-C in a job stops the sweep, not only the job: its checkpoint written,
+    no later job started, exit 128 + the signal, and the command that continues the sweep."""
+    sweep = tmp_path / "sweep"
+    args = ["-m", "logger=none", *FAST, "criterion=magnitude,snip,random", f"hydra.sweep.dir={sweep}"]
+    proc = cli(args, cwd=tmp_path, **faulty("term@30"))
+    assert proc.returncode == 143, proc.stderr[-3000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    (job,) = _jobs(sweep)  # the first job only
+    assert _jobs(sweep)[job]["status"] == "interrupted" and job.startswith("magnitude-")
+    assert last == (f"prunelab: sweep stopped by signal SIGTERM in job {job} (its checkpoint is written); 2 job(s) "
+                    f"not started; continue with {sys.executable} -m prunelab {' '.join(args[:-1])} "
+                    f"hydra.sweep.dir={sweep} trainer.resume=auto"), last
+    rerun = cli([*args, "trainer.resume=auto"], cwd=tmp_path)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert {s["status"] for s in _jobs(sweep).values()} == {"finished"} and len(_jobs(sweep)) == 3
+    assert _jobs(sweep)[job]["attempt"] == 2
+
+
+@pytest.mark.slow
+def test_a_signal_to_a_parallel_sweep_reaches_its_running_jobs_and_starts_no_other(tmp_path):
+    """hydra/launcher=joblib: SIGTERM to the sweep's process (as a scheduler sends it) is passed on to the jobs
+    running in their own processes, which checkpoint and stop; the jobs not started stay so."""
+    import signal
+    import subprocess
+
+    from appkit import env
+
+    sweep = tmp_path / "sweep"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "prunelab", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "logger=none",
+         "trainer.max_steps=3000", "trainer.num_threads=1", "trainer.progress=lines",
+         "criterion=magnitude,snip,random,gradient", f"hydra.sweep.dir={sweep}"],
+        cwd=tmp_path, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out, sent = [], False
+    for line in proc.stdout:  # both jobs have trained a while: one SIGTERM
+        out.append(line)
+        if not sent and sum("[prunelab] step " in x for x in out) == 2:
+            proc.send_signal(signal.SIGTERM)
+            sent = True
+    assert proc.wait(timeout=300) == 143, "".join(out[-20:])
+    jobs = _jobs(sweep)
+    assert len(jobs) == 2 and {s["status"] for s in jobs.values()} == {"interrupted"}, jobs
+    assert out[-1].startswith("prunelab: sweep stopped by signal SIGTERM in job ") and \
+        "; 2 job(s) not started; continue with " in out[-1], out[-1]
 
 
 @pytest.mark.slow
