@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from omegaconf import DictConfig
 
 from . import conf
 from . import config as _config  # noqa: F401 - registers the schemas and resolvers before Hydra composes
-from .errors import Abort, ConfigError, report_error
+from .errors import Abort, ConfigError, Terminated, report_error
 
 CONF_DIR = Path(conf.__file__).parent  # the config groups (conf/ in the repository, prunelab/conf in the wheel)
 
@@ -128,6 +129,7 @@ def cli() -> None:
     from .streams import survive_closed_streams
 
     survive_closed_streams()  # `prunelab ... | head` must not end the run when head has its lines
+    signal.signal(signal.SIGTERM, Terminated.handler)  # as Ctrl-C at start-up (the trainer has its own)
     os.environ[USER_FULL_ERROR] = os.environ.get("HYDRA_FULL_ERROR", "")
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises its errors to us, and we print them as one line
     os.environ[RUN_ID_ENV] = new_run_id()  # this invocation's name part, shared by the processes of a sweep
@@ -227,8 +229,9 @@ def _fail(exc: BaseException) -> None:
         raise exc
     if isinstance(exc, KeyboardInterrupt):
         where = "" if rundir.started() else " before the run started; nothing was written"
-        print(f"prunelab: error: interrupted (Ctrl-C){where}", file=sys.stderr, flush=True)
-        sys.exit(EXIT_INTERRUPTED)
+        what = "stopped by signal SIGTERM" if isinstance(exc, Terminated) else "interrupted (Ctrl-C)"
+        print(f"prunelab: error: {what}{where}", file=sys.stderr, flush=True)
+        sys.exit(128 + Terminated.signum if isinstance(exc, Terminated) else EXIT_INTERRUPTED)
     err = as_config_error(exc)
     if err is None and not expected(exc):
         raise exc  # a bug: its traceback helps

@@ -108,10 +108,12 @@ class Claim:
                                    self.run_dir / rundir.HYDRA) if not p.exists()]
             try:
                 self._write_start(cfg, decision, hydra_files)
-            except OSError as exc:
+            except BaseException as exc:  # a full disk, or Ctrl-C / SIGTERM halfway: nothing of this start stays
                 for path in reversed(created):
                     shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
-                raise rundir.write_error(exc, self.run_dir) from None
+                if isinstance(exc, OSError):
+                    raise rundir.write_error(exc, self.run_dir) from None
+                raise
         self.started = True
         rundir.mark_started()
 
@@ -235,16 +237,18 @@ def _train(cfg: DictConfig, run_dir: Path, tc: TrainerConfig, dist: distributed.
     start = int(resume_state["step"]) + 1 if resume_state is not None else 0
     resumes_here = resume_state is not None and decision.checkpoint is not None and \
         decision.checkpoint.parent.resolve() == run_dir.resolve()
-    tracker = build_tracker(cfg, run_dir, total_steps=total, name=run_name(cfg), start_step=start,
-                            resume=resumes_here)
     every = int((cfg.get("tracking") or {}).get("log_scores_every", 0) or 0)
-    callbacks = [pruning, TrackingCallback(tracker, pruning, log_scores_every=every)]
-    try:
+    tracker = None
+    try:  # from here on a stop or an error is recorded in the run's directory (and in W&B, once it is open)
+        tracker = build_tracker(cfg, run_dir, total_steps=total, name=run_name(cfg), start_step=start,
+                                resume=resumes_here)
+        callbacks = [pruning, TrackingCallback(tracker, pruning, log_scores_every=every)]
         summary = trainer.fit(model, data, callbacks, end_step=end_step, resume_state=resume_state)
     except BaseException as exc:
         status = "interrupted" if isinstance(exc, (KeyboardInterrupt, Interrupted)) else "failed"
         claim.end(status, error=f"{type(exc).__name__}: {exc}", name=run_name(cfg))
-        tracker.finish(status)
+        if tracker is not None:
+            tracker.finish(status)
         raise
     summary = {"name": run_name(cfg), "criterion": cfg.criterion.criterion_type, "ablation": ablation_of(cfg),
                "pattern": pruner.pattern.pattern, "distribution": pruner.distribution.name, "model": cfg.model.name,

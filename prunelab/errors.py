@@ -44,3 +44,15 @@ def report_error(exc: BaseException) -> None:
     """The one-line error a user sees: the last line of stderr (``prunelab: error: <first line of exc>``)."""
     print(f"prunelab: error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr,
           flush=True)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM outside training (start-up, between a sweep's jobs), handled as Ctrl-C is there: what the start
+    wrote is removed or marked, one line says so, exit 128 + 15. During training the trainer's own handler
+    stops at the end of a step with a checkpoint instead."""
+
+    signum = 15
+
+    @staticmethod
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated()

@@ -7,6 +7,7 @@ fails) are caught after Hydra made the directory, which the run then removes aga
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
@@ -176,11 +177,25 @@ def test_bad_inputs_fail_with_one_line_and_write_nothing(tmp_path, earlier_run):
     assert sorted(p.name for p in empty.iterdir()) == []  # the failed download left nothing under dataset.root
 
 
-def test_ctrl_c_during_start_up_leaves_nothing(tmp_path):
-    """Ctrl-C after the directory was claimed, while the data load: one line, exit 130, nothing left."""
-    proc = cli(["logger=none", f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path, **faulty("sigint@build"))
-    check_refused(proc, "interrupted", "Ctrl-C", "nothing was written", code=130)
+@pytest.mark.parametrize("where", ["build", "write"])
+@pytest.mark.parametrize("sig", ["sigint", "sigterm"])
+def test_a_signal_during_start_up_leaves_nothing(tmp_path, sig, where):
+    """Ctrl-C or SIGTERM after the directory was claimed, while the data load or halfway through writing the start
+    (its summary written): one line, exit 128 + the signal, nothing left."""
+    proc = cli(["logger=none", f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path, **faulty(f"{sig}@{where}"))
+    said = ("interrupted (Ctrl-C)", 130) if sig == "sigint" else ("stopped by signal SIGTERM", 143)
+    check_refused(proc, said[0], "before the run started", "nothing was written", code=said[1])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_signal_after_the_start_marks_the_run_stopped(tmp_path):
+    """SIGTERM once the start is written but before training (the tracker opening): the run's summary says
+    interrupted (not "running" with a dead process), one line, exit 143."""
+    run_dir = tmp_path / "run"
+    proc = cli(["logger=none", f"hydra.run.dir={run_dir}"], cwd=tmp_path, **faulty("sigterm@tracker"))
+    assert proc.returncode == 143, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines()[-1] == "prunelab: error: stopped by signal SIGTERM"
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "interrupted"
 
 
 def test_a_refused_or_never_started_run_leaves_its_directory_reusable(tmp_path):

@@ -8,7 +8,9 @@ says. Comma-separated faults:
 * ``noise``: the digits training batches get noise drawn from torch's, numpy's and Python's global RNGs (so a
   resume that did not restore every RNG state goes astray);
 * ``oserror@ERRNO@NAME``: every write to a file named NAME fails with that errno (ENOSPC, EROFS, ...);
-* ``sigint@build``: Ctrl-C (KeyboardInterrupt) while the run builds its data, after its directory was claimed.
+* ``sigint@WHERE`` / ``sigterm@WHERE``: SIGINT (Ctrl-C) / SIGTERM to this process during start-up, ``build``: while
+  the run builds its data (its directory claimed), ``write``: while it writes its start (its summary written, its
+  config not yet), ``tracker``: after its start, while it opens its tracker.
 """
 import os
 
@@ -75,15 +77,30 @@ def _install(spec: str) -> None:
                 return real_os_open(path, flags, *a, **k)
 
             builtins.open, io.open, os.open = fake_open, fake_open, fake_os_open
-        elif kind == "sigint":
-            import prunelab.data
-
-            def interrupted(cfg):
-                raise KeyboardInterrupt
-
-            prunelab.data.build = interrupted
+        elif kind in ("sigint", "sigterm"):
+            _signal_at(args[0], signal.SIGINT if kind == "sigint" else signal.SIGTERM)
         else:
             raise ValueError(f"unknown fault {fault!r}")
+
+
+def _signal_at(where: str, sig: int) -> None:
+    import importlib
+    import signal
+    import time
+
+    module, name = {"build": ("prunelab.data", "build"), "write": ("prunelab.rundir", "atomic_write"),
+                    "tracker": ("prunelab.app", "build_tracker")}[where]
+    mod = importlib.import_module(module)
+    real = getattr(mod, name)
+
+    def signalled(*args, **kwargs):
+        if where != "write" or not str(args[0]).endswith("summary.json"):  # write: once the summary is written
+            os.kill(os.getpid(), sig)
+            time.sleep(5)  # the handler runs at once (Ctrl-C: KeyboardInterrupt; SIGTERM: prunelab's)
+        return real(*args, **kwargs)
+
+    setattr(mod, name, signalled)
+    del signal
 
 
 def _at_step(step: int, sig: int, only: str) -> None:
