@@ -91,8 +91,8 @@ def select_layers(
         for glob in globs:
             if not any(fnmatch.fnmatchcase(c, glob) for c in candidates):
                 raise ConfigError(key, glob, f"a name glob matching some of the layers {candidates}")
-    if not chosen:
-        raise ConfigError(
-            "prune.include", include or None, f"settings that leave at least one layer to prune; layers: {candidates}"
-        )
+    if not chosen:  # named after what was set: the include globs, else the exclude globs, else the pattern
+        key, value = ("prune.include", include) if include else ("prune.exclude", exclude) if exclude else \
+            ("pattern", pattern.pattern)
+        raise ConfigError(key, value, f"settings that leave at least one layer to prune; layers: {candidates}")
     return chosen, table

@@ -241,6 +241,27 @@ def recorded_job(job: Job, recorded: dict[str, str], sweep_dir: Path) -> bool:
     return True
 
 
+def check_layers(cfg: DictConfig, models: dict[str, Any]) -> None:
+    """What a run checks on its model before it writes anything (``model.head``, the ``prune.include`` and
+    ``prune.exclude`` globs, a layer left to prune by the pattern), checked for a sweep's job before any job runs:
+    a glob that only one of the swept models has would otherwise fail its job after the others trained. Each
+    distinct model config is built once (``models``: the cache)."""
+    from . import models as models_mod
+    from .layers import DEFAULT_OP_TYPES, select_layers
+    from .options import config_to_dict
+    from .pruner import build_pattern
+
+    key = json.dumps(OmegaConf.to_container(cfg.model, resolve=True), sort_keys=True, default=str)
+    if key not in models:
+        models[key] = models_mod.build(cfg.model)
+    model = models[key]
+    head = models_mod.head_name(model, cfg.model)
+    prune = config_to_dict(cfg.get("prune"))
+    select_layers(model, build_pattern(cfg.pattern), prune.get("op_types", DEFAULT_OP_TYPES),
+                  prune.get("include") or (), prune.get("exclude") or (),
+                  head if prune.get("exclude_head", True) else None)
+
+
 def check_sweep(config: DictConfig, jobs: list[Job]) -> None:
     """Refuse the sweep (one line) before any job runs if a job is invalid, two jobs compute the same run, the
     directory holds another sweep, or holds this one without ``trainer.resume=auto``; then record the jobs."""
@@ -250,10 +271,12 @@ def check_sweep(config: DictConfig, jobs: list[Job]) -> None:
 
     sweep_dir = Path(str(config.hydra.sweep.dir)).absolute()
     seen: dict[str, Job] = {}
+    models: dict[str, Any] = {}
     for job in jobs:
         HydraConfig.instance().set_config(job.config)
         try:
             validate(job.config)
+            check_layers(job.config, models)
         except ConfigError as exc:
             raise ConfigError(exc.key, exc.value, f"{exc.allowed} ({job.label})") from None
         if job.fingerprint in seen:

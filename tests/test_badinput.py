@@ -102,6 +102,8 @@ MORE = [  # 68 more, beyond the issue's list
     # caught once Hydra made the directory (a builder's own check, the data): the directory is removed again
     (["model=lenet5", "model.activation=gelu"], "model.activation", "gelu", "relu or tanh"),
     (["model.head=nohead"], "model.head", "nohead", "auto, or a Linear/Conv module name"),
+    (["prune.exclude=[fc*]"], "prune.exclude", "fc*", "settings that leave at least one layer to prune"),
+    (["prune.include=[head]"], "prune.include", "head", "settings that leave at least one layer to prune"),
     (["dataset.val_fraction=0.5", "dataset.test_fraction=0.5"], "dataset.val_fraction", "0.5", "< 1"),
     (["dataset=mnist", "model=lenet5", "dataset.root={empty}"], "dataset.root", "{empty}", "dataset.download=true"),
     (["dataset=mnist", "model=lenet5", "dataset.root={empty}", "dataset.download=true"], "dataset.download", "true",
@@ -228,3 +230,18 @@ def test_the_optimizer_check_builds_no_parameter_group():
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.splitlines() == ["ConfigError optimizer.momentum=-1: a value SGD accepts (Invalid momentum "
                                        "value: -1)", "no dynamo"], out.stdout
+
+
+@pytest.mark.parametrize("args, key, value", [
+    (["model=lenet5,mlp", "prune.include=[conv*]"], "prune.include", "conv*"),  # only lenet5 has conv layers
+    (["model=lenet5,mlp", "model.head=fc3"], "model.head", "fc3"),  # the mlp's head is "head"
+])
+def test_a_sweep_whose_later_job_fails_on_its_model_is_refused_before_any_job_runs(tmp_path, args, key, value):
+    """What a run checks on its model (a glob that matches no layer, the head) is checked for every job of a sweep
+    before the first runs: one line naming the job, exit 2, nothing written (the first job trained, then the
+    second failed)."""
+    sweep = tmp_path / "sweep"
+    proc = cli(["-m", *args, "logger=none", "trainer.max_steps=20", f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
+    line = check_refused(proc, key, value, "(sweep job #")
+    assert line.startswith(f"prunelab: error: {key}="), line
+    assert not sweep.exists() and list(tmp_path.iterdir()) == []
