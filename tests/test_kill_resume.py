@@ -117,6 +117,9 @@ def test_stopped_then_resumed_is_bitwise_identical(tmp_path, reference_runs, cas
     assert again.returncode == 2 and "trainer.resume=true" in again.stderr.strip().splitlines()[-1]
     resumed = cli([*args, f"hydra.run.dir={run_dir}", f"trainer.resume={resume}"], cwd=tmp_path, **faulty("noise"))
     assert resumed.returncode == 0, resumed.stderr[-2000:]
+    # its upload command names every attempt's offline folder (the last alone holds only the steps since)
+    parts = sorted(str(p) for p in (run_dir / "wandb").glob("offline-run-*"))
+    assert len(parts) == 2 and f"upload it with: wandb sync {' '.join(parts)}" in resumed.stderr, resumed.stderr[-2000:]
     s = summary(run_dir)
     assert s["status"] == "finished" and s["attempt"] == 2
     _assert_same(_final_state(run_dir), reference_runs[criterion])

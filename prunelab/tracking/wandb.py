@@ -220,7 +220,13 @@ class WandbTracker(Tracker):
 
     @property
     def sync_command(self) -> str:
-        return f"wandb sync {self.sync_dir}"
+        """``wandb sync`` of every part of this run: a resumed run logged each attempt into an offline folder of
+        its own under the same id, and syncing the last alone would upload only the steps since the resume."""
+        import shlex
+
+        here = Path(self.sync_dir)
+        parts = sorted({*here.parent.glob(f"offline-run-*-{self.run.id}"), here})  # by time: the order they ran
+        return "wandb sync " + " ".join(shlex.quote(str(p)) for p in parts)
 
     @property
     def histogram_settings(self) -> tuple[int, bool]:  # type: ignore[override]
