@@ -526,6 +526,11 @@ def test_skip_reason():
     assert Pattern("2:4").skip_reason((3, 6)) is not None
     assert Pattern("2:4").skip_reason((3, 8)) is None
     assert Pattern("2:4").skip_reason((3, 2, 2, 2)) is None  # 2-D view [3, 8]
+    # a conv's columns are its kernel positions x input channels (channels fastest): the message says so
+    assert Pattern("2:4").skip_reason((16, 6, 5, 5)) == ("2-D view [16, 150]: 150 inputs are not divisible into "
+                                                       "groups of 4 (a 5x5 kernel x 6 input channels, input channels "
+                                                       "fastest)")
+    assert Pattern("4x1").skip_reason((6, 3)) == "2-D view [6, 3] is not divisible into 4x1 blocks"
     assert Pattern("1x1").skip_reason((5,)) is not None
     assert Pattern("channel").skip_reason((5, 3)) is None
 

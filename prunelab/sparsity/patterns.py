@@ -334,7 +334,10 @@ class Pattern:
         """Why a weight of this shape cannot be tiled (None if it can)."""
         if len(shape) < 2:
             return f"a {len(shape)}-D weight has no rows and columns to tile"
-        return self.tiling.skip_reason(int(shape[0]), int(math.prod(shape[1:])))
+        why = self.tiling.skip_reason(int(shape[0]), int(math.prod(shape[1:])))
+        if why is not None and len(shape) > 2:  # a conv's columns: its kernel positions x its input channels
+            why += f" (a {'x'.join(map(str, shape[2:]))} kernel x {shape[1]} input channels, input channels fastest)"
+        return why
 
     def num_blocks(self, shape: torch.Size | tuple[int, ...]) -> int:
         return self.tiling.num_blocks(int(shape[0]), int(math.prod(shape[1:])))
