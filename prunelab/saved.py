@@ -68,6 +68,11 @@ def load_pruned(run_dir: str | os.PathLike, device: str | torch.device = "cpu") 
     if not state.computes(str(checkpoint.get("fingerprint"))):
         raise ConfigError("run_dir", str(path), f"a checkpoint of the run its {rundir.CONFIG} describes (it holds "
                           f"one of fingerprint {checkpoint.get('fingerprint')}, the run's is {state.fingerprint})")
+    saved = (checkpoint.get("pruner") or {}).get("masks")
+    if saved is not None and (saved.keys() != masks.keys() or
+                              any(not torch.equal(saved[n].bool(), masks[n].bool()) for n in saved)):
+        raise ConfigError("run_dir", str(path), f"a {rundir.MASKS} equal to the masks in its {rundir.CHECKPOINT} "
+                          f"(they differ: {rundir.MASKS} was replaced or edited)")
     model = build(config.model)
     model.load_state_dict(checkpoint["model"])
     model.to(device).eval()

@@ -71,3 +71,10 @@ def test_what_is_not_a_finished_run_is_refused(finished, tmp_path):
             else r"a checkpoint of the run its config.yaml describes \(it holds one of fingerprint 0{16}"
         with pytest.raises(ConfigError, match=want):
             load_pruned(other)
+    # masks.pt replaced (all kept): its sparsity would read 0 beside a summary that says otherwise
+    edited = tmp_path / "edited"
+    shutil.copytree(finished, edited)
+    masks = torch.load(edited / "masks.pt", weights_only=True)
+    torch.save({n: torch.ones_like(m) for n, m in masks.items()}, edited / "masks.pt")
+    with pytest.raises(ConfigError, match=r"a masks.pt equal to the masks in its checkpoint.pt \(they differ"):
+        load_pruned(edited)
