@@ -94,9 +94,11 @@ def results_section(ctx: Context) -> Section:
         blocks.append("No finished runs with a target sparsity above 0.")
     verdicts = {setting: stats.verdicts(table) for setting, table in ctx.seed_table.items()}
     if acc:
-        blocks.append("Test accuracy (%) by criterion and target sparsity, mean ± std over seeds (n). **Bold**: the "
-                      "best mean and every criterion indistinguishable from it (the paired 95% interval of the "
-                      "difference includes 0). Full precision in `accuracy.csv`.")
+        where = "in each setting, the" if ctx.legend else "the"
+        blocks.append("Test accuracy (%) by criterion and target sparsity, mean ± std over seeds (n). "
+                      f"**Bold**: {where} best mean and every criterion indistinguishable from it (the paired 95% interval of the "
+                      "difference includes 0; with one seed there is no interval, and only the best is bold). Full "
+                      "precision in `accuracy.csv`.")
         blocks.append(summary_table(acc, verdicts))
     blocks.append(dense_text(baselines))
     blocks += verdict_texts(verdicts)
