@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from .registry import Registry
+from .sparsity.selection import lowest_k, round_count
 from .sparsity.maskops import (fill_at_all, fill_where_all, gather, nth_outside, positions_mask, sorted_minus,
                                sorted_union, true_positions)
 
@@ -190,10 +191,8 @@ class DropAndGrow(MaskUpdater):
     def prepare(self) -> None:
         """Compile the drop-and-grow kernels now (loaded from numba's cache after the first run on a machine), so
         that the first update does not stall; says so when that took a while."""
-        from .sparsity import kernels
-
         start = time.perf_counter()
-        kernels.warm()
+        _kernels().warm()
         took = time.perf_counter() - start
         if took > 2.0:
             logging.getLogger("prunelab").info(
@@ -234,16 +233,13 @@ class DropAndGrow(MaskUpdater):
                   ) -> "kernels.Operands | None":
         """Layer ``name``'s kernel operands: those of the last update while they view the same tensors, else made
         anew; None where the kernels cannot take these tensors."""
-        from .sparsity import kernels
-
         cache = self.__dict__.setdefault("_ops", {})
         ops = cache.get(name)
         if ops is None or not ops.views(mask, weight, state):
-            ops = cache[name] = kernels.operands(mask, weight, state)
+            ops = cache[name] = _kernels().operands(mask, weight, state)
         return ops
 
 
-@torch.no_grad()
 def drop_and_grow(mask: Tensor, weight: Tensor, grow: Grow, fraction: float, kept_at: Tensor | None = None,
                   compiled: bool = True, apply: Sequence[Tensor] | None = None,
                   operands: "kernels.Operands | None" = None) -> MaskChange:
@@ -258,20 +254,34 @@ def drop_and_grow(mask: Tensor, weight: Tensor, grow: Grow, fraction: float, kep
     state, or None): the kernel also writes the change (``MaskChange.applied``); the numpy path never does.
     ``operands``: the kernel's views of ``mask``, ``weight`` and ``apply`` where the caller keeps them.
     """
-    from .sparsity.selection import lowest_k, round_count
-
     kept = (true_positions(mask).cpu() if kept_at is None else kept_at).numpy()
     n = math.floor(round_count(fraction * kept.size))
     if n == 0:
         return MaskChange(*(torch.from_numpy(a) for a in (kept, kept[:0], kept[:0])), applied=True)  # no change
-    if compiled:
-        from .sparsity import kernels
-
-        ops = operands or kernels.operands(mask, weight, apply)
+    if compiled:  # the compiled path in few Python calls: right after a training step each costs ~10x its usual
+        ops = operands or _kernels().operands(mask, weight, apply)
         done = grow.fused(ops, kept, n) if ops is not None else None
         if done is not None:
             return MaskChange(torch.from_numpy(done[0]), torch.from_numpy(done[1]), torch.from_numpy(done[2]),
                               ops.apply)
+    with torch.no_grad():
+        return _drop_and_grow_numpy(mask, weight, grow, kept, n)
+
+
+_KERNELS: list[Any] = []
+
+
+def _kernels() -> Any:
+    """:mod:`prunelab.sparsity.kernels`, imported on first use (it imports numba: ~0.5 s a run need not pay)."""
+    if not _KERNELS:
+        from .sparsity import kernels
+
+        _KERNELS.append(kernels)
+    return _KERNELS[0]
+
+
+def _drop_and_grow_numpy(mask: Tensor, weight: Tensor, grow: Grow, kept: np.ndarray, n: int) -> MaskChange:
+    """:func:`drop_and_grow` without a kernel: numpy on the kept positions, and the growth rule."""
     kept_w = np.abs(gather(weight, kept)).astype(np.float32, copy=False)
     dropped = lowest_k(torch.from_numpy(kept_w), n).numpy()
     still = np.compress(~dropped, kept)
@@ -303,8 +313,7 @@ class GrowHighest(Grow):
 
     def fused(self, ops: "kernels.Operands", kept: np.ndarray, n: int
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-        from .sparsity import kernels
-
+        kernels = _kernels()
         if kernels.unavailable(self.score):
             return None
         return kernels.drop_grow_highest(ops, self.score, kept, n)
@@ -328,10 +337,8 @@ class GrowAtRandom(Grow):
 
     def fused(self, ops: "kernels.Operands", kept: np.ndarray, n: int
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-        from .sparsity import kernels
-
         ranks = random_subset(self.numel - (kept.size - n), n, self.generator)  # C: all but the kept after the drop
-        return kernels.drop_grow_ranks(ops, kept, n, ranks)
+        return _kernels().drop_grow_ranks(ops, kept, n, ranks)
 
 
 def grow_at_random(numel: int, generator: torch.Generator) -> GrowAtRandom:
@@ -358,8 +365,7 @@ def random_subset(c: int, n: int, generator: torch.Generator) -> np.ndarray:
 
 def distinct(draws: np.ndarray, n: int) -> np.ndarray | None:
     """:func:`first_distinct`, by the compiled kernel where there is one (the same values)."""
-    from .sparsity import kernels
-
+    kernels = _kernels()
     if kernels.OFF is not None:
         return first_distinct(draws, n)
     found = kernels.first_distinct(draws, n)
