@@ -68,20 +68,20 @@ def main(cfg: DictConfig) -> Any:
     try:  # a sweep's job: recorded, never raised, so the other jobs go on
         return float(run(cfg, hc.runtime.output_dir, hydra_files=files)["test/acc"])
     except BaseException as exc:  # noqa: BLE001
-        if isinstance(exc, KeyboardInterrupt) or os.environ.get(USER_FULL_ERROR) == "1":
+        if os.environ.get(USER_FULL_ERROR) == "1":
             raise
-        if isinstance(exc, _trainer_errors()[1:]):  # a signal stopped it: the sweep says how to go on
-            pass
-        elif expected(exc):
+        error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        if isinstance(exc, (KeyboardInterrupt, *_trainer_errors()[1:])):  # a signal: the sweep stops and says how
+            # to go on (a stop in training wrote its checkpoint and status; one in start-up left nothing to mark)
+            signum = getattr(exc, "signum", None) or int(signal.SIGINT)
+            return JobStopped(error, signum, not isinstance(exc, KeyboardInterrupt))
+        if expected(exc):
             report_error(exc)
         else:
             import traceback
 
             traceback.print_exc()
         record_failure(cfg, hc.runtime.output_dir, exc)
-        error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        if isinstance(exc, _trainer_errors()[1:]):  # a signal stopped it: the sweep stops too
-            return JobStopped(error, getattr(exc, "signum", None))
         return JobFailed(error)
 
 

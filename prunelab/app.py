@@ -208,15 +208,17 @@ def _build(cfg: DictConfig, run_dir: Path, tc: TrainerConfig, dist: distributed.
 
 
 def _say_when_at_init_is_gradual(pruner: Pruner, cfg: DictConfig, dist: distributed.DistInfo) -> None:
-    """A criterion made to score once at initialization, under a schedule that prunes several times, is re-scored
-    at every pruning step: a method of its own, not the published one, and easy to run by forgetting
-    ``schedule=at_init``. Say so at the start (rank 0)."""
+    """A criterion made to score once at initialization, under a schedule that prunes several times (re-scored at
+    every pruning step) or once after step 0 (scoring trained weights), is a method of its own, not the published
+    one, and easy to run by forgetting ``schedule=at_init``. Say so at the start (rank 0)."""
     sch = pruner.schedule
-    if pruner.criterion.at_init and not sch.one_shot and dist.rank == 0:
-        name = cfg.criterion.criterion_type
-        log.warning("prunelab: criterion=%s scores once per pruning step; this schedule prunes %d times (steps "
-                    "%d-%d), so it is re-scored during training. Pruning at initialization as published: add "
-                    "schedule=at_init", name, len(sch.steps), sch.start_step, sch.end_step)
+    if not pruner.criterion.at_init or (sch.one_shot and sch.start_step == 0) or dist.rank != 0:
+        return
+    name = cfg.criterion.criterion_type
+    when = f"prunes {len(sch.steps)} times (steps {sch.start_step}-{sch.end_step}), so it is re-scored during " \
+        "training" if not sch.one_shot else f"prunes once, at step {sch.start_step}, so it scores trained weights"
+    log.warning("prunelab: criterion=%s scores once per pruning step; this schedule %s. Pruning at initialization "
+                "as published: add schedule=at_init", name, when)
 
 
 def _training_length(cfg: DictConfig, trainer: Trainer, n_train: int) -> int:

@@ -55,4 +55,4 @@ class Terminated(KeyboardInterrupt):
 
     @staticmethod
     def handler(signum: int, frame: Any) -> None:
-        raise Terminated()
+        raise Terminated("SIGTERM")

@@ -82,7 +82,6 @@ def select_layers(
         elif head is not None and name == head:
             skip("classifier head (set prune.exclude_head=false to prune it)")
         elif (why := pattern.skip_reason(weight.shape)) is not None:
-            log.warning("prunelab: layer %s %s skipped: %s (pattern %s)", name, list(shape), why, pattern.pattern)
             skip(why)
         else:
             chosen[name] = mod
@@ -91,8 +90,13 @@ def select_layers(
         for glob in globs:
             if not any(fnmatch.fnmatchcase(c, glob) for c in candidates):
                 raise ConfigError(key, glob, f"a name glob matching some of the layers {candidates}")
-    if not chosen:  # named after what was set: the include globs, else the exclude globs, else the pattern
-        key, value = ("prune.include", include) if include else ("prune.exclude", exclude) if exclude else \
-            ("pattern", pattern.pattern)
+    if not chosen:  # named after the last filter that took layers: the pattern, else the globs that were set
+        tiled = any(not row.pruned and row.reason == pattern.skip_reason(row.shape) for row in table)
+        key, value = ("pattern", pattern.pattern) if tiled or not (include or exclude) else \
+            ("prune.exclude", exclude) if exclude else ("prune.include", include)
         raise ConfigError(key, value, f"settings that leave at least one layer to prune; layers: {candidates}")
+    for row in table:  # once the selection stands (a refused one is its error's one line)
+        if not row.pruned and row.reason == pattern.skip_reason(row.shape):
+            log.warning("prunelab: layer %s %s skipped: %s (pattern %s)", row.name, list(row.shape), row.reason,
+                        pattern.pattern)
     return chosen, table

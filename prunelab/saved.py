@@ -55,8 +55,8 @@ def load_pruned(run_dir: str | os.PathLike, device: str | torch.device = "cpu") 
     if state.status != "finished":
         held = {"empty": "it holds no run", "running": "its run is still training: wait for it to finish"}.get(
             state.observed, f"it holds {'an' if state.observed[0] in 'aeiou' else 'a'} {state.observed} run: "
-            "finish it with its overrides and trainer.resume=auto (from its last checkpoint, or from step 0 if it "
-            "stopped before its first)")
+            f"finish it with its overrides, hydra.run.dir={path} and trainer.resume=auto (from its last checkpoint, "
+            "or from step 0 if it stopped before its first)")
         raise ConfigError("run_dir", str(path), f"a finished run's directory ({held})")
     try:
         config = OmegaConf.load(path / rundir.CONFIG)

@@ -21,6 +21,7 @@ import contextlib
 import dataclasses
 import functools
 import json
+import logging
 import os
 import pickle
 import signal
@@ -35,7 +36,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from . import rundir
-from .errors import Abort, ConfigError
+from .errors import Abort, ConfigError, Terminated
 from .naming import earlier_names
 
 EXIT_FAILED_JOBS = 1
@@ -87,25 +88,28 @@ class JobFailed:
 
 @dataclasses.dataclass(frozen=True)
 class JobStopped(JobFailed):
-    """A sweep job that a signal stopped (SIGINT / SIGTERM; its checkpoint written): the sweep stops with it."""
+    """A sweep job that a signal stopped (SIGINT / SIGTERM): the sweep stops with it. ``checkpointed``: it was
+    training, and wrote its checkpoint (else it stopped in its start-up)."""
 
     signum: int | None = None
+    checkpointed: bool = True
 
 
 class SweepInterrupted(Exception):
-    """A signal stopped a job of a sweep, and so the sweep: the jobs after it were not started. The message says
-    how to continue it all (the same sweep, ``trainer.resume=auto``); the exit code is 128 + the signal."""
+    """A signal stopped a sweep: the jobs it stopped, the jobs not started. The message says how to continue it all
+    (the same sweep, ``trainer.resume=auto``); the exit code is 128 + the signal."""
 
-    def __init__(self, signum: int | None, job: str, left: int, sweep_dir: Path) -> None:
+    def __init__(self, signum: int | None, stopped: Sequence[tuple[str, bool]], left: int, sweep_dir: Path) -> None:
         import shlex
 
         self.signum = signum
         how = f"signal {signal.Signals(signum).name}" if signum else "a signal"
+        jobs = ", ".join(f"{name} ({'its checkpoint written' if done else 'in its start-up'})" for name, done in stopped)
         kept = [a for a in sys.argv[1:] if a.lstrip("+~").split("=", 1)[0] not in ("hydra.sweep.dir", "trainer.resume")]
         command = " ".join([shlex.quote(sys.executable), "-m", "prunelab", *map(shlex.quote, kept)])
-        super().__init__(f"sweep stopped by {how} in job {job} (its checkpoint is written); {left} job(s) not "
-                         f"started; continue with {command} hydra.sweep.dir={shlex.quote(str(sweep_dir))} "
-                         "trainer.resume=auto")
+        super().__init__(f"sweep stopped by {how}" + (f" in job(s) {jobs}" if jobs else " between jobs") +
+                         f"; {left} job(s) not started; continue with {command} "
+                         f"hydra.sweep.dir={shlex.quote(str(sweep_dir))} trainer.resume=auto")
 
 
 def stop_of(ret: JobReturn) -> JobStopped | None:
@@ -257,9 +261,14 @@ def check_layers(cfg: DictConfig, models: dict[str, Any]) -> None:
     model = models[key]
     head = models_mod.head_name(model, cfg.model)
     prune = config_to_dict(cfg.get("prune"))
-    select_layers(model, build_pattern(cfg.pattern), prune.get("op_types", DEFAULT_OP_TYPES),
-                  prune.get("include") or (), prune.get("exclude") or (),
-                  head if prune.get("exclude_head", True) else None)
+    quiet = logging.getLogger("prunelab")
+    level, quiet.level = quiet.level, logging.ERROR  # the job itself says which layers the pattern skips
+    try:
+        select_layers(model, build_pattern(cfg.pattern), prune.get("op_types", DEFAULT_OP_TYPES),
+                      prune.get("include") or (), prune.get("exclude") or (),
+                      head if prune.get("exclude_head", True) else None)
+    finally:
+        quiet.level = level
 
 
 def check_sweep(config: DictConfig, jobs: list[Job]) -> None:
@@ -349,14 +358,19 @@ def launch_basic(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_
     setup_globals()
     jobs = compose_jobs(launcher, job_overrides, initial_job_idx)
     check_sweep(launcher.config, jobs)
-    returns = []
+    returns: list[JobReturn] = []
+    sweep_dir = Path(str(launcher.config.hydra.sweep.dir)).absolute()
     for job in jobs:  # a job a signal stopped stops the sweep: Ctrl-C, or a scheduler's SIGTERM before it kills
-        returns.append(_run_in_process(launcher, job))
+        try:
+            returns.append(_run_in_process(launcher, job))
+        except KeyboardInterrupt as exc:  # outside the job's own code (Hydra's set-up of the job)
+            raise SweepInterrupted(getattr(exc, "signum", None) or int(signal.SIGINT), [(job.subdir, False)],
+                                   len(jobs) - len(returns) - 1, sweep_dir) from None
         stop = stop_of(returns[-1])
         if stop is not None:
             note_returns(jobs, returns)
-            raise SweepInterrupted(stop.signum, job.subdir, len(jobs) - len(returns),
-                                   Path(str(launcher.config.hydra.sweep.dir)).absolute())
+            raise SweepInterrupted(stop.signum, [(job.subdir, stop.checkpointed)], len(jobs) - len(returns),
+                                   sweep_dir)
     return note_returns(jobs, returns)
 
 
@@ -383,10 +397,9 @@ def launch_joblib(launcher: Any, job_overrides: Sequence[Sequence[str]], initial
     note_returns([job for job, _ in ran], [ret for _, ret in ran])
     stopped = [(job, stop_of(ret)) for job, ret in ran if stop_of(ret) is not None]
     if stop.signum is not None or stopped:
-        job, first = stopped[0] if stopped else (None, None)
-        raise SweepInterrupted(first.signum if first is not None else stop.signum,
-                               job.subdir if job is not None else "(between jobs)", len(jobs) - len(ran),
-                               Path(str(launcher.config.hydra.sweep.dir)).absolute())
+        signum = stop.signum if stop.signum is not None else stopped[0][1].signum  # type: ignore[union-attr]
+        raise SweepInterrupted(signum, [(job.subdir, s.checkpointed) for job, s in stopped],  # type: ignore[union-attr]
+                               len(jobs) - len(ran), Path(str(launcher.config.hydra.sweep.dir)).absolute())
     return [ret for _, ret in ran]
 
 
@@ -458,6 +471,7 @@ def run_job_payload(payload: bytes, out: str) -> None:
     from .streams import survive_closed_streams
 
     survive_closed_streams()  # a job process started by the forkserver: its own streams
+    signal.signal(signal.SIGTERM, Terminated.handler)  # in its start-up, as the CLI (the trainer has its own)
     spec = pickle.loads(payload)
     setup_globals()
     Singleton.set_state(spec["singletons"])

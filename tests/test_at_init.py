@@ -359,14 +359,16 @@ def test_at_init_composes_with_every_pattern_and_distribution(criterion, pattern
 
 
 @pytest.mark.parametrize("criterion, schedule, said", [
-    ("snip_init", Schedule(0.8, start_step=0, end_step=40, pruning_frequency=20), True),
-    ("synflow", Schedule(0.8, start_step=10, end_step=10), False),  # one shot, later: pruned once
+    ("snip_init", Schedule(0.8, start_step=0, end_step=40, pruning_frequency=20), "prunes 3 times (steps 0-40), "
+     "so it is re-scored during training"),
+    ("synflow", Schedule(0.8, start_step=10, end_step=10), "prunes once, at step 10, so it scores trained weights"),
     ("grasp", AT_INIT, False),
     ("magnitude", Schedule(0.8, start_step=0, end_step=40, pruning_frequency=20), False),  # made for gradual
 ])
 def test_a_run_says_when_an_at_init_criterion_is_rescored_during_training(criterion, schedule, said, caplog):
-    """snip_init/grasp/synflow under a gradual schedule are re-scored at every pruning step, not the published
-    method: the run says so at its start, naming schedule=at_init (a sweep that forgets it is otherwise silent)."""
+    """snip_init/grasp/synflow under a gradual schedule are re-scored at every pruning step (or, pruned once later,
+    score trained weights), not the published method: the run says so at its start, naming schedule=at_init (a
+    sweep that forgets it is otherwise silent)."""
     from types import SimpleNamespace
 
     from prunelab.app import _say_when_at_init_is_gradual
@@ -378,8 +380,7 @@ def test_a_run_says_when_an_at_init_criterion_is_rescored_during_training(criter
         _say_when_at_init_is_gradual(pruner, cfg, SimpleNamespace(rank=rank))
         lines = [r.getMessage() for r in caplog.records]
         if said and rank == 0:
-            assert lines == [f"prunelab: criterion={criterion} scores once per pruning step; this schedule prunes 3 "
-                             "times (steps 0-40), so it is re-scored during training. Pruning at initialization "
-                             "as published: add schedule=at_init"], lines
+            assert lines == [f"prunelab: criterion={criterion} scores once per pruning step; this schedule {said}. "
+                             "Pruning at initialization as published: add schedule=at_init"], lines
         else:
             assert lines == [], lines

@@ -104,6 +104,8 @@ MORE = [  # 68 more, beyond the issue's list
     (["model.head=nohead"], "model.head", "nohead", "auto, or a Linear/Conv module name"),
     (["prune.exclude=[fc*]"], "prune.exclude", "fc*", "settings that leave at least one layer to prune"),
     (["prune.include=[head]"], "prune.include", "head", "settings that leave at least one layer to prune"),
+    (["model=lenet5", "pattern=2in4", "prune.exclude=[fc*]"], "pattern", "2:4",  # the convs do not tile 2:4
+     "settings that leave at least one layer to prune"),
     (["dataset.val_fraction=0.5", "dataset.test_fraction=0.5"], "dataset.val_fraction", "0.5", "< 1"),
     (["dataset=mnist", "model=lenet5", "dataset.root={empty}"], "dataset.root", "{empty}", "dataset.download=true"),
     (["dataset=mnist", "model=lenet5", "dataset.root={empty}", "dataset.download=true"], "dataset.download", "true",

@@ -52,8 +52,8 @@ def test_what_is_not_a_finished_run_is_refused(finished, tmp_path):
     shutil.copytree(finished, killed)
     (killed / "summary.json").write_text(json.dumps({**summary(finished), "status": "running"}))
     with pytest.raises(ConfigError, match=r"a finished run's directory \(it holds a killed run: finish it with its "
-                                          r"overrides and trainer.resume=auto \(from its last checkpoint, or from "
-                                          r"step 0 if it stopped before its first\)\)$"):
+                                          r"overrides, hydra.run.dir=.*killed and trainer.resume=auto \(from its last "
+                                          r"checkpoint, or from step 0 if it stopped before its first\)\)$"):
         load_pruned(killed)
     # a checkpoint that revives a masked weight, or that another config wrote, does not belong to this run
     for name, change in (("revived", "weight"), ("foreign", "fingerprint")):

@@ -48,13 +48,26 @@ def test_a_signal_to_a_job_stops_the_sweep_and_says_how_to_continue_it(tmp_path)
     last = proc.stderr.strip().splitlines()[-1]
     (job,) = _jobs(sweep)  # the first job only
     assert _jobs(sweep)[job]["status"] == "interrupted" and job.startswith("magnitude-")
-    assert last == (f"prunelab: sweep stopped by signal SIGTERM in job {job} (its checkpoint is written); 2 job(s) "
+    assert last == (f"prunelab: sweep stopped by signal SIGTERM in job(s) {job} (its checkpoint written); 2 job(s) "
                     f"not started; continue with {sys.executable} -m prunelab {' '.join(args[:-1])} "
                     f"hydra.sweep.dir={sweep} trainer.resume=auto"), last
     rerun = cli([*args, "trainer.resume=auto"], cwd=tmp_path)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert {s["status"] for s in _jobs(sweep).values()} == {"finished"} and len(_jobs(sweep)) == 3
     assert _jobs(sweep)[job]["attempt"] == 2
+
+
+def test_a_signal_in_a_jobs_start_up_stops_the_sweep_too(tmp_path):
+    """SIGTERM while the first job builds its data (before training: no checkpoint): the sweep stops all the same,
+    naming the job as stopped in its start-up, with the command that continues it; the job left no status."""
+    sweep = tmp_path / "sweep"
+    args = ["-m", "logger=none", *FAST, "criterion=magnitude,snip", f"hydra.sweep.dir={sweep}"]
+    proc = cli(args, cwd=tmp_path, **faulty("sigterm@build"))
+    assert proc.returncode == 143, proc.stderr[-3000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("prunelab: sweep stopped by signal SIGTERM in job(s) magnitude-") and \
+        "(in its start-up); 1 job(s) not started; continue with " in last, last
+    assert not any((d / "summary.json").exists() for d in sweep.iterdir() if d.is_dir())
 
 
 @pytest.mark.slow
@@ -81,8 +94,9 @@ def test_a_signal_to_a_parallel_sweep_reaches_its_running_jobs_and_starts_no_oth
     assert proc.wait(timeout=300) == 143, "".join(out[-20:])
     jobs = _jobs(sweep)
     assert len(jobs) == 2 and {s["status"] for s in jobs.values()} == {"interrupted"}, jobs
-    assert out[-1].startswith("prunelab: sweep stopped by signal SIGTERM in job ") and \
+    assert out[-1].startswith("prunelab: sweep stopped by signal SIGTERM in job(s) ") and \
         "; 2 job(s) not started; continue with " in out[-1], out[-1]
+    assert all(f"{name} (its checkpoint written)" in out[-1] for name in jobs), out[-1]  # both stopped jobs named
 
 
 @pytest.mark.slow
