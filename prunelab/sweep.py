@@ -457,7 +457,10 @@ def _in_child(launcher: Any, job: Job, singleton_state: Any, stop: Stopping) -> 
         with stop.lock:
             stop.running.discard(proc)
         if out.exists():
-            return pickle.loads(out.read_bytes())
+            ret = pickle.loads(out.read_bytes())
+            if stop_of(ret) is not None and stop.signum is None:  # a signal to that job alone stops the sweep too
+                stop.signum = stop_of(ret).signum  # type: ignore[union-attr]
+            return ret
         code = proc.exitcode
     return job_lost(job, sweep_dir, code)
 

@@ -57,11 +57,14 @@ def test_a_signal_to_a_job_stops_the_sweep_and_says_how_to_continue_it(tmp_path)
     assert _jobs(sweep)[job]["attempt"] == 2
 
 
-def test_a_signal_in_a_jobs_start_up_stops_the_sweep_too(tmp_path):
+@pytest.mark.parametrize("launcher", [[], ["hydra/launcher=joblib", "hydra.launcher.n_jobs=1"]],
+                         ids=["basic", "joblib"])
+def test_a_signal_in_a_jobs_start_up_stops_the_sweep_too(tmp_path, launcher):
     """SIGTERM while the first job builds its data (before training: no checkpoint): the sweep stops all the same,
-    naming the job as stopped in its start-up, with the command that continues it; the job left no status."""
+    naming the job as stopped in its start-up (not lost), with the command that continues it; the job left no
+    status. Under joblib the job's own process takes the signal."""
     sweep = tmp_path / "sweep"
-    args = ["-m", "logger=none", *FAST, "criterion=magnitude,snip", f"hydra.sweep.dir={sweep}"]
+    args = ["-m", *launcher, "logger=none", *FAST, "criterion=magnitude,snip", f"hydra.sweep.dir={sweep}"]
     proc = cli(args, cwd=tmp_path, **faulty("sigterm@build"))
     assert proc.returncode == 143, proc.stderr[-3000:]
     last = proc.stderr.strip().splitlines()[-1]
