@@ -189,7 +189,7 @@ def _build(cfg: DictConfig, run_dir: Path, tc: TrainerConfig, dist: distributed.
         pruner = Pruner.from_config(model, cfg, head=head, schedule=schedule,
                                     initializer=lambda: models_mod.build(cfg.model))
         total = trainer.check_length(len(data.train), pruner.schedule.end_step)
-        _say_when_at_init_is_gradual(pruner, cfg, dist)
+        _say_when_not_at_init(pruner, cfg, dist)
         pruner.bind(updater=build_updater(cfg.get("regrowth"), total, pruner.schedule.end_step, int(cfg.seed)))
         end_step = pruner.last_mask_step
         if pruner.criterion.score_hook is ScoreHook.MODEL:  # its calibration batches are drawn at the pruning step
@@ -207,7 +207,7 @@ def _build(cfg: DictConfig, run_dir: Path, tc: TrainerConfig, dist: distributed.
     return model, data, trainer, pruner, pruning, end_step, total, resume_state, decision
 
 
-def _say_when_at_init_is_gradual(pruner: Pruner, cfg: DictConfig, dist: distributed.DistInfo) -> None:
+def _say_when_not_at_init(pruner: Pruner, cfg: DictConfig, dist: distributed.DistInfo) -> None:
     """A criterion made to score once at initialization, under a schedule that prunes several times (re-scored at
     every pruning step) or once after step 0 (scoring trained weights), is a method of its own, not the published
     one, and easy to run by forgetting ``schedule=at_init``. Say so at the start (rank 0)."""

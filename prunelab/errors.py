@@ -1,6 +1,7 @@
 """One error type for bad input: one line naming the key, the value and what is allowed."""
 from __future__ import annotations
 
+import signal
 import sys
 from typing import Any
 
@@ -51,7 +52,7 @@ class Terminated(KeyboardInterrupt):
     wrote is removed or marked, one line says so, exit 128 + 15. During training the trainer's own handler
     stops at the end of a step with a checkpoint instead."""
 
-    signum = 15
+    signum = int(signal.SIGTERM)
 
     @staticmethod
     def handler(signum: int, frame: Any) -> None:

@@ -49,17 +49,19 @@ def select_layers(
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
     head: str | None = None,
+    warn: bool = True,
 ) -> tuple[dict[str, nn.Module], list[LayerInfo]]:
     """Choose the layers to prune: op type in ``op_types``, name matching an ``include`` glob (all if empty),
     no ``exclude`` glob, not the classifier ``head``, and a shape the pattern can tile.
 
     Returns the chosen layers and a table of every layer with a weight of 2 or more dimensions, pruned or
     skipped with its reason. Globs that match no candidate layer are errors (a typo would silently prune
-    something else).
+    something else). ``warn``: log each layer the pattern cannot tile (once the selection stands).
     """
     include, exclude, op_types = _as_list(include), _as_list(exclude), _as_list(op_types)
     chosen: dict[str, nn.Module] = {}
     table: list[LayerInfo] = []
+    untiled: list[LayerInfo] = []  # skipped because the pattern cannot tile them
     candidates: list[str] = []
     for name, mod in model.named_modules():
         weight = getattr(mod, "weight", None)
@@ -83,6 +85,7 @@ def select_layers(
             skip("classifier head (set prune.exclude_head=false to prune it)")
         elif (why := pattern.skip_reason(weight.shape)) is not None:
             skip(why)
+            untiled.append(table[-1])
         else:
             chosen[name] = mod
             table.append(LayerInfo(name, op, shape, True))
@@ -91,12 +94,10 @@ def select_layers(
             if not any(fnmatch.fnmatchcase(c, glob) for c in candidates):
                 raise ConfigError(key, glob, f"a name glob matching some of the layers {candidates}")
     if not chosen:  # named after the last filter that took layers: the pattern, else the globs that were set
-        tiled = any(not row.pruned and row.reason == pattern.skip_reason(row.shape) for row in table)
-        key, value = ("pattern", pattern.pattern) if tiled or not (include or exclude) else \
+        key, value = ("pattern", pattern.pattern) if untiled or not (include or exclude) else \
             ("prune.exclude", exclude) if exclude else ("prune.include", include)
         raise ConfigError(key, value, f"settings that leave at least one layer to prune; layers: {candidates}")
-    for row in table:  # once the selection stands (a refused one is its error's one line)
-        if not row.pruned and row.reason == pattern.skip_reason(row.shape):
-            log.warning("prunelab: layer %s %s skipped: %s (pattern %s)", row.name, list(row.shape), row.reason,
-                        pattern.pattern)
+    for row in untiled if warn else ():  # once the selection stands (a refused one is its error's one line)
+        log.warning("prunelab: layer %s %s skipped: %s (pattern %s)", row.name, list(row.shape), row.reason,
+                    pattern.pattern)
     return chosen, table

@@ -11,6 +11,7 @@ pruner counts the weights whose mask flipped at each update (``masks/changed``).
 """
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -268,16 +269,12 @@ def drop_and_grow(mask: Tensor, weight: Tensor, grow: Grow, fraction: float, kep
         return _drop_and_grow_numpy(mask, weight, grow, kept, n)
 
 
-_KERNELS: list[Any] = []
-
-
+@functools.cache
 def _kernels() -> Any:
     """:mod:`prunelab.sparsity.kernels`, imported on first use (it imports numba: ~0.5 s a run need not pay)."""
-    if not _KERNELS:
-        from .sparsity import kernels
+    from .sparsity import kernels
 
-        _KERNELS.append(kernels)
-    return _KERNELS[0]
+    return kernels
 
 
 def _drop_and_grow_numpy(mask: Tensor, weight: Tensor, grow: Grow, kept: np.ndarray, n: int) -> MaskChange:

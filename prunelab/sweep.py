@@ -21,7 +21,6 @@ import contextlib
 import dataclasses
 import functools
 import json
-import logging
 import os
 import pickle
 import signal
@@ -261,14 +260,9 @@ def check_layers(cfg: DictConfig, models: dict[str, Any]) -> None:
     model = models[key]
     head = models_mod.head_name(model, cfg.model)
     prune = config_to_dict(cfg.get("prune"))
-    quiet = logging.getLogger("prunelab")
-    level, quiet.level = quiet.level, logging.ERROR  # the job itself says which layers the pattern skips
-    try:
-        select_layers(model, build_pattern(cfg.pattern), prune.get("op_types", DEFAULT_OP_TYPES),
-                      prune.get("include") or (), prune.get("exclude") or (),
-                      head if prune.get("exclude_head", True) else None)
-    finally:
-        quiet.level = level
+    select_layers(model, build_pattern(cfg.pattern), prune.get("op_types", DEFAULT_OP_TYPES),
+                  prune.get("include") or (), prune.get("exclude") or (),
+                  head if prune.get("exclude_head", True) else None, warn=False)  # the job itself says what it skips
 
 
 def check_sweep(config: DictConfig, jobs: list[Job]) -> None:
@@ -395,11 +389,10 @@ def launch_joblib(launcher: Any, job_overrides: Sequence[Sequence[str]], initial
             delayed(_in_child)(launcher, job, state, stop) for job in jobs)
     ran = [(job, ret) for job, ret in zip(jobs, returns) if ret is not None]
     note_returns([job for job, _ in ran], [ret for _, ret in ran])
-    stopped = [(job, stop_of(ret)) for job, ret in ran if stop_of(ret) is not None]
-    if stop.signum is not None or stopped:
-        signum = stop.signum if stop.signum is not None else stopped[0][1].signum  # type: ignore[union-attr]
-        raise SweepInterrupted(signum, [(job.subdir, s.checkpointed) for job, s in stopped],  # type: ignore[union-attr]
-                               len(jobs) - len(ran), Path(str(launcher.config.hydra.sweep.dir)).absolute())
+    if stop.signum is not None:  # a signal to this process, or to a job's alone (it returned its stop)
+        stopped = [(job.subdir, s.checkpointed) for job, ret in ran if (s := stop_of(ret)) is not None]
+        raise SweepInterrupted(stop.signum, stopped, len(jobs) - len(ran),
+                               Path(str(launcher.config.hydra.sweep.dir)).absolute())
     return [ret for _, ret in ran]
 
 
@@ -458,8 +451,9 @@ def _in_child(launcher: Any, job: Job, singleton_state: Any, stop: Stopping) -> 
             stop.running.discard(proc)
         if out.exists():
             ret = pickle.loads(out.read_bytes())
-            if stop_of(ret) is not None and stop.signum is None:  # a signal to that job alone stops the sweep too
-                stop.signum = stop_of(ret).signum  # type: ignore[union-attr]
+            stopped = stop_of(ret)
+            if stopped is not None and stop.signum is None:  # a signal to that job alone stops the sweep too
+                stop.signum = stopped.signum
             return ret
         code = proc.exitcode
     return job_lost(job, sweep_dir, code)

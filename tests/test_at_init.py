@@ -371,13 +371,13 @@ def test_a_run_says_when_an_at_init_criterion_is_rescored_during_training(criter
     sweep that forgets it is otherwise silent)."""
     from types import SimpleNamespace
 
-    from prunelab.app import _say_when_at_init_is_gradual
+    from prunelab.app import _say_when_not_at_init
 
     pruner = Pruner(bias_free_relu(dtype=torch.float32), criterion, "1x1", schedule)
     cfg = SimpleNamespace(criterion=SimpleNamespace(criterion_type=criterion))
     for rank in (1, 0):
         caplog.clear()
-        _say_when_at_init_is_gradual(pruner, cfg, SimpleNamespace(rank=rank))
+        _say_when_not_at_init(pruner, cfg, SimpleNamespace(rank=rank))
         lines = [r.getMessage() for r in caplog.records]
         if said and rank == 0:
             assert lines == [f"prunelab: criterion={criterion} scores once per pruning step; this schedule {said}. "
