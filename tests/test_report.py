@@ -9,6 +9,7 @@ import json
 import math
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -296,6 +297,46 @@ def test_dense_runs_of_every_criterion_count_once_per_seed(tmp_path):
         rows = {(r["series"], float(r["target"])): int(r["n"]) for r in csv.DictReader(f)}
     assert rows == {("dense", 0.0): 2, ("magnitude", 0.5): 2, ("random", 0.5): 2, ("snip", 0.5): 2}
     assert "4 of them are dense runs of other criteria" in md.split("## All runs")[1]
+
+
+def test_two_sweeps_dense_runs_are_one_baseline_of_both_families(tmp_path):
+    """An at-init sweep and a gradual sweep, each with its dense run per seed (the dense job keeps the sweep's
+    schedule): the schedule is each criterion's own, and a dense run does not depend on it, so the report is one
+    comparison (snip_init against magnitude) with one dense baseline of n=2 seeds; with ``trainer.finetune_steps``
+    the schedule's end sets a dense run's length, and the sweeps are two settings."""
+    def family(root: Path, criterion: str, schedule: str, finetune: bool = False) -> None:
+        for target, seed in ((0.0, 0), (0.0, 1), (0.9, 0), (0.9, 1)):
+            path = write_fake_run(root / f"{criterion}-{target}-{seed}", "magnitude" if target == 0 else criterion,
+                                  target, seed, (0.90 if target == 0 else 0.85) + seed / 100)
+            cfg = path / "config.yaml"
+            cfg.write_text(cfg.read_text().replace("schedule:\n", f"schedule:\n{schedule}").replace(
+                "trainer:\n", "trainer:\n  finetune_steps: 100\n" if finetune else "trainer:\n"))
+
+    at_init, gradual = "  start: 0.0\n  end: 0.0\n  pruning_frequency: 1\n", "  start: 0.1\n  end: 0.6\n"
+    family(tmp_path / "a", "snip_init", at_init)
+    family(tmp_path / "b", "magnitude", gradual)
+    runs = load_runs([tmp_path])
+    assert {r.setting for r in runs} == {""}, {r.path.name: r.series for r in runs}
+    assert {s: b.n for s, b in rd.dense_baselines(runs).items()} == {"": 2}
+    assert (report.main([str(tmp_path), "--out", str(tmp_path / "out")]) == 0)
+    paired = (tmp_path / "out" / "report.md").read_text().split("## Paired differences")[1]
+    assert "snip_init" in paired and "magnitude" in paired
+    finetuned = tmp_path / "finetuned"
+    family(finetuned / "a", "snip_init", at_init, finetune=True)
+    family(finetuned / "b", "magnitude", gradual, finetune=True)
+    runs = load_runs([finetuned])
+    assert len({r.setting for r in runs}) == 2 and all(b.n == 2 for b in rd.dense_baselines(runs).values())
+    # magnitude both at init and gradually (pai_lenet300): two settings of one criterion, and the gradual sweep's
+    # dense run is the baseline of both
+    both = tmp_path / "both"
+    family(both / "a", "magnitude", at_init)
+    family(both / "b", "magnitude", gradual)
+    for dense in (both / "a").glob("magnitude-0.0-*"):
+        shutil.rmtree(dense)
+    runs = load_runs([both])
+    settings = {r.setting for r in runs if not r.dense}
+    assert len(settings) == 2
+    assert {s: b.n for s, b in rd.dense_baselines(runs).items()} == {s: 2 for s in settings}
 
 
 def test_exact_sparsity_labels_and_section_order(tmp_path):

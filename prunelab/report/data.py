@@ -52,6 +52,7 @@ class Run:
     status: str
     error: str | None = None
     setting: str = ""  # what distinguishes this run's comparison from others in the report ("" if only one)
+    setting_keys: dict[str, str] = field(default_factory=dict, repr=False)  # the config keys its setting compares
     _masks: Any = field(default=None, repr=False)  # masks.pt, once load_run has read it
 
     @property
@@ -332,6 +333,8 @@ def label_settings(runs: list[Run]) -> dict[str, dict[str, str]]:
     for name in seed_keys(runs, keys) + series_keys(runs, keys):
         for k in keys.values():
             k.pop(name, None)
+    for run in runs:
+        run.setting_keys = keys[id(run)]
     done = [keys[id(r)] for r in runs if r.finished]
     distinct = sorted({tuple(sorted(k.items())) for k in done})
     if len(distinct) <= 1:
@@ -378,20 +381,33 @@ def seed_keys(runs: list[Run], keys: dict[int, dict[str, str]]) -> list[str]:
 
 def series_keys(runs: list[Run], keys: dict[int, dict[str, str]]) -> list[str]:
     """The config keys a method may choose (:data:`METHOD_KEYS`) that are constant within each series of the
-    finished runs and differ between series."""
-    groups: dict[str, list[dict[str, str]]] = {}
+    finished runs and differ between series; dense runs' values count only where they matter (:func:`dense_inert`)."""
+    groups: dict[str, list[Run]] = {}
     for run in runs:
         if run.finished:
-            groups.setdefault(DENSE if run.dense else run.criterion, []).append(keys[id(run)])
+            groups.setdefault(DENSE if run.dense else run.criterion, []).append(run)
     if len(groups) < 2:
         return []
-    names = sorted(n for n in set().union(*(k for ks in groups.values() for k in ks)) if under(n, METHOD_KEYS))
+    names = sorted(n for n in set().union(*(keys[id(r)] for rs in groups.values() for r in rs))
+                   if under(n, METHOD_KEYS))
     out = []
     for name in names:
-        per_group = [{k.get(name) for k in ks} for ks in groups.values()]
-        if all(len(v) == 1 for v in per_group) and len(set().union(*per_group)) > 1:
+        # a dense run's value of a key it does not depend on constrains nothing: two sweeps' dense runs (at-init and
+        # gradual) are one baseline, and the schedules stay the two criteria's own
+        per_group = [{keys[id(r)].get(name) for r in rs if not dense_inert(r, name)} for rs in groups.values()]
+        every = {keys[id(r)].get(name) for rs in groups.values() for r in rs}
+        if all(len(v) <= 1 for v in per_group) and len(every) > 1:
             out.append(name)
     return out
+
+
+def dense_inert(run: Run, name: str) -> bool:
+    """Whether ``run`` is dense and its weights do not depend on config key ``name``: a method key (target 0 prunes
+    and regrows nothing, whatever the schedule, distribution or regrowth), unless ``trainer.finetune_steps`` lets the
+    schedule's end set the training length."""
+    if not run.dense or not under(name, METHOD_KEYS):
+        return False
+    return not (under(name, ("schedule",)) and run.config.get("trainer.finetune_steps") is not None)
 
 
 def _short(value: str) -> str:
@@ -465,13 +481,25 @@ def aggregate(runs: Iterable[Run], value: Callable[[Run], float]) -> dict[tuple[
 
 def dense_baselines(runs: Iterable[Run]) -> dict[str, Stat]:
     """``setting -> Stat`` of the test accuracy of the dense runs, one value per seed (the mean where a seed has
-    several dense runs left, e.g. runs of different configs merged by hand), so n is the number of seeds."""
+    several dense runs left, e.g. runs of different configs merged by hand), so n is the number of seeds. A dense run
+    is the baseline of every setting of pruned runs it differs from only in keys it does not depend on (an at-init
+    and a gradual setting share the dense run of either sweep; :func:`dense_inert`), else of its own setting."""
+    done = finished_runs(runs)
+    settings = {r.setting: r.setting_keys for r in done if not r.dense}
     by_seed: dict[str, dict[Any, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for run in finished_runs(runs):
+    for run in done:
         if run.dense:
-            by_seed[run.setting][run.seed if run.seed is not None else str(run.path)].append(run.test_acc)
+            for setting in serves(run, settings) or [run.setting]:
+                by_seed[setting][run.seed if run.seed is not None else str(run.path)].append(run.test_acc)
     return {setting: Stat([statistics.fmean(v) for _, v in sorted(seeds.items(), key=lambda kv: str(kv[0]))])
             for setting, seeds in sorted(by_seed.items())}
+
+
+def serves(dense: Run, settings: dict[str, dict[str, str]]) -> list[str]:
+    """The settings (``label -> keys``) whose keys equal the dense run's on every key the dense run depends on."""
+    own = dense.setting_keys
+    return [label for label, keys in settings.items()
+            if all(keys.get(n) == own.get(n) for n in set(keys) | set(own) if not dense_inert(dense, n))]
 
 
 def pruned_runs(runs: Iterable[Run]) -> list[Run]:
