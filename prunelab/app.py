@@ -272,8 +272,8 @@ def format_summary(s: dict[str, Any]) -> str:
     """The end-of-run table: accuracies, target vs actual sparsity, per-layer sparsity, parameters, time."""
     rows = [
         ("run", s["name"]),
-        ("val acc / test acc", f"{s['val/acc']:.4f} / {s['test/acc']:.4f}"),
-        ("best eval acc", f"{s['best_eval/acc']:.4f}"),
+        ("val acc / test acc", f"{_acc(s['val/acc'])} / {s['test/acc']:.4f}"),
+        ("best eval acc", _acc(s["best_eval/acc"])),
         ("sparsity target / actual", f"{s['sparsity/target']:.4f} / {s['sparsity/actual']:.4f}"),
         ("params kept (all layers)", f"{s['params/nonzero']:,} of {s['params/total']:,} "
                                      f"({s['params/kept_fraction']:.2%})"),
@@ -285,6 +285,10 @@ def format_summary(s: dict[str, Any]) -> str:
     rows += [(f"  sparsity {name}", f"{v:.4f}") for name, v in s.get("sparsity/layers", {}).items()]
     width = max(len(r[0]) for r in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def _acc(value: float | None) -> str:
+    return "n/a (no validation split)" if value is None else f"{value:.4f}"
 
 
 def record_failure(cfg: DictConfig, run_dir: str | Path, exc: BaseException) -> None:

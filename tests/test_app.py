@@ -116,3 +116,20 @@ def test_help_lists_groups_and_cfg_job_prints_the_config(tmp_path):
     assert "Powered by Hydra" not in proc.stdout  # our text, not Hydra's stock help
     proc = cli(["--cfg", "job", "criterion=snip_momentum"], cwd=tmp_path)
     assert proc.returncode == 0 and "criterion_type: snip_momentum" in proc.stdout and "alpha: 0.9" in proc.stdout
+
+
+def test_a_run_without_a_validation_split_reports_no_validation_accuracy(tmp_path, capsys):
+    """``dataset.val_fraction=0`` trains on the whole train split: there is nothing to evaluate on during
+    training, so the run logs no evaluation and its summary has no validation accuracy (not 0 %, which an empty
+    split would average to); the test accuracy is still measured, and the report reads the run."""
+    from prunelab.app import format_summary
+    from prunelab.report import main as report_main
+
+    s = run_inprocess(["logger=none", "dataset.val_fraction=0", "trainer.eval_every=10", *FAST], tmp_path / "run")
+    assert s["val/acc"] is None and s["val/loss"] is None and s["best_eval/acc"] is None
+    assert s["test/acc"] > 0.5
+    assert not [r for r in metrics(tmp_path / "run") if "eval/acc" in r or "eval/loss" in r]
+    assert "no validation split" in capsys.readouterr().out
+    table = format_summary(s)
+    assert "n/a (no validation split)" in table and f"{s['test/acc']:.4f}" in table
+    assert report_main([str(tmp_path / "run"), "--out", str(tmp_path / "report")]) == 0

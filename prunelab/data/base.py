@@ -226,6 +226,9 @@ def build(cfg: Any) -> DataSplits:
     if num_classes is not None and int(num_classes) != splits.num_classes:
         raise ConfigError("dataset.num_classes", num_classes, f"the {name} data has {splits.num_classes} classes")
     check_sample_shape(splits)
+    if not len(splits.val):
+        print(f"[prunelab] no validation split (dataset.val_fraction={option(cfg, 'val_fraction', None)}): no "
+              "evaluation during training; the run reports test accuracy only", flush=True)
     splits.in_memory = resolve_in_memory(cfg, splits)
     if splits.in_memory:
         for split in ("train", "val", "test"):

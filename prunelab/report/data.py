@@ -114,6 +114,12 @@ class Run:
         return float(self.summary["test/acc"])
 
     @property
+    def val_acc(self) -> float:
+        """The final validation accuracy (nan for a run without a validation split: ``dataset.val_fraction=0``)."""
+        value = _float_or_none(self.summary.get("val/acc"))
+        return math.nan if value is None else value
+
+    @property
     def actual(self) -> float:
         """The final actual sparsity of the pruned layers (the target when the summary lacks it)."""
         value = _float_or_none(self.summary.get("sparsity/actual"))

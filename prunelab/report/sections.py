@@ -170,7 +170,7 @@ def runs_section(ctx: Context) -> Section:
                       "prunes nothing, so one per seed counts)" if dense else "") + ": " +
                       ", ".join(f"`{where(r, ctx.roots)}`" for r in ctx.superseded))
     rows = [[r.series, "0" if r.dense else sparsity_text(r.target), str(r.seed), f"{r.actual:.4f}",
-             f"{r.masked:.4f}", pct(float(r.summary.get("val/acc", math.nan))), pct(r.test_acc),
+             f"{r.masked:.4f}", pct(r.val_acc), pct(r.test_acc),
              f"`{where(r, ctx.roots)}`"] for r in sorted(done, key=lambda r: (r.target, r.series, r.seed or 0))]
     if rows:
         blocks.append(Table(["criterion", "target", "seed", "actual sparsity", "masked sparsity", "val acc",

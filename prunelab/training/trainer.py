@@ -368,13 +368,15 @@ class Trainer:
     def _eval_metrics(self, loop: Loop, step: int) -> dict[str, float]:
         if not ((self.cfg.eval_every and (step + 1) % self.cfg.eval_every == 0) or step + 1 == loop.total):
             return {}
+        if not loop.source.split_size("val"):  # dataset.val_fraction=0: nothing to evaluate on (not 0% accuracy)
+            return {}
         vl, va = self._evaluate_split(loop, "val")
         loop.best_eval = va if not va <= loop.best_eval else loop.best_eval
         return {"eval/loss": vl, "eval/acc": va}
 
     def _summary(self, loop: Loop, t_start: float) -> dict[str, Any]:
         model = loop.model
-        vl, va = self._evaluate_split(loop, "val")
+        vl, va = self._evaluate_split(loop, "val") if loop.source.split_size("val") else (None, None)
         tl, ta = self._evaluate_split(loop, "test")
         n_params = sum(p.numel() for p in model.parameters())
         nonzero = sum(int(torch.count_nonzero(p)) for p in model.parameters())
