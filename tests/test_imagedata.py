@@ -114,7 +114,7 @@ def test_imagefolder_bad_trees_are_one_line(tmp_path):
     write_image_folder(tmp_path / "z", classes=("z",), per_class={"val": 1})  # val/ with a class train/ lacks
     (tmp_path / "z" / "val" / "z").rename(tmp_path / "val" / "z")
     with pytest.raises(ConfigError, match=r"^dataset.test_dir='val': a folder with the classes of train/ "
-                                          r"\(2 there, 3 here\)$"):
+                                          r"\(2 there, 3 here; in one only: z\)$"):
         data.build(_cfg("imagefolder", root=str(tmp_path), num_classes=2))
 
 
@@ -156,3 +156,56 @@ def test_a_torchvision_class_is_opened_by_its_own_split_argument():
                                            "dataset.train_kwargs={split: train, folds: 0}"])
     assert OmegaConf.to_container(cifar.dataset.train_kwargs) == {"train": True}
     assert OmegaConf.to_container(stl.dataset.train_kwargs) == {"split": "train", "folds": 0}
+
+
+def test_imagefolder_in_grayscale_and_transform_failures_are_one_line(tmp_path):
+    """``channels: 1`` decodes the tree to grayscale (one channel, normalised by ImageNet's averaged constants);
+    a transform that fails on the first image, or a shape the model does not take, is one line naming the
+    transforms and how to fix it; a test folder with other classes names them."""
+    tree = write_image_folder(tmp_path, classes=("ant", "bee"), per_class={"train": 4, "val": 2})
+    cfg = _cfg("imagefolder", root=str(tmp_path), image_size=16, resize=18, num_classes=2, channels=1)
+    s = data.build(cfg)
+    assert s.input_shape == (1, 16, 16) and s.mean == (pytest.approx(0.449),) and len(s.std) == 1
+    path, _, _ = tree["val"][0]
+    import torchvision.transforms.v2.functional as F
+
+    gray = F.pil_to_tensor(F.center_crop(F.resize(Image.open(path).convert("L"), 18, antialias=True), [16, 16]))
+    assert torch.allclose(s.test[0][0], (gray.float() / 255 - s.mean[0]) / s.std[0], atol=1e-6)
+    with pytest.raises(ConfigError, match=r"^dataset.mean=\[0.5, 0.5, 0.5\]: a list of 1 numbers"):
+        data.build(OmegaConf.merge(cfg, {"mean": [0.5, 0.5, 0.5]}))
+    with pytest.raises(ConfigError, match=r"^dataset.input_shape=\[2, 16, 16\]: \[1 or 3, H, W\]"):
+        data.build(OmegaConf.merge(cfg, {"channels": 2}))
+    rgb = _cfg("imagefolder", root=str(tmp_path), image_size=16, resize=18, num_classes=2)
+    cases = [({"eval_transforms": [{"Resize": {"size": -3}}]}, "eval_transforms", "ValueError"),
+             ({"train_transforms": [{"RandomResizedCrop": {"size": 16, "scale": [0.9, 0.1]}}]}, "train_transforms",
+              "RuntimeError"),
+             ({"train_transforms": [{"Normalize": {"mean": [0.5], "std": [0.5]}}]}, "train_transforms", "TypeError")]
+    for override, key, kind in cases:
+        with pytest.raises(ConfigError, match=rf"^dataset.{key}=.*: transforms that run on the .* split's images.*"
+                                              rf"\({kind}: ") as err:
+            data.build(OmegaConf.merge(rgb, override))
+        assert len(str(err.value).splitlines()) == 1
+    with pytest.raises(ConfigError, match=r"^dataset.eval_transforms=.*\(ValueError: 1-channel images, 3 mean/std "
+                                          r"constants: set dataset.input_shape \(channels\), mean and std to match\)$"):
+        data.build(OmegaConf.merge(rgb, {"eval_transforms": [{"Grayscale": {}}, {"Resize": {"size": 16}},
+                                                              {"CenterCrop": {"size": 16}}],
+                                         "train_transforms": []}))
+    (tmp_path / "val" / "bee").rename(tmp_path / "val" / "cow")
+    with pytest.raises(ConfigError, match=r"^dataset.test_dir='val': .*\(2 there, 2 here; in one only: bee, cow\)$"):
+        data.build(rgb)
+
+
+def test_cifar_resized_by_its_transforms(tmp_path):
+    """A Resize in CIFAR's transforms gives the model another input shape: with ``input_shape`` set to match it
+    trains; without, one line offers both fixes."""
+    write_cifar100(tmp_path)
+    resize = [{"Resize": {"size": 40, "antialias": True}}]
+    s = data.build(_cfg("cifar100", root=str(tmp_path), input_shape=[3, 40, 40], train_transforms=resize,
+                        eval_transforms=resize))
+    assert s.input_shape == (3, 40, 40) and s.test[0][0].shape == (3, 40, 40) and s.train[(0, 0)][0].shape == (3, 40, 40)
+    with pytest.raises(ConfigError, match=r"^dataset.train_transforms=.*\[3, 32, 32\] \(the train split's are "
+                                          r"\[3, 40, 40\]: add Resize/CenterCrop, or set dataset.input_shape=\[3, 40, 40\]\)"):
+        data.build(_cfg("cifar100", root=str(tmp_path), train_transforms=resize, eval_transforms=resize))
+    with pytest.raises(ConfigError, match=r"^dataset.input_shape=\[3, 40, 40\]: the cifar100 data has shape"):
+        data.build(_cfg("cifar100", root=str(tmp_path), input_shape=[3, 40, 40], train_transforms=[],
+                        eval_transforms=[]))

@@ -221,7 +221,10 @@ def build(cfg: Any) -> DataSplits:
 
     shape = option(cfg, "input_shape")
     if shape is not None and tuple(int(s) for s in shape) != tuple(splits.input_shape):
-        raise ConfigError("dataset.input_shape", list(shape), f"the {name} data has shape {list(splits.input_shape)}")
+        if not transformed(splits):
+            raise ConfigError("dataset.input_shape", list(shape), f"the {name} data has shape "
+                              f"{list(splits.input_shape)} (transforms such as Resize can give another)")
+        splits.input_shape = tuple(int(s) for s in shape)  # the transforms' output: check_sample_shape checks it
     num_classes = option(cfg, "num_classes")
     if num_classes is not None and int(num_classes) != splits.num_classes:
         raise ConfigError("dataset.num_classes", num_classes, f"the {name} data has {splits.num_classes} classes")
@@ -271,16 +274,35 @@ def _remove_new(root: str, before: set[str]) -> None:
             os.rmdir(path) if os.path.isdir(path) and not os.path.islink(path) else os.remove(path)
         except OSError:
             pass
+def transformed(splits: DataSplits) -> bool:
+    """Whether a split goes through configured transforms (which set the shape the model sees)."""
+    return any(isinstance(ds, SampleDataset) and (ds.pipeline.transforms or ds.plain_pipeline.transforms)
+               for ds in (splits.train, splits.val, splits.test))
+
+
 def check_sample_shape(splits: DataSplits) -> None:
-    """A streamed split's pipeline must give images of ``input_shape`` (checked on its first sample)."""
-    for split, key in (("train", "train_transforms"), ("val", "eval_transforms"), ("test", "eval_transforms")):
+    """A streamed split's pipeline must run on its images and give images of ``input_shape`` (checked on its first
+    sample): a transform that fails there (``Resize`` to size 0, a crop larger than the image, ``Normalize`` on a
+    PIL image) or a shape other than the model's is one line naming the transforms."""
+    for split in ("train", "val", "test"):
         ds = getattr(splits, split)
-        if isinstance(ds, SampleDataset) and len(ds):
+        if not (isinstance(ds, SampleDataset) and len(ds)):
+            continue
+        key = "train_transforms" if ds.pipeline.augment else "eval_transforms"  # train: eval's when not augmented
+        names = [repr(t) for t in ds.pipeline.transforms]
+        try:
             shape = tuple(ds[0][0].shape)
-            if shape != tuple(splits.input_shape):
-                raise ConfigError(f"dataset.{key}", [repr(t) for t in ds.pipeline.transforms],
-                                  f"transforms that give images of dataset.input_shape {list(splits.input_shape)} "
-                                  f"(the {split} split's are {list(shape)}: add Resize/CenterCrop)")
+        except ConfigError:
+            raise
+        except (ValueError, TypeError, RuntimeError, IndexError) as exc:
+            first = (str(exc).splitlines() or [""])[0][:160]
+            raise ConfigError(f"dataset.{key}", names, f"transforms that run on the {split} split's images, then "
+                              f"/ 255 and dataset.mean/std ({type(exc).__name__}: {first})") from None
+        want = tuple(splits.input_shape)
+        if shape != want:
+            fix = f"or set dataset.input_shape={list(shape)}"
+            raise ConfigError(f"dataset.{key}", names, f"transforms that give images of dataset.input_shape "
+                              f"{list(want)} (the {split} split's are {list(shape)}: add Resize/CenterCrop, {fix})")
 
 
 def resolve_in_memory(cfg: Any, splits: DataSplits) -> bool:

@@ -113,6 +113,9 @@ class Pipeline:
 
             x = pil_to_tensor(x)
         x = x.as_subclass(Tensor)  # a tv_tensors.Image -> plain tensor
+        if x.shape[-3] != self.mean.shape[0]:
+            raise ValueError(f"{x.shape[-3]}-channel images, {self.mean.shape[0]} mean/std constants: set "
+                             "dataset.input_shape (channels), mean and std to match")
         x = x.to(torch.float32).div_(255.0) if x.dtype == torch.uint8 else x.to(torch.float32)
         return x.sub_(self.mean).div_(self.std)
 
