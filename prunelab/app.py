@@ -196,6 +196,8 @@ def _build(cfg: DictConfig, run_dir: Path, tc: TrainerConfig, dist: distributed.
             check_calibration(data.train_labels(), pruner.criterion.calibration, tc.batch_size)
         resume_state = trainer.load_checkpoint(decision.checkpoint, also=(decision.recorded,) if decision.recorded
                                                else ()) if decision.kind == "resume" else None
+        if resume_state is not None:
+            data_mod.check_same_data(resume_state.get("data"), data, int(resume_state["step"]))
         pruning = PruningCallback(pruner, check_masks=tc.check_masks)
     except BaseException as exc:  # noqa: BLE001 - re-raised below, after every rank knows
         error = exc

@@ -236,3 +236,45 @@ def test_resume_through_the_stream_is_bitwise_exact(tmp_path, monkeypatch, resto
         assert got["step"] == want["step"] and got["metrics"] == want["metrics"], name
         for key in ("model", "scores", "masks"):
             assert all(torch.equal(got[key][k], want[key][k]) for k in want[key]), (name, key)
+
+
+def test_a_resume_refuses_data_that_changed_since_its_checkpoint(tmp_path, monkeypatch, restore_determinism):
+    """An ImageFolder run stopped at step 6, then a training image deleted: the resume is one line naming the
+    split that changed (its size then and now), and leaves the run directory as it was; with the image back it
+    resumes. A relabelled file (moved to another class folder) is caught as well."""
+    from appkit import tree_digest
+    from fakedata import write_image_folder
+    from prunelab import pruner
+    from prunelab.training.trainer import Interrupted
+
+    tree = write_image_folder(tmp_path / "data", classes=("ant", "bee"), per_class={"train": 8, "val": 2})
+    common = ["dataset=imagefolder", f"dataset.root={tmp_path / 'data'}", "dataset.num_classes=2",
+              "dataset.image_size=16", "dataset.resize=18", "dataset.val_fraction=0.25", "model=mlp", "logger=none",
+              "trainer.max_steps=10", "trainer.batch_size=4", "trainer.workers=0", "schedule.start_step=2",
+              "schedule.end_step=8", "schedule.pruning_frequency=2"]
+    begin = pruner.Pruner.on_step_begin
+
+    def on_step_begin(self, step=None):
+        if step == 6:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return begin(self, step)
+
+    monkeypatch.setattr(pruner.Pruner, "on_step_begin", on_step_begin)
+    with pytest.raises(Interrupted):
+        run_inprocess(common, tmp_path / "run")
+    monkeypatch.setattr(pruner.Pruner, "on_step_begin", begin)
+    before = tree_digest(tmp_path / "run")
+    path = Path(tree["train"][0][0])
+    kept = path.read_bytes()
+    path.unlink()
+    with pytest.raises(ConfigError, match=r"^dataset='imagefolder': the data the checkpoint of step 6 was trained "
+                                          r"on \((train|val): 1[12] samples, \w+ then, 1[01] samples, \w+ now.*\): "
+                                          r"restore it, or start afresh with trainer.resume=false$"):
+        run_inprocess([*common, "trainer.resume=true"], tmp_path / "run")
+    assert tree_digest(tmp_path / "run") == before
+    moved = path.parent.parent / ("bee" if path.parent.name == "ant" else "ant") / path.name
+    moved.write_bytes(kept)  # back, in the other class: same count, other labels
+    with pytest.raises(ConfigError, match=r"^dataset='imagefolder': the data the checkpoint of step 6 .* then, "):
+        run_inprocess([*common, "trainer.resume=true"], tmp_path / "run")
+    moved.rename(path)
+    assert run_inprocess([*common, "trainer.resume=true"], tmp_path / "run")["status"] == "finished"

@@ -25,7 +25,9 @@ subset), ``eval_limit`` (same for val and test), and the consistency check of ``
 """
 from __future__ import annotations
 
+import hashlib
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence, Union
 
@@ -96,6 +98,7 @@ class DataSplits:
     mean: tuple[float, ...] = field(default=())
     std: tuple[float, ...] = field(default=())
     in_memory: bool = True
+    identity: dict[str, Any] = field(default_factory=dict)  # what a checkpoint records of the data (see identify)
 
     @property
     def per_sample(self) -> bool:
@@ -229,6 +232,7 @@ def build(cfg: Any) -> DataSplits:
     if num_classes is not None and int(num_classes) != splits.num_classes:
         raise ConfigError("dataset.num_classes", num_classes, f"the {name} data has {splits.num_classes} classes")
     check_sample_shape(splits)
+    splits.identity = identify(splits)
     if not len(splits.val):
         print(f"[prunelab] no validation split (dataset.val_fraction={option(cfg, 'val_fraction', None)}): no "
               "evaluation during training; the run reports test accuracy only", flush=True)
@@ -274,6 +278,35 @@ def _remove_new(root: str, before: set[str]) -> None:
             os.rmdir(path) if os.path.isdir(path) and not os.path.islink(path) else os.remove(path)
         except OSError:
             pass
+def identify(splits: DataSplits) -> dict[str, Any]:
+    """What a checkpoint records of the data it was trained on, the same on both data paths: each split's size and
+    a digest of its labels and, for a folder of files, of its files' paths (relative to the folder), in order.
+    A resume compares it (:func:`check_same_data`): files added, removed, renamed or relabelled since are caught;
+    an image edited in place is not (its pixels are not read for this)."""
+    out: dict[str, Any] = {"name": splits.name}
+    for split in ("train", "val", "test"):
+        ds = getattr(splits, split)
+        digest = hashlib.sha256()
+        labels = ds.targets if isinstance(ds, SampleDataset) else ds.tensors[1]
+        digest.update(labels.to(torch.int64).contiguous().numpy().tobytes())
+        files = getattr(ds, "base", None)
+        if files is not None and hasattr(files, "samples") and hasattr(files, "root"):  # an ImageFolder
+            for j in ds.indices.tolist():
+                digest.update(os.path.relpath(files.samples[j][0], files.root).encode() + b"\0")
+        out[split] = f"{len(ds)} samples, {digest.hexdigest()[:16]}"
+    return out
+
+
+def check_same_data(saved: Optional[Mapping[str, Any]], splits: DataSplits, step: int) -> None:
+    """A resume continues on the data its checkpoint was trained on (a checkpoint without the record passes)."""
+    if not saved or not splits.identity or saved == splits.identity:
+        return
+    diff = [f"{k}: {saved.get(k)} then, {splits.identity.get(k)} now" for k in splits.identity
+            if saved.get(k) != splits.identity.get(k)]
+    raise ConfigError("dataset", splits.name, f"the data the checkpoint of step {step} was trained on ("
+                      f"{'; '.join(diff)}): restore it, or start afresh with trainer.resume=false")
+
+
 def transformed(splits: DataSplits) -> bool:
     """Whether a split goes through configured transforms (which set the shape the model sees)."""
     return any(isinstance(ds, SampleDataset) and (ds.pipeline.transforms or ds.plain_pipeline.transforms)

@@ -113,6 +113,7 @@ class Loop:
     source: BatchSource | None = None  # where batches come from (in memory or streamed)
     precision: Precision | None = None  # autocast and the fp16 gradient scaler
     eval_net: nn.Module | None = None  # the model as evaluated (compiled, never DDP-wrapped)
+    data_identity: dict[str, Any] = field(default_factory=dict)  # what the checkpoint records of the data
 
 
 def _rank_row(saved: Tensor, rank: int) -> Tensor:
@@ -234,6 +235,7 @@ class Trainer:
             "lr_schedule": loop.lr_schedule.state_dict(), **callbacks.state_dict(), "rng": get_rng(),
             "best_eval": loop.best_eval, "acc": {k: v.cpu() for k, v in acc.items()},
             "scaler": loop.precision.state_dict() if loop.precision is not None else {},
+            "data": loop.data_identity,
         })
 
     # --- signals ---
@@ -268,7 +270,8 @@ class Trainer:
             optimizer, lr_lambda(c.lr_schedule, total, c.warmup_steps, c.lr_step_size, c.lr_gamma, c.lr_min_factor))
         acc = {k: torch.zeros((), device=device, dtype=torch.float64) for k in ("loss", "correct", "seen")}
         loop = Loop(model, net, optimizer, sched, device, total, source.steps_per_epoch, self.dist,
-                    source.calibration, acc, source=source, precision=Precision(c.amp, device), eval_net=eval_net)
+                    source.calibration, acc, source=source, precision=Precision(c.amp, device), eval_net=eval_net,
+                    data_identity=dict(getattr(data, "identity", None) or {}))
         if resume_state is not None:
             model.load_state_dict(resume_state["model"])
             optimizer.load_state_dict(resume_state["optimizer"])
