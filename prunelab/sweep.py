@@ -384,9 +384,10 @@ def launch_joblib(launcher: Any, job_overrides: Sequence[Sequence[str]], initial
     multiprocessing.set_forkserver_preload(["prunelab.app", "prunelab.sweep"])
     state = Singleton.get_state()
     n_jobs = int(launcher.joblib.get("n_jobs", -1) or -1)
+    threads = job_threads(n_jobs, len(jobs))
     with Stopping() as stop:
         returns = Parallel(n_jobs=n_jobs, backend="threading")(
-            delayed(_in_child)(launcher, job, state, stop) for job in jobs)
+            delayed(_in_child)(launcher, job, state, stop, threads) for job in jobs)
     ran = [(job, ret) for job, ret in zip(jobs, returns) if ret is not None]
     note_returns([job for job, _ in ran], [ret for _, ret in ran])
     if stop.signum is not None:  # a signal to this process, or to a job's alone (it returned its stop)
@@ -394,6 +395,22 @@ def launch_joblib(launcher: Any, job_overrides: Sequence[Sequence[str]], initial
         raise SweepInterrupted(stop.signum, stopped, len(jobs) - len(ran),
                                Path(str(launcher.config.hydra.sweep.dir)).absolute())
     return [ret for _, ret in ran]
+
+
+def job_threads(n_jobs: int, n: int) -> int | None:
+    """Torch threads per job when ``n_jobs`` of ``n`` jobs run at once: this machine's CPUs shared between them
+    (each job would otherwise take them all, and parallel jobs on oversubscribed cores run several times slower).
+    None where the user chose: ``OMP_NUM_THREADS`` set (a job's ``trainer.num_threads`` wins over both)."""
+    from joblib import effective_n_jobs
+
+    if os.environ.get("OMP_NUM_THREADS"):
+        return None
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    at_once = max(1, min(effective_n_jobs(n_jobs), n))
+    threads = max(1, cpus // at_once)
+    print(f"[prunelab] joblib: {at_once} job(s) at once on {cpus} CPU(s), {threads} torch thread(s) each "
+          "(trainer.num_threads sets them)", flush=True)
+    return threads
 
 
 class Stopping:
@@ -428,15 +445,17 @@ class Stopping:
                 os.kill(proc.pid, signum)
 
 
-def _in_child(launcher: Any, job: Job, singleton_state: Any, stop: Stopping) -> JobReturn | None:
-    """One job in a process of its own; None, not started, once a signal stopped the sweep."""
+def _in_child(launcher: Any, job: Job, singleton_state: Any, stop: Stopping,
+              threads: int | None = None) -> JobReturn | None:
+    """One job in a process of its own (``threads`` torch threads unless its config says); None, not started,
+    once a signal stopped the sweep."""
     import multiprocessing
 
     import cloudpickle
 
     sweep_dir = Path(str(launcher.config.hydra.sweep.dir)).absolute()
     payload = cloudpickle.dumps({"context": launcher.hydra_context, "task": launcher.task_function,
-                                 "config": job.config, "singletons": singleton_state})
+                                 "config": job.config, "singletons": singleton_state, "threads": threads})
     with tempfile.TemporaryDirectory(prefix="prunelab-job-") as tmp:
         out = Path(tmp) / "return.pkl"
         proc = multiprocessing.get_context("forkserver").Process(
@@ -470,6 +489,10 @@ def run_job_payload(payload: bytes, out: str) -> None:
     survive_closed_streams()  # a job process started by the forkserver: its own streams
     signal.signal(signal.SIGTERM, Terminated.handler)  # in its start-up, as the CLI (the trainer has its own)
     spec = pickle.loads(payload)
+    if spec.get("threads"):  # the trainer sets trainer.num_threads over it
+        import torch
+
+        torch.set_num_threads(int(spec["threads"]))
     setup_globals()
     Singleton.set_state(spec["singletons"])
     HydraConfig.instance().set_config(spec["config"])

@@ -5,6 +5,7 @@ launcher and the experiment presets compose; a tiny criteria_fmnist runs."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -25,9 +26,13 @@ def _jobs(sweep: Path) -> dict[str, dict]:
 def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path):
     sweep = tmp_path / "sweep"
     # job 1 diverges (lr 1e6: the loss becomes NaN, the job raises NonFiniteLoss); jobs 0 and 2 are fine
+    # without OMP_NUM_THREADS the 2 jobs at once share the CPUs' threads (a job that says uses its own)
     proc = cli(["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "logger=none", *FAST,
-                "optimizer.lr=0.05,1e6,0.01", f"hydra.sweep.dir={sweep}"], cwd=tmp_path, timeout=600)
+                "optimizer.lr=0.05,1e6,0.01", f"hydra.sweep.dir={sweep}"], cwd=tmp_path, timeout=600,
+               OMP_NUM_THREADS="")
     assert proc.returncode == 1
+    cpus = len(os.sched_getaffinity(0))
+    assert f"2 job(s) at once on {cpus} CPU(s), {max(1, cpus // 2)} torch thread(s) each" in proc.stdout
     assert "Traceback" not in proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("prunelab: error: sweep=") and "1 failed job(s)" in last, last
@@ -36,6 +41,7 @@ def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path):
     (failed,) = [name for name, s in jobs.items() if s["status"] != "finished"]
     assert failed in last and "NonFiniteLoss" in jobs[failed]["error"]
     assert all(s["status"] == "finished" and s["test/acc"] > 0.5 for n, s in jobs.items() if n != failed)
+    assert all(s["num_threads"] == max(1, cpus // 2) for n, s in jobs.items() if n != failed)
 
 
 def test_a_signal_to_a_job_stops_the_sweep_and_says_how_to_continue_it(tmp_path):

@@ -390,4 +390,5 @@ class Trainer:
             "params/total": n_params, "params/nonzero": nonzero, "params/kept_fraction": nonzero / n_params,
             "wall_time_s": time.perf_counter() - t_start, "batch_size": self.cfg.batch_size,
             "world_size": self.dist.world_size, "global_batch_size": self.global_batch_size,
+            "num_threads": torch.get_num_threads(),
         }
