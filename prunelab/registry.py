@@ -76,6 +76,7 @@ class Registry(Generic[T]):
         """``(summary, paper)`` of a registered entry: its docstring's first sentence and its source."""
         obj = self.get(name)
         doc = " ".join((inspect.getdoc(obj) or "").split("\n\n")[0].split()).replace("``", "")
+        doc = re.sub(r":\w+:`~?([^`]+)`", r"\1", doc)  # Sphinx roles (:class:`X`) read as their target
         summary = re.split(r"(?<!e\.g)(?<!i\.e)(?<!et al)\. ", doc)[0].rstrip(".")
         return summary, self._papers.get(name) or str(getattr(obj, "paper", "") or "")
 

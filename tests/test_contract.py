@@ -471,6 +471,9 @@ def test_prunelab_list_comes_from_the_registries(probe, capsys):
     assert all(presets.values()), presets  # every preset says what it compares
     assert presets["lenet5_mnist"].startswith("LeNet-5 on MNIST: the five first-wave criteria (magnitude,")
     assert main(["optimizers"]) == 0 and "  adamw  torch.optim.AdamW\n" in capsys.readouterr().out
+    assert main(["datasets"]) == 0  # docstrings' Sphinx roles read as plain names
+    out = " ".join(capsys.readouterr().out.split())
+    assert "without running code from them (CifarUnpickler)" in out and ":class:" not in out
 
 
 # --- a criterion's options are typed by its Options dataclass ----------------------------------------------

@@ -209,3 +209,27 @@ def test_cifar_resized_by_its_transforms(tmp_path):
     with pytest.raises(ConfigError, match=r"^dataset.input_shape=\[3, 40, 40\]: the cifar100 data has shape"):
         data.build(_cfg("cifar100", root=str(tmp_path), input_shape=[3, 40, 40], train_transforms=[],
                         eval_transforms=[]))
+
+
+def test_a_channels_first_array_dataset_is_read_without_pil(tmp_path, monkeypatch):
+    """SVHN keeps its images as one uint8 array [N, C, H, W]: the torchvision builder takes it as it is (no PIL
+    image per sample), with the values the class's own __getitem__ gives."""
+    import scipy.io
+    import torchvision
+
+    monkeypatch.setattr(torchvision.datasets.SVHN, "_check_integrity", lambda self: True)  # our files, not theirs
+
+    rng = np.random.default_rng(5)
+    for split, n in (("train", 12), ("test", 6)):  # SVHN's .mat layout: X [H, W, C, N], y [N, 1] in 1..10
+        scipy.io.savemat(tmp_path / f"{split}_32x32.mat",
+                         {"X": rng.integers(0, 256, (32, 32, 3, n), dtype=np.uint8),
+                          "y": rng.integers(1, 11, (n, 1)).astype(np.uint8)})
+    s = data.build(_cfg("torchvision", root=str(tmp_path), cls="SVHN", input_shape=[3, 32, 32], num_classes=10,
+                        val_fraction=0.25, in_memory=False))
+    assert isinstance(s.test.base, data.ArrayImages) and s.test.base.images.shape == (6, 3, 32, 32)
+    ref = torchvision.datasets.SVHN(str(tmp_path), split="test")
+    for i in range(6):
+        image, label = ref[i]
+        want = (torch.as_tensor(np.array(image)).permute(2, 0, 1).float() / 255 - 0.5) / 0.5
+        x, y = s.test[i]
+        assert int(y) == label and torch.equal(x, want), i

@@ -39,8 +39,9 @@ def _open(cls: type, cfg: Any, key: str, root: str, download: bool) -> Any:
     except TypeError as exc:
         raise ConfigError(f"dataset.{key}", kwargs, f"arguments {cls.__name__} accepts ({exc})") from None
     except RuntimeError as exc:  # torchvision's "Dataset not found or corrupted"
-        raise ConfigError("dataset.root", root, f"{cls.__name__} files there ({str(exc).splitlines()[0]}); "
-                          "set dataset.download=true to fetch them") from None
+        raise ConfigError("dataset.root", root, f"{cls.__name__} files there ({str(exc).splitlines()[0]}; classes "
+                          "that check their files' checksums take the official files only); set "
+                          "dataset.download=true to fetch them") from None
 
 
 def _as_arrays(ds: Any) -> Any:
@@ -54,7 +55,7 @@ def _as_arrays(ds: Any) -> Any:
         x = x.unsqueeze(1)
     elif x.dim() == 4 and x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
         x = x.permute(0, 3, 1, 2)
-    else:
+    elif not (x.dim() == 4 and x.shape[1] in (1, 3)):  # [N, C, H, W] (SVHN) is taken as it is
         return ds
     try:
         from .samples import labels_of
