@@ -233,3 +233,20 @@ def test_a_channels_first_array_dataset_is_read_without_pil(tmp_path, monkeypatc
         want = (torch.as_tensor(np.array(image)).permute(2, 0, 1).float() / 255 - 0.5) / 0.5
         x, y = s.test[i]
         assert int(y) == label and torch.equal(x, want), i
+
+
+def test_an_image_the_transforms_cannot_take_is_one_line_naming_it(tmp_path):
+    """One image too small for the train crop, read by a DataLoader worker mid-epoch: one line naming the file and
+    the transform's own error (the transforms themselves passed on the first image)."""
+    write_image_folder(tmp_path, classes=("ant", "bee"), per_class={"train": 4, "val": 2})
+    cfg = _cfg("imagefolder", root=str(tmp_path), image_size=16, resize=18, num_classes=2, val_fraction=0.25,
+               train_transforms=[{"RandomCrop": {"size": 16}}])
+    s = data.build(cfg)
+    j = int(s.train.indices[-1])
+    small = s.train.base.samples[j][0]
+    Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8)).save(small)
+    loader = torch.utils.data.DataLoader(s.train, batch_size=2, num_workers=1)
+    with pytest.raises(ConfigError, match=rf"^dataset.root='{small}': images the transforms \['RandomCrop'\] can "
+                                          r"take \(ValueError: .*\)$") as err:
+        list(loader)
+    assert len(str(err.value).splitlines()) == 1

@@ -325,12 +325,11 @@ def check_sample_shape(splits: DataSplits) -> None:
         names = [repr(t) for t in ds.pipeline.transforms]
         try:
             shape = tuple(ds[0][0].shape)
-        except ConfigError:
-            raise
-        except (ValueError, TypeError, RuntimeError, IndexError) as exc:
-            first = (str(exc).splitlines() or [""])[0][:160]
+        except ConfigError as exc:  # on the first image: the transforms, not the file, are at fault
+            if not hasattr(exc, "reason"):
+                raise
             raise ConfigError(f"dataset.{key}", names, f"transforms that run on the {split} split's images, then "
-                              f"/ 255 and dataset.mean/std ({type(exc).__name__}: {first})") from None
+                              f"/ 255 and dataset.mean/std ({exc.reason})") from None
         want = tuple(splits.input_shape)
         if shape != want:
             fix = f"or set dataset.input_shape={list(shape)}"

@@ -171,7 +171,24 @@ class SampleDataset(Dataset):
         step_seed, i = key if isinstance(key, tuple) else (-1, int(key))
         j = int(self.indices[i])
         image = self.base[j][0]
-        return self.pipeline(image, sample_seed(step_seed, j)), self._base_targets[j]
+        try:
+            x = self.pipeline(image, sample_seed(step_seed, j))
+        except ConfigError:
+            raise
+        except (ValueError, TypeError, RuntimeError, IndexError) as exc:  # one image the transforms cannot take
+            raise self._failed(j, exc) from None
+        return x, self._base_targets[j]
+
+    def _failed(self, j: int, exc: BaseException) -> ConfigError:
+        """The transforms failed on sample ``j``: one line naming its file (or index); a :class:`ConfigError`, so
+        it survives a DataLoader worker's re-raise. Its ``reason`` is the transform's own error."""
+        samples = getattr(self.base, "samples", None)
+        reason = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:160]}"
+        err = ConfigError("dataset.root", samples[j][0] if samples is not None else f"sample {j}",
+                          f"images the transforms {[type(t).__name__ for t in self.pipeline.transforms]} can take "
+                          f"({reason})")
+        err.reason = reason  # type: ignore[attr-defined]
+        return err
 
     def select(self, idx: Tensor) -> "SampleDataset":
         """The samples at positions ``idx`` of this one (same base, pipelines and labels)."""
