@@ -284,6 +284,10 @@ def format_summary(s: dict[str, Any]) -> str:
         ("wall time", f"{s['wall_time_s']:.1f} s" + (f" (attempt {s['attempt']}, since its resume)"
                                                      if int(s.get("attempt", 1) or 1) > 1 else "")),
     ]
+    if s.get("samples_per_s") and s.get("data_path"):
+        threads = s.get("num_threads", "?")
+        rows.append(("data", f"{s['data_path']}, {s['samples_per_s']:,.0f} train samples/s "
+                             f"({threads} torch thread{'' if threads == 1 else 's'})"))
     rows += [(f"  sparsity {name}", f"{v:.4f}") for name, v in s.get("sparsity/layers", {}).items()]
     width = max(len(r[0]) for r in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)

@@ -232,6 +232,7 @@ def test_resume_through_the_stream_is_bitwise_exact(tmp_path, monkeypatch, resto
     for name, loader in loaders.items():
         run_inprocess([*common, *loader, "trainer.resume=true"], tmp_path / name)
         assert summary(tmp_path / name)["status"] == "finished"
+        assert summary(tmp_path / name)["data_path"] == {"kill": "streamed (1 worker)", "term": "streamed (0 workers)"}[name]
         got = _state(tmp_path / name)
         assert got["step"] == want["step"] and got["metrics"] == want["metrics"], name
         for key in ("model", "scores", "masks"):

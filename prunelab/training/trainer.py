@@ -384,11 +384,16 @@ class Trainer:
         n_params = sum(p.numel() for p in model.parameters())
         nonzero = sum(int(torch.count_nonzero(p)) for p in model.parameters())
         best = loop.best_eval
+        wall = time.perf_counter() - t_start
+        workers = getattr(loop.source, "workers", None)
         return {
             "status": "finished", "steps": loop.total, "val/acc": va, "val/loss": vl, "test/acc": ta, "test/loss": tl,
             "best_eval/acc": best if math.isfinite(best) else va,
             "params/total": n_params, "params/nonzero": nonzero, "params/kept_fraction": nonzero / n_params,
-            "wall_time_s": time.perf_counter() - t_start, "batch_size": self.cfg.batch_size,
+            "wall_time_s": wall, "batch_size": self.cfg.batch_size,
             "world_size": self.dist.world_size, "global_batch_size": self.global_batch_size,
             "num_threads": torch.get_num_threads(),
+            "data_path": "in memory" if workers is None else f"streamed ({workers} worker{'' if workers == 1 else 's'})",
+            # training samples per second of wall time since this attempt began (setup and evaluations included)
+            "samples_per_s": (loop.total - loop.start) * self.global_batch_size / wall if wall > 0 else None,
         }
