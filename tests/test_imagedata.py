@@ -190,6 +190,10 @@ def test_imagefolder_in_grayscale_and_transform_failures_are_one_line(tmp_path):
         data.build(OmegaConf.merge(rgb, {"eval_transforms": [{"Grayscale": {}}, {"Resize": {"size": 16}},
                                                               {"CenterCrop": {"size": 16}}],
                                          "train_transforms": []}))
+    for key, value, allowed in (("resize", 12, r"a size >= dataset.image_size \(16\): the evaluation crop"),
+                                ("image_size", 0, "a positive integer")):
+        with pytest.raises(ConfigError, match=rf"^dataset.{key}={value}: {allowed}"):
+            data.build(OmegaConf.merge(rgb, {key: value}))
     (tmp_path / "val" / "bee").rename(tmp_path / "val" / "cow")
     with pytest.raises(ConfigError, match=r"^dataset.test_dir='val': .*\(2 there, 2 here; in one only: bee, cow\)$"):
         data.build(rgb)

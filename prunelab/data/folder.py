@@ -39,6 +39,18 @@ def _folder(root: str, sub: str, key: str, mode: str) -> Any:
         raise ConfigError("dataset.root", root, f"{sub}/<class>/<image> with images inside ({exc})") from None
 
 
+def check_sizes(cfg: Any) -> None:
+    """``image_size`` and ``resize`` (the default transforms' sizes): positive, and the evaluation's resize at least
+    the crop (a smaller one makes CenterCrop pad the images with black)."""
+    image_size, resize = option(cfg, "image_size"), option(cfg, "resize")
+    for key, value in (("image_size", image_size), ("resize", resize)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ConfigError(f"dataset.{key}", value, "a positive integer (pixels)")
+    if image_size is not None and resize is not None and resize < image_size:
+        raise ConfigError("dataset.resize", resize, f"a size >= dataset.image_size ({image_size}): the evaluation "
+                          "crop of image_size would pad the resized images with black")
+
+
 @DATASETS.register("imagefolder", paper="torchvision.datasets.ImageFolder")
 def build_imagefolder(cfg: Any) -> DataSplits:
     """An ``ImageFolder`` tree: ``root/<train_dir>/<class>/<image>`` for training (``val_fraction`` of it, seeded,
@@ -49,6 +61,7 @@ def build_imagefolder(cfg: Any) -> DataSplits:
     and normalisation with ``mean`` / ``std`` (default ImageNet's; grayscale: their means). Random train transforms
     make it stream (``in_memory=auto``)."""
     root = data_root(cfg)
+    check_sizes(cfg)
     size = option(cfg, "input_shape")
     channels = int(size[0]) if size is not None else 3
     if channels not in (1, 3):
