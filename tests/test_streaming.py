@@ -279,3 +279,13 @@ def test_a_resume_refuses_data_that_changed_since_its_checkpoint(tmp_path, monke
         run_inprocess([*common, "trainer.resume=true"], tmp_path / "run")
     moved.rename(path)
     assert run_inprocess([*common, "trainer.resume=true"], tmp_path / "run")["status"] == "finished"
+
+
+def test_more_workers_than_the_cpus_can_run_are_warned_about(cifar_root, caplog):
+    splits = data.build(_cfg("cifar100", root=str(cifar_root), train_transforms=RANDOM_CROPS))
+    cpus = len(os.sched_getaffinity(0))
+    for workers, warned in ((2 * cpus, False), (2 * cpus + 1, True)):
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="prunelab"):
+            StreamBatches(splits, 5, 8, 16, DistInfo(), CPU, workers=workers).close()
+        assert (f"trainer.workers={workers} on {cpus} CPUs" in caplog.text) is warned, caplog.text

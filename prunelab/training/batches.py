@@ -16,6 +16,7 @@ exactly the batches of an uninterrupted run.
 """
 from __future__ import annotations
 
+import logging
 import math
 import os
 import signal
@@ -31,6 +32,7 @@ from ..options import tristate
 from .calibration import calibration_batches, split_calibration
 from .distributed import DistInfo
 
+log = logging.getLogger("prunelab")
 Batch = tuple[Tensor, Tensor]
 _STEP = 1_000_003
 
@@ -175,6 +177,11 @@ class StreamBatches(BatchSource):
         super().__init__(data, seed, batch_size, eval_batch_size, dist, device)
         pin = tristate("trainer.pin_memory", pin_memory)
         self.workers = int(workers)
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        if self.workers > 2 * cpus and dist.is_main:
+            log.warning("prunelab: trainer.workers=%d on %d CPUs: each worker is a process (the train, val and test "
+                        "loaders have their own) competing for the CPUs and memory; about one per CPU is enough",
+                        self.workers, cpus)
         self.pin = device.type == "cuda" if pin is None else bool(pin) and device.type == "cuda"
         self.loader_kwargs: dict[str, Any] = {"num_workers": self.workers, "pin_memory": self.pin}
         if self.workers > 0:
