@@ -403,9 +403,11 @@ def job_threads(n_jobs: int, n: int) -> int | None:
     None where the user chose: ``OMP_NUM_THREADS`` set (a job's ``trainer.num_threads`` wins over both)."""
     from joblib import effective_n_jobs
 
+    from .training.batches import usable_cpus
+
     if os.environ.get("OMP_NUM_THREADS"):
         return None
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cpus = usable_cpus()
     at_once = max(1, min(effective_n_jobs(n_jobs), n))
     threads = max(1, cpus // at_once)
     print(f"[prunelab] joblib: {at_once} job(s) at once on {cpus} CPU(s), {threads} torch thread(s) each "

@@ -278,6 +278,8 @@ def _remove_new(root: str, before: set[str]) -> None:
             os.rmdir(path) if os.path.isdir(path) and not os.path.islink(path) else os.remove(path)
         except OSError:
             pass
+
+
 def identify(splits: DataSplits) -> dict[str, Any]:
     """What a checkpoint records of the data it was trained on, the same on both data paths: each split's size and
     a digest of its labels and, for a folder of files, of its files' paths (relative to the folder), in order.
@@ -332,9 +334,9 @@ def check_sample_shape(splits: DataSplits) -> None:
                               f"/ 255 and dataset.mean/std ({exc.reason})") from None
         want = tuple(splits.input_shape)
         if shape != want:
-            fix = f"or set dataset.input_shape={list(shape)}"
             raise ConfigError(f"dataset.{key}", names, f"transforms that give images of dataset.input_shape "
-                              f"{list(want)} (the {split} split's are {list(shape)}: add Resize/CenterCrop, {fix})")
+                              f"{list(want)} (the {split} split's are {list(shape)}: add Resize/CenterCrop, or set "
+                              f"dataset.input_shape={list(shape)})")
 
 
 def resolve_in_memory(cfg: Any, splits: DataSplits) -> bool:

@@ -37,6 +37,11 @@ Batch = tuple[Tensor, Tensor]
 _STEP = 1_000_003
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity: a container's or a scheduler's share, not the host's)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def epoch_order(seed: int, epoch: int, n: int) -> Tensor:
     """The order of the ``n`` training samples in ``epoch`` (on the CPU)."""
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed * _STEP + epoch))
@@ -177,7 +182,7 @@ class StreamBatches(BatchSource):
         super().__init__(data, seed, batch_size, eval_batch_size, dist, device)
         pin = tristate("trainer.pin_memory", pin_memory)
         self.workers = int(workers)
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        cpus = usable_cpus()
         if self.workers > 2 * cpus and dist.is_main:
             log.warning("prunelab: trainer.workers=%d on %d CPUs: each worker is a process (the train, val and test "
                         "loaders have their own) competing for the CPUs and memory; about one per CPU is enough",
