@@ -337,6 +337,8 @@ def test_two_sweeps_dense_runs_are_one_baseline_of_both_families(tmp_path):
     settings = {r.setting for r in runs if not r.dense}
     assert len(settings) == 2
     assert {s: b.n for s, b in rd.dense_baselines(runs).items()} == {s: 2 for s in settings}
+    shared = rd.shared_baselines(rd.dense_baselines(runs))  # the same runs: one line, labelled with both settings
+    assert list(shared) == [", ".join(sorted(settings))] and shared[", ".join(sorted(settings))].n == 2
 
 
 def test_exact_sparsity_labels_and_section_order(tmp_path):

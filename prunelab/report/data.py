@@ -501,6 +501,15 @@ def dense_baselines(runs: Iterable[Run]) -> dict[str, Stat]:
             for setting, seeds in sorted(by_seed.items())}
 
 
+def shared_baselines(baselines: dict[str, Stat]) -> dict[str, Stat]:
+    """The same dense runs serving several settings once, labelled with all of them (``setting 1, setting 2``):
+    one line in the figure and one figure in the text, not one per setting."""
+    groups: dict[tuple[float, ...], list[str]] = {}
+    for setting, stat in baselines.items():
+        groups.setdefault(tuple(stat.values), []).append(setting)
+    return {", ".join(settings): baselines[settings[0]] for settings in groups.values()}
+
+
 def serves(dense: Run, settings: dict[str, dict[str, str]]) -> list[str]:
     """The settings (``label -> keys``) whose keys equal the dense run's on every key the dense run depends on."""
     own = dense.setting_keys

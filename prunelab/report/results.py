@@ -84,7 +84,7 @@ def results_section(ctx: Context) -> Section:
     pruned = rd.pruned_runs(ctx.runs)
     acc = rd.aggregate(pruned, lambda r: r.test_acc)
     actual = rd.aggregate(pruned, lambda r: r.actual)
-    baselines = rd.dense_baselines(ctx.runs)
+    baselines = rd.shared_baselines(rd.dense_baselines(ctx.runs))
     blocks: list[Block] = [setup_text(ctx)]
     blocks += ctx.figure(rf.accuracy_vs_sparsity(acc, actual, baselines, ctx.colour), "accuracy-vs-sparsity",
                          "Test accuracy vs compression (log axis), mean ± std over seeds; the criteria are offset "
