@@ -319,8 +319,10 @@ def test_two_sweeps_dense_runs_are_one_baseline_of_both_families(tmp_path):
     assert {r.setting for r in runs} == {""}, {r.path.name: r.series for r in runs}
     assert {s: b.n for s, b in rd.dense_baselines(runs).items()} == {"": 2}
     assert (report.main([str(tmp_path), "--out", str(tmp_path / "out")]) == 0)
-    paired = (tmp_path / "out" / "report.md").read_text().split("## Paired differences")[1]
+    md = (tmp_path / "out" / "report.md").read_text()
+    paired = md.split("## Paired differences")[1]
     assert "snip_init" in paired and "magnitude" in paired
+    assert "8 finished runs, 4 of them dense (2 seeds: sweeps of several settings)" in md
     finetuned = tmp_path / "finetuned"
     family(finetuned / "a", "snip_init", at_init, finetune=True)
     family(finetuned / "b", "magnitude", gradual, finetune=True)
@@ -339,6 +341,9 @@ def test_two_sweeps_dense_runs_are_one_baseline_of_both_families(tmp_path):
     assert {s: b.n for s, b in rd.dense_baselines(runs).items()} == {s: 2 for s in settings}
     shared = rd.shared_baselines(rd.dense_baselines(runs))  # the same runs: one line, labelled with both settings
     assert list(shared) == [", ".join(sorted(settings))] and shared[", ".join(sorted(settings))].n == 2
+    assert report.main([str(both), "--out", str(both / "out")]) == 0  # one criterion per setting: nothing to pair
+    paired = (both / "out" / "report.md").read_text().split("## Paired differences")[1].split("\n## ")[0]
+    assert "Δ vs" not in paired and "seeds needed" not in paired and "No `random`, `static_erk`" in paired
 
 
 def test_exact_sparsity_labels_and_section_order(tmp_path):

@@ -67,7 +67,9 @@ def setup_text(ctx: Context) -> str:
     criteria = sorted({r.criterion for r in rd.pruned_runs(done)})
     facts = ", ".join(f"{k} `{shared[k]}`" for k in SHARED_KEYS if shared.get(k) is not None)
     targets, dense = len({r.target for r in rd.pruned_runs(done)}), sum(r.dense for r in done)
-    dense_text = f"{dense} of them dense (one per seed)" if dense else "none of them dense"
+    dense_seeds = len({r.seed for r in done if r.dense})
+    dense_text = "none of them dense" if not dense else f"{dense} of them dense (" + (
+        "one per seed)" if dense == dense_seeds else f"{count(dense_seeds, 'seed')}: sweeps of several settings)")
     return (f"{count(len(criteria), 'criterion', 'criteria')} ({', '.join(f'`{c}`' for c in criteria) or 'none'}) "
             f"at {count(targets, 'target sparsity', 'target sparsities')}, {count(len(seeds), 'seed')} "
             f"({', '.join(map(str, seeds))}); {count(len(done), 'finished run')}, {dense_text}. Shared: "
@@ -177,7 +179,8 @@ def statistics_section(ctx: Context) -> Section:
     for setting, table in ctx.seed_table.items():
         where = f" [{setting}]" if setting else ""
         targets = sorted({t for by_target in table.values() for t in by_target})
-        found = {ref: stats.against(table, ref) for ref in REFERENCES if ref in table}
+        found = {ref: by_target for ref in REFERENCES
+                 if ref in table and any((by_target := stats.against(table, ref)).values())}  # a criterion to pair
         for ref, by_target in found.items():
             blocks.append(difference_table(ref + where, by_target, targets))
             comparisons += [d for ds in by_target.values() for c, d in ds.items() if not compared_before(ref, c)]
@@ -185,7 +188,8 @@ def statistics_section(ctx: Context) -> Section:
             blocks.append("Seeds a two-sided paired t-test (level 0.05) needs to detect the observed difference with "
                           "power 0.8, at the observed spread of the differences (itself estimated from these few "
                           "seeds: a guide for sizing the next sweep, not a guarantee):")
-            blocks.append(seeds_table(found, targets, where))
+            if (seeds := seeds_table(found, targets, where)).rows:
+                blocks.append(seeds)
             blocks.append(sizing_table(found, targets, where))
     if not comparisons:
         blocks.append("No `random`, `static_erk`, `magnitude` or `gmp` runs to compare with (or no pruned runs).")
