@@ -286,8 +286,8 @@ def format_summary(s: dict[str, Any]) -> str:
     ]
     if s.get("samples_per_s") and s.get("data_path"):
         threads = s.get("num_threads", "?")
-        rows.append(("data", f"{s['data_path']}, {s['samples_per_s']:,.0f} train samples/s "
-                             f"({threads} torch thread{'' if threads == 1 else 's'})"))
+        rows.append(("data", f"{s['data_path']}, {s['samples_per_s']:,.0f} samples/s in the training loop "
+                             f"(evaluations included; {threads} torch thread{'' if threads == 1 else 's'})"))
     rows += [(f"  sparsity {name}", f"{v:.4f}") for name, v in s.get("sparsity/layers", {}).items()]
     width = max(len(r[0]) for r in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)

@@ -384,7 +384,7 @@ def launch_joblib(launcher: Any, job_overrides: Sequence[Sequence[str]], initial
     multiprocessing.set_forkserver_preload(["prunelab.app", "prunelab.sweep"])
     state = Singleton.get_state()
     n_jobs = int(launcher.joblib.get("n_jobs", -1) or -1)
-    threads = job_threads(n_jobs, len(jobs))
+    threads = job_threads(n_jobs, jobs)
     with Stopping() as stop:
         returns = Parallel(n_jobs=n_jobs, backend="threading")(
             delayed(_in_child)(launcher, job, state, stop, threads) for job in jobs)
@@ -397,21 +397,30 @@ def launch_joblib(launcher: Any, job_overrides: Sequence[Sequence[str]], initial
     return [ret for _, ret in ran]
 
 
-def job_threads(n_jobs: int, n: int) -> int | None:
-    """Torch threads per job when ``n_jobs`` of ``n`` jobs run at once: this machine's CPUs shared between them
-    (each job would otherwise take them all, and parallel jobs on oversubscribed cores run several times slower).
-    None where the user chose: ``OMP_NUM_THREADS`` set (a job's ``trainer.num_threads`` wins over both)."""
+def job_threads(n_jobs: int, jobs: Sequence[Job]) -> int | None:
+    """Torch threads for each job of a joblib sweep, ``n_jobs`` at once: this machine's CPUs shared between the jobs
+    at once (each would otherwise take them all, and jobs on oversubscribed cores run several times slower); None
+    where ``OMP_NUM_THREADS`` chooses. A job's ``trainer.num_threads`` wins over both. Said in one line."""
     from joblib import effective_n_jobs
 
     from .training.batches import usable_cpus
 
-    if os.environ.get("OMP_NUM_THREADS"):
-        return None
     cpus = usable_cpus()
-    at_once = max(1, min(effective_n_jobs(n_jobs), n))
-    threads = max(1, cpus // at_once)
-    print(f"[prunelab] joblib: {at_once} job(s) at once on {cpus} CPU(s), {threads} torch thread(s) each "
-          "(trainer.num_threads sets them)", flush=True)
+    at_once = max(1, min(effective_n_jobs(n_jobs), len(jobs)))
+    omp = os.environ.get("OMP_NUM_THREADS")
+    threads = None if omp else max(1, cpus // at_once)
+    asked = [OmegaConf.select(job.config, "trainer.num_threads") for job in jobs]
+    own = sorted({int(t) for t in asked if t is not None})
+    if own and None not in asked:
+        each, most = f"{'/'.join(map(str, own))} torch thread(s) each (trainer.num_threads)", max(own)
+    else:
+        each = f"{omp} torch thread(s) each (OMP_NUM_THREADS)" if omp else \
+            f"{threads} torch thread(s) each (trainer.num_threads or OMP_NUM_THREADS choose instead)"
+        most = max([int(omp) if omp and omp.isdigit() else threads or 1, *own])
+        if own:
+            each += f"; the jobs that set trainer.num_threads use theirs ({'/'.join(map(str, own))})"
+    over = f"; {at_once} x {most} threads on {cpus} CPUs run slower than {cpus}" if at_once * most > cpus else ""
+    print(f"[prunelab] joblib: {at_once} job(s) at once on {cpus} CPU(s), {each}{over}", flush=True)
     return threads
 
 

@@ -132,8 +132,10 @@ def test_a_run_without_a_validation_split_reports_no_validation_accuracy(tmp_pat
     assert "no validation split" in capsys.readouterr().out
     table = format_summary(s)
     assert "n/a (no validation split)" in table and f"{s['test/acc']:.4f}" in table
-    # the data path and the throughput: the steps' samples over the attempt's wall time
+    # the data path and the throughput: the steps' samples over the training loop's time (less than the wall time,
+    # which has the set-up too)
     assert s["data_path"] == "in memory" and s["num_threads"] == 1
-    assert s["samples_per_s"] == pytest.approx(60 * s["global_batch_size"] / s["wall_time_s"])
-    assert f"in memory, {s['samples_per_s']:,.0f} train samples/s (1 torch thread)" in table
+    assert s["samples_per_s"] > 60 * s["global_batch_size"] / s["wall_time_s"]
+    assert f"in memory, {s['samples_per_s']:,.0f} samples/s in the training loop (evaluations included; 1 torch " \
+        "thread)" in table
     assert report_main([str(tmp_path / "run"), "--out", str(tmp_path / "report")]) == 0

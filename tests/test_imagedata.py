@@ -254,3 +254,18 @@ def test_an_image_the_transforms_cannot_take_is_one_line_naming_it(tmp_path):
                                           r"take \(ValueError: .*\)$") as err:
         list(loader)
     assert len(str(err.value).splitlines()) == 1
+
+
+def test_train_and_eval_transforms_of_different_shapes_are_one_line(tmp_path):
+    """A train crop of another size than the evaluation's: the split that differs from dataset.input_shape is named,
+    and no input_shape is offered that the other split would then refuse."""
+    write_image_folder(tmp_path, classes=("ant", "bee"), per_class={"train": 4, "val": 2})
+    cfg = _cfg("imagefolder", root=str(tmp_path), image_size=16, resize=18, num_classes=2,
+               train_transforms=[{"RandomCrop": {"size": 10}}])
+    for shape, key, split, got in ((None, "train", "train", 10), ([3, 10, 10], "eval", "val", 16)):
+        with pytest.raises(ConfigError, match=rf"^dataset.{key}_transforms=.*: transforms that give images of "
+                                              rf"dataset.input_shape .* \(the {split} split's are \[3, {got}, {got}\]: "
+                                              r"add Resize/CenterCrop: the other splits' images have that shape\)$"):
+            data.build(OmegaConf.merge(cfg, {"input_shape": shape} if shape else {}))
+    with pytest.raises(ConfigError, match=r"make train_transforms and eval_transforms give one shape"):
+        data.build(OmegaConf.merge(cfg, {"input_shape": [3, 12, 12]}))

@@ -239,10 +239,11 @@ def test_resume_through_the_stream_is_bitwise_exact(tmp_path, monkeypatch, resto
             assert all(torch.equal(got[key][k], want[key][k]) for k in want[key]), (name, key)
 
 
-def test_a_resume_refuses_data_that_changed_since_its_checkpoint(tmp_path, monkeypatch, restore_determinism):
+def test_a_resume_refuses_data_that_changed_since_its_checkpoint(tmp_path, monkeypatch, restore_determinism, caplog):
     """An ImageFolder run stopped at step 6, then a training image deleted: the resume is one line naming the
     split that changed (its size then and now), and leaves the run directory as it was; with the image back it
-    resumes. A relabelled file (moved to another class folder) is caught as well."""
+    resumes. A relabelled file (moved to another class folder) is caught as well; a checkpoint without the record
+    (an earlier version's) resumes with a note."""
     from appkit import tree_digest
     from fakedata import write_image_folder
     from prunelab import pruner
@@ -270,7 +271,7 @@ def test_a_resume_refuses_data_that_changed_since_its_checkpoint(tmp_path, monke
     path.unlink()
     with pytest.raises(ConfigError, match=r"^dataset='imagefolder': the data the checkpoint of step 6 was trained "
                                           r"on \((train|val): 1[12] samples, \w+ then, 1[01] samples, \w+ now.*\): "
-                                          r"restore it, or start afresh with trainer.resume=false$"):
+                                          r"restore it, or train on the new data in a new hydra.run.dir$"):
         run_inprocess([*common, "trainer.resume=true"], tmp_path / "run")
     assert tree_digest(tmp_path / "run") == before
     moved = path.parent.parent / ("bee" if path.parent.name == "ant" else "ant") / path.name
@@ -278,7 +279,12 @@ def test_a_resume_refuses_data_that_changed_since_its_checkpoint(tmp_path, monke
     with pytest.raises(ConfigError, match=r"^dataset='imagefolder': the data the checkpoint of step 6 .* then, "):
         run_inprocess([*common, "trainer.resume=true"], tmp_path / "run")
     moved.rename(path)
-    assert run_inprocess([*common, "trainer.resume=true"], tmp_path / "run")["status"] == "finished"
+    ckpt = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)  # as an earlier version wrote it
+    del ckpt["data"]
+    torch.save(ckpt, tmp_path / "run" / "checkpoint.pt")
+    with caplog.at_level("WARNING", logger="prunelab"):
+        assert run_inprocess([*common, "trainer.resume=true"], tmp_path / "run")["status"] == "finished"
+    assert "the checkpoint of step 6 does not record its data" in caplog.text
 
 
 def test_more_workers_than_the_cpus_can_run_are_warned_about(cifar_root, caplog):

@@ -32,7 +32,8 @@ def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path):
                OMP_NUM_THREADS="")
     assert proc.returncode == 1
     cpus = len(os.sched_getaffinity(0))
-    assert f"2 job(s) at once on {cpus} CPU(s), {max(1, cpus // 2)} torch thread(s) each" in proc.stdout
+    assert f"2 job(s) at once on {cpus} CPU(s), {max(1, cpus // 2)} torch thread(s) each (trainer.num_threads or " \
+        "OMP_NUM_THREADS choose instead)" in proc.stdout
     assert "Traceback" not in proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("prunelab: error: sweep=") and "1 failed job(s)" in last, last
@@ -424,3 +425,32 @@ def test_run_and_job_directories_carry_the_run_name(overrides, name):
     assert run_name(cfg) == name
     assert OmegaConf.select(cfg, "hydra.sweep.subdir") == f"{name}_{fingerprint_resolver(_root_=cfg)}"
     assert OmegaConf.select(cfg, "hydra.run.dir").endswith(f"_{name}")
+
+
+def test_the_joblib_start_line_says_the_threads_each_job_gets(monkeypatch, capsys):
+    """CPUs / jobs at once, unless the jobs' trainer.num_threads or OMP_NUM_THREADS choose; more threads than CPUs
+    are said to run slower."""
+    from types import SimpleNamespace
+
+    from prunelab import sweep
+    from prunelab.training import batches
+
+    monkeypatch.setattr(batches, "usable_cpus", lambda: 4)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+
+    def jobs(*threads):
+        return [SimpleNamespace(config=OmegaConf.create({"trainer": {"num_threads": t}})) for t in threads]
+
+    cases = [((2, jobs(None, None, None)), 2, "2 job(s) at once on 4 CPU(s), 2 torch thread(s) each (trainer."
+                                              "num_threads or OMP_NUM_THREADS choose instead)\n"),
+             ((-1, jobs(None)), 4, "1 job(s) at once on 4 CPU(s), 4 torch thread(s) each"),
+             ((2, jobs(3, 3)), 2, "3 torch thread(s) each (trainer.num_threads); 2 x 3 threads on 4 CPUs run slower "
+                                  "than 4\n"),
+             ((2, jobs(None, 1)), 2, "2 torch thread(s) each (trainer.num_threads or OMP_NUM_THREADS choose instead); "
+                                     "the jobs that set trainer.num_threads use theirs (1)\n")]
+    for (n_jobs, js), want, line in cases:
+        assert sweep.job_threads(n_jobs, js) == want
+        assert line in capsys.readouterr().out
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert sweep.job_threads(2, jobs(None, None)) is None
+    assert "3 torch thread(s) each (OMP_NUM_THREADS); 2 x 3 threads on 4 CPUs run slower than 4" in capsys.readouterr().out

@@ -26,6 +26,7 @@ subset), ``eval_limit`` (same for val and test), and the consistency check of ``
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ from ..options import tristate
 from ..registry import Registry
 from .samples import SampleDataset, materialise
 
+log = logging.getLogger("prunelab")
 Split = Union[TensorDataset, SampleDataset]
 #: dataset.memory_budget_gb when a config does not say: splits up to this size (as float32) are held in memory
 DEFAULT_MEMORY_BUDGET_GB = 2.0
@@ -300,13 +302,18 @@ def identify(splits: DataSplits) -> dict[str, Any]:
 
 
 def check_same_data(saved: Optional[Mapping[str, Any]], splits: DataSplits, step: int) -> None:
-    """A resume continues on the data its checkpoint was trained on (a checkpoint without the record passes)."""
-    if not saved or not splits.identity or saved == splits.identity:
+    """A resume continues on the data its checkpoint was trained on (a checkpoint of an earlier version, without
+    the record, resumes with a note that its data is not checked)."""
+    if not saved:
+        log.warning("prunelab: the checkpoint of step %d does not record its data (an earlier version wrote it): "
+                    "resuming without checking that the data is the same", step)
+        return
+    if not splits.identity or saved == splits.identity:
         return
     diff = [f"{k}: {saved.get(k)} then, {splits.identity.get(k)} now" for k in splits.identity
             if saved.get(k) != splits.identity.get(k)]
     raise ConfigError("dataset", splits.name, f"the data the checkpoint of step {step} was trained on ("
-                      f"{'; '.join(diff)}): restore it, or start afresh with trainer.resume=false")
+                      f"{'; '.join(diff)}): restore it, or train on the new data in a new hydra.run.dir")
 
 
 def transformed(splits: DataSplits) -> bool:
@@ -317,8 +324,9 @@ def transformed(splits: DataSplits) -> bool:
 
 def check_sample_shape(splits: DataSplits) -> None:
     """A streamed split's pipeline must run on its images and give images of ``input_shape`` (checked on its first
-    sample): a transform that fails there (``Resize`` to size 0, a crop larger than the image, ``Normalize`` on a
-    PIL image) or a shape other than the model's is one line naming the transforms."""
+    sample), the same on every split: a transform that fails there (``Resize`` to size 0, a crop larger than the
+    image, ``Normalize`` on a PIL image) or a shape other than the model's is one line naming the transforms."""
+    seen: dict[str, tuple[str, list[str], tuple[int, ...]]] = {}  # split -> (key, transforms, shape)
     for split in ("train", "val", "test"):
         ds = getattr(splits, split)
         if not (isinstance(ds, SampleDataset) and len(ds)):
@@ -326,17 +334,21 @@ def check_sample_shape(splits: DataSplits) -> None:
         key = "train_transforms" if ds.pipeline.augment else "eval_transforms"  # train: eval's when not augmented
         names = [repr(t) for t in ds.pipeline.transforms]
         try:
-            shape = tuple(ds[0][0].shape)
+            seen[split] = key, names, tuple(ds[0][0].shape)
         except ConfigError as exc:  # on the first image: the transforms, not the file, are at fault
             if not hasattr(exc, "reason"):
                 raise
             raise ConfigError(f"dataset.{key}", names, f"transforms that run on the {split} split's images, then "
                               f"/ 255 and dataset.mean/std ({exc.reason})") from None
-        want = tuple(splits.input_shape)
-        if shape != want:
-            raise ConfigError(f"dataset.{key}", names, f"transforms that give images of dataset.input_shape "
-                              f"{list(want)} (the {split} split's are {list(shape)}: add Resize/CenterCrop, or set "
-                              f"dataset.input_shape={list(shape)})")
+    want, shapes = tuple(splits.input_shape), {shape for _, _, shape in seen.values()}
+    for split, (key, names, shape) in seen.items():
+        if shape == want:
+            continue
+        fix = "add Resize/CenterCrop: the other splits' images have that shape" if want in shapes else \
+            f"add Resize/CenterCrop, or set dataset.input_shape={list(shape)}" if len(shapes) == 1 else \
+            "make train_transforms and eval_transforms give one shape (dataset.image_size sets both defaults)"
+        raise ConfigError(f"dataset.{key}", names, f"transforms that give images of dataset.input_shape "
+                          f"{list(want)} (the {split} split's are {list(shape)}: {fix})")
 
 
 def resolve_in_memory(cfg: Any, splits: DataSplits) -> bool:

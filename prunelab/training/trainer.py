@@ -306,6 +306,7 @@ class Trainer:
         try:
             model.train()
             cbs.on_train_begin(loop)
+            t_loop = time.perf_counter()  # the loop's throughput leaves out setting up (loaders, compiling a model)
             for step, (x, y) in zip(range(loop.start, loop.total), loop.source.train(loop.start, loop.total)):
                 epoch, i = divmod(step, loop.steps_per_epoch)
                 metrics: dict[str, float] = {}
@@ -324,7 +325,7 @@ class Trainer:
                 if distributed.any_rank(self._signal is not None, loop.device):  # every rank stops at one step
                     loop.checkpoint(step)
                     raise Interrupted(self._signal, step, self.run_dir, self.dist.world_size)
-            summary = self._summary(loop, t_start)
+            summary = self._summary(loop, t_start, t_loop)
         finally:
             for s, h in handlers.items():
                 signal.signal(s, h)
@@ -377,23 +378,23 @@ class Trainer:
         loop.best_eval = va if not va <= loop.best_eval else loop.best_eval
         return {"eval/loss": vl, "eval/acc": va}
 
-    def _summary(self, loop: Loop, t_start: float) -> dict[str, Any]:
+    def _summary(self, loop: Loop, t_start: float, t_loop: float) -> dict[str, Any]:
         model = loop.model
         vl, va = self._evaluate_split(loop, "val") if loop.source.split_size("val") else (None, None)
         tl, ta = self._evaluate_split(loop, "test")
         n_params = sum(p.numel() for p in model.parameters())
         nonzero = sum(int(torch.count_nonzero(p)) for p in model.parameters())
         best = loop.best_eval
-        wall = time.perf_counter() - t_start
+        now = time.perf_counter()
         workers = getattr(loop.source, "workers", None)
         return {
             "status": "finished", "steps": loop.total, "val/acc": va, "val/loss": vl, "test/acc": ta, "test/loss": tl,
             "best_eval/acc": best if math.isfinite(best) else va,
             "params/total": n_params, "params/nonzero": nonzero, "params/kept_fraction": nonzero / n_params,
-            "wall_time_s": wall, "batch_size": self.cfg.batch_size,
+            "wall_time_s": now - t_start, "batch_size": self.cfg.batch_size,
             "world_size": self.dist.world_size, "global_batch_size": self.global_batch_size,
             "num_threads": torch.get_num_threads(),
             "data_path": "in memory" if workers is None else f"streamed ({workers} worker{'' if workers == 1 else 's'})",
-            # training samples per second of wall time since this attempt began (setup and evaluations included)
-            "samples_per_s": (loop.total - loop.start) * self.global_batch_size / wall if wall > 0 else None,
+            # training samples per second of the training loop of this attempt (its evaluations included)
+            "samples_per_s": (loop.total - loop.start) * self.global_batch_size / max(now - t_loop, 1e-9),
         }
