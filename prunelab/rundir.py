@@ -200,6 +200,12 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+#: the config keys a criterion option may choose for itself (conf/criterion/*.yaml override these groups: rigl's at_init
+#: schedule, ERK split and regrowth; gmp's window; wanda's per_row): constant within each method and different
+#: between methods, they belong to the method, not to a setting or a swept axis (the report, the dashboard)
+METHOD_KEYS = ("schedule", "distribution", "regrowth", "pattern.scope")
+
+
 def under(key: str, prefixes: Sequence[str]) -> bool:
     """Whether the flattened ``key`` is one of ``prefixes`` or below one."""
     return any(key == p or key.startswith(p + ".") for p in prefixes)

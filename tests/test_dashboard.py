@@ -357,3 +357,36 @@ def test_runs_are_grouped_by_method_also_when_logged_before_it():
             run(1, criterion={"criterion_type": "random", "label": "static_erk"}, regrowth={"name": "none"}),
             run(2, criterion={"criterion_type": "random"}, regrowth={"name": "set"}, method="set")]
     assert Comparison.from_runs(runs).criteria() == ["rigl", "set", "static_erk"]
+
+
+def test_what_a_method_chooses_for_itself_is_no_axis_of_the_sweep():
+    """rigl's preset sets its own distribution and schedule: the sweep did not vary them, so the dashboard makes no
+    comparison per distribution, and its score grids pick each criterion's own run (not one filtered on rigl's
+    erk, which the other criteria never ran with); the config block lists them as set by each method. A
+    distribution swept for every criterion stays an axis."""
+    from prunelab.tracking.dashboard.comparison import Comparison
+    from prunelab.tracking.dashboard.panels import score_distributions
+    from prunelab.tracking.dashboard.runs import LoggedRun
+    from prunelab.tracking.dashboard.spec import sweep_config_yaml
+
+    def run(i: int, method: str, target: float, distribution: str, end: float) -> LoggedRun:
+        return LoggedRun(id=f"r{i}", group="g", project="p", history={"scores/fc1": "histogram"},
+                         config={"seed": 0, "method": method, "criterion": {"criterion_type": method},
+                                 "schedule": {"target_sparsity": target, "end": end},
+                                 "distribution": {"name": distribution}})
+
+    runs = [run(0, "magnitude", 0.9, "global", 0.6), run(1, "taylor", 0.9, "global", 0.6),
+            run(2, "rigl", 0.9, "erk", 0.0), run(3, "magnitude", 0.0, "global", 0.6)]
+    comp = Comparison.from_runs(runs)
+    assert comp.axes() == [] and set(comp.chosen) == {"distribution.name", "schedule.end"}
+    assert "distribution.name" not in comp.swept()
+    part = score_distributions(comp)
+    assert [g.label for g in part.grids] == ["magnitude (target sparsity 0.9, seed 0)", "rigl (target sparsity 0.9, seed 0)",
+                                            "taylor (target sparsity 0.9, seed 0)"]
+    yaml = sweep_config_yaml(comp)
+    chosen = yaml.split("# set by each method\n")[1].split("# shared")[0]
+    assert "distribution.name: {magnitude: global, rigl: erk, taylor: global}\n" in chosen
+    assert "distribution" not in yaml.split("# set by each method")[0]
+    swept = [run(4 + i, m, 0.9, d, 0.6) for i, (m, d) in enumerate(
+        [("magnitude", "global"), ("magnitude", "erk"), ("taylor", "global"), ("taylor", "erk")])]
+    assert Comparison.from_runs(swept).axes() == ["distribution.name"]

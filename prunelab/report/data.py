@@ -30,11 +30,9 @@ DENSE = "dense"  # the series of the dense baseline (target sparsity 0), one run
 # loader, ...), and how often it was evaluated
 EXECUTION_KEYS = (*rundir.EXECUTION_KEYS, "hydra", "trainer.eval_every")
 CRITERION_KEYS = ("criterion",)
-#: the keys a criterion option may choose for itself (conf/criterion/*.yaml override these groups: rigl's at_init
-#: schedule, ERK split and regrowth; gmp's window; wanda's per_row): only these can belong to a series rather than
-#: split it into settings. A model, dataset, optimizer or training length that differs between criteria always
-#: splits them.
-METHOD_KEYS = ("schedule", "distribution", "regrowth", "pattern.scope")
+#: the keys a criterion option may choose for itself: only these can belong to a series rather than split it into
+#: settings. A model, dataset, optimizer or training length that differs between criteria always splits them.
+METHOD_KEYS = rundir.METHOD_KEYS
 TARGET_KEY = "schedule.target_sparsity"
 SEED_KEY = "seed"
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import ConfigError
-from ...rundir import method_name
+from ...rundir import METHOD_KEYS, method_name, under
 from .runs import EXECUTION_CONFIG, LoggedRun, flatten
 
 #: what runs are grouped by: the method (``rigl``, ``static_erk``, ``snip``), which prunelab adds to the W&B config
@@ -109,12 +109,36 @@ class Comparison:
         return {k: sorted(v, key=_order) for k, v in seen.items()}
 
     def varied(self) -> dict[str, list[Any]]:
-        """The config keys with more than one value (the sweep's parameters) and their values."""
+        """The config keys with more than one value and their values."""
         return {k: v for k, v in self.values.items() if len(v) > 1}
 
+    @cached_property
+    def chosen(self) -> dict[str, dict[str, Any]]:
+        """The varied keys that each method chooses for itself (:data:`~prunelab.rundir.METHOD_KEYS`: one value in
+        all of a method's pruning runs, other values in other methods': rigl's ERK distribution and at_init
+        schedule) -> method -> value. They are no axis of the sweep (as in the report); dense runs do not count."""
+        per_method: dict[str, dict[str, set[str]]] = {}
+        for r in self.runs:
+            target = r.config_value(TARGET)
+            if isinstance(target, (int, float)) and target == 0:
+                continue
+            flat, method = flatten(r.config), str(r.config_value(CRITERION))
+            for k in self.varied():
+                if under(k, METHOD_KEYS):
+                    per_method.setdefault(k, {}).setdefault(method, set()).add(str(flat.get(k)))
+        out = {}
+        for k, methods in per_method.items():
+            if all(len(v) == 1 for v in methods.values()) and len(set().union(*methods.values())) > 1:
+                out[k] = {m: next(iter(v)) for m, v in sorted(methods.items())}
+        return out
+
+    def swept(self) -> dict[str, list[Any]]:
+        """The sweep's parameters: the varied keys less those each method chooses for itself (:attr:`chosen`)."""
+        return {k: v for k, v in self.varied().items() if k not in self.chosen}
+
     def axes(self) -> list[str]:
-        """:data:`AXES` that this sweep varies."""
-        return [a for a in AXES if len(self.values.get(a, [])) > 1]
+        """:data:`AXES` that this sweep varies (not those a method chooses for itself)."""
+        return [a for a in AXES if a in self.swept()]
 
     def criteria(self) -> list[str]:
         return [str(c) for c in self.values.get(CRITERION, [])]

@@ -88,11 +88,11 @@ def report(comp: Comparison, sections: list[Part] | None = None, resolve_project
 
 def sweep_config_yaml(comp: Comparison) -> str:
     """The swept keys with their values, then the config every run shares (nested YAML)."""
-    varied = comp.varied()
-    swept = "\n".join(f"{k}: [{', '.join(map(str, v))}]" for k, v in varied.items()) or "# (a single run)"
+    swept = "\n".join(f"{k}: [{', '.join(map(str, v))}]" for k, v in comp.swept().items()) or "# (a single run)"
+    chosen = "".join(f"{k}: {{{', '.join(f'{m}: {v}' for m, v in by.items())}}}\n" for k, by in comp.chosen.items())
     first = {k: v for k, v in comp.runs[0].config.items() if k not in EXECUTION_CONFIG}
-    shared = OmegaConf.to_yaml(OmegaConf.create(_without(first, set(varied) | {SEED, CRITERION, TARGET})))
-    return f"# swept\n{swept}\n# shared\n{shared}"
+    shared = OmegaConf.to_yaml(OmegaConf.create(_without(first, set(comp.varied()) | {SEED, CRITERION, TARGET})))
+    return f"# swept\n{swept}\n" + (f"# set by each method\n{chosen}" if chosen else "") + f"# shared\n{shared}"
 
 
 def _without(d: dict[str, Any], drop: set[str], prefix: str = "") -> dict[str, Any]:
