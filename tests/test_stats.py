@@ -3,6 +3,7 @@ the verdict per sparsity, and the seeds a difference needs (published paired t-t
 from __future__ import annotations
 
 import math
+import statistics
 
 import pytest
 
@@ -130,3 +131,16 @@ def test_pooled_sd_by_hand():
     b = stats.paired_difference("snip", "random", 0.9, TABLE["snip"][0.9], TABLE["random"][0.9])
     # sqrt((2 * 0.01^2 + 2 * 0.015^2) / 4)
     assert stats.pooled_sd([a, b]) == pytest.approx(math.sqrt((2 * 1e-4 + 2 * 2.25e-4) / 4), rel=1e-9)
+
+
+def test_equal_means_are_equal_whatever_the_rounding():
+    """Two criteria with the same correct answers over the seeds, split differently (344 + 347 and 345 + 346 of
+    359): their means are equal, but float sums differ in the last bit. The first by name is best, and the paired
+    difference is exactly 0, not -5.6e-17."""
+    n = 359
+    table = {"taylor": {0.9: {0: 345 / n, 1: 346 / n}}, "snip_momentum": {0.9: {0: 344 / n, 1: 347 / n}}}
+    assert statistics.fmean(table["taylor"][0.9].values()) != statistics.fmean(table["snip_momentum"][0.9].values())
+    (v,) = stats.verdicts(table)
+    assert v.best == "snip_momentum"
+    (d,) = v.tied.values()
+    assert d.mean == 0.0 and str(d.mean) == "0.0"

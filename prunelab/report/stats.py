@@ -59,7 +59,11 @@ class PairedDiff:
 
     @property
     def mean(self) -> float:
-        return statistics.fmean(self.diffs) if self.diffs else math.nan
+        """The mean difference; one within float rounding of 0 (differences that cancel: +1/N and -1/N) is 0."""
+        if not self.diffs:
+            return math.nan
+        mean = statistics.fmean(self.diffs)
+        return 0.0 if abs(mean) <= NO_SPREAD else mean
 
     @property
     def sd(self) -> float:
@@ -206,7 +210,9 @@ def verdicts(table: Table, confidence: float = CONFIDENCE) -> list[Verdict]:
         means = {c: statistics.fmean(v[target].values()) for c, v in table.items() if v.get(target)}
         if not means:
             continue
-        best = max(sorted(means), key=lambda c: means[c])
+        # means within float rounding of each other are equal: the first by name is "best", not the one that
+        # rounding favoured
+        best = max(sorted(means), key=lambda c: round(means[c], 12))
         tied, worse, unknown = {}, {}, {}
         for c in sorted(means, key=lambda c: -means[c]):
             if c == best:
