@@ -377,6 +377,16 @@ class RunState:
             return "killed"
         return "unfinished" if self.has_run else "empty"
 
+    def describes(self) -> bool:
+        """Whether ``config.yaml`` is the config of the run recorded here: its fingerprint (as this version or an
+        earlier one computes it) is the one the summary records. False for an edited config.yaml, or one copied
+        from another run; a run that recorded no fingerprint passes."""
+        if not self.fingerprint:
+            return True
+        ws = self.world_size or 1
+        return self.fingerprint in (_fingerprint_of_config_file(self.path / CONFIG, ws),
+                                    _fingerprint_of_config_file(self.path / CONFIG, ws, LEGACY_EXECUTION_KEYS))
+
     def computes(self, fingerprint: str) -> bool:
         """Whether this directory's run is of the config with ``fingerprint``: its recorded fingerprint is that
         one, or (a fingerprint an earlier version recorded, or none) its resolved ``config.yaml`` has it now."""
@@ -407,15 +417,17 @@ def inspect(run_dir: str | os.PathLike, locked_here: bool = False) -> RunState:
     return state
 
 
-def _fingerprint_of_config_file(path: Path, world_size: int) -> str | None:
-    """The fingerprint (as this version computes it) of a run, from its resolved config.yaml."""
+def _fingerprint_of_config_file(path: Path, world_size: int,
+                                execution_keys: tuple[str, ...] = EXECUTION_KEYS) -> str | None:
+    """The fingerprint (as this version computes it, or with an earlier version's ``execution_keys``) of a run,
+    from its resolved config.yaml."""
     import yaml
 
     try:
         cfg = yaml.safe_load(path.read_text())
     except (OSError, ValueError, yaml.YAMLError):
         return None
-    return config_fingerprint(cfg, world_size) if isinstance(cfg, dict) else None
+    return config_fingerprint(cfg, world_size, execution_keys) if isinstance(cfg, dict) else None
 
 
 # ----------------------------------------------------------------------------------------------- decisions

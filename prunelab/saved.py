@@ -65,6 +65,9 @@ def load_pruned(run_dir: str | os.PathLike, device: str | torch.device = "cpu") 
     except (OSError, RuntimeError, ValueError) as exc:
         raise ConfigError("run_dir", str(path), f"a run directory with readable {rundir.CONFIG}, "
                           f"{rundir.CHECKPOINT} and {rundir.MASKS} ({type(exc).__name__})") from None
+    if not state.describes():
+        raise ConfigError("run_dir", str(path), f"a {rundir.CONFIG} of the run recorded there (its fingerprint is "
+                          f"not the run's, {state.fingerprint}: it was edited, or copied from another run)")
     if not state.computes(str(checkpoint.get("fingerprint"))):
         raise ConfigError("run_dir", str(path), f"a checkpoint of the run its {rundir.CONFIG} describes (it holds "
                           f"one of fingerprint {checkpoint.get('fingerprint')}, the run's is {state.fingerprint})")

@@ -71,6 +71,22 @@ def test_what_is_not_a_finished_run_is_refused(finished, tmp_path):
             else r"a checkpoint of the run its config.yaml describes \(it holds one of fingerprint 0{16}"
         with pytest.raises(ConfigError, match=want):
             load_pruned(other)
+    # config.yaml edited (another seed; another model size): not the run's config, whatever the checkpoint holds;
+    # the report does not compare such a run either
+    from prunelab.report.data import load_run
+
+    for name, old, new in (("reseeded", "seed: 0", "seed: 5"), ("resized", "- 128", "- 64")):
+        other = tmp_path / name
+        shutil.copytree(finished, other)
+        text = (other / "config.yaml").read_text()
+        assert old in text
+        (other / "config.yaml").write_text(text.replace(old, new, 1))
+        with pytest.raises(ConfigError, match=r"^run_dir=.*: a config.yaml of the run recorded there \(its fingerprint "
+                                              r"is not the run's, [0-9a-f]{16}: it was edited, or copied from another "
+                                              r"run\)$"):
+            load_pruned(other)
+        assert load_run(other).status == "unreadable" and "config.yaml is not the config" in load_run(other).error
+    assert load_run(finished).status == "finished"
     # masks.pt replaced (all kept): its sparsity would read 0 beside a summary that says otherwise
     edited = tmp_path / "edited"
     shutil.copytree(finished, edited)

@@ -200,6 +200,9 @@ def load_run(run_dir: Path) -> Run:
     error = summary.get("error") if isinstance(summary.get("error"), str) else None
     if state.summary_problem:
         status, error = "unreadable", state.summary_problem
+    elif state.observed == "finished" and not state.describes():  # never compared under another run's config
+        status, error = "unreadable", f"{rundir.CONFIG} is not the config of the run recorded there (edited, or " \
+            "copied from another run)"
     config = read_config(run_dir) or config_from_summary(summary)
     run = Run(run_dir, summary, config, status, error)
     problem = check_files(run)
