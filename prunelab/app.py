@@ -35,7 +35,7 @@ from .naming import ablation_of, run_name
 from .regrowth import build_updater
 from .schedule import Schedule
 from .sweeper import is_dense
-from .tracking.build import build_tracker
+from .tracking.build import build_tracker, run_method
 from .training import distributed
 from .training.calibration import check_calibration
 from .training.callbacks import PruningCallback, TrackingCallback
@@ -254,7 +254,8 @@ def _train(cfg: DictConfig, run_dir: Path, tc: TrainerConfig, dist: distributed.
         if tracker is not None:
             tracker.finish(status)
         raise
-    summary = {"name": run_name(cfg), "criterion": cfg.criterion.criterion_type, "ablation": ablation_of(cfg),
+    summary = {"name": run_name(cfg), "method": run_method(cfg), "criterion": cfg.criterion.criterion_type,
+               "ablation": ablation_of(cfg),
                "pattern": pruner.pattern.pattern, "distribution": pruner.distribution.name, "model": cfg.model.name,
                "dataset": cfg.dataset.name, "seed": int(cfg.seed), "dense": is_dense(cfg),
                "fingerprint": claim.fingerprint, "attempt": claim.attempt, **summary}

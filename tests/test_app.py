@@ -134,7 +134,7 @@ def test_a_run_without_a_validation_split_reports_no_validation_accuracy(tmp_pat
     assert "n/a (no validation split)" in table and f"{s['test/acc']:.4f}" in table
     # the data path and the throughput: the steps' samples over the training loop's time (less than the wall time,
     # which has the set-up too)
-    assert s["data_path"] == "in memory" and s["num_threads"] == 1
+    assert s["data_path"] == "in memory" and s["num_threads"] == 1 and s["method"] == "magnitude"
     assert s["samples_per_s"] > 60 * s["global_batch_size"] / s["wall_time_s"]
     assert f"in memory, {s['samples_per_s']:,.0f} samples/s in the training loop (evaluations included; 1 torch " \
         "thread)" in table

@@ -341,6 +341,13 @@ def test_job_type_is_dense_for_a_dense_baseline():
                      "regrowth": {"name": "none"}}) == "static_erk"
     config = wandb_config(cfg(0.0, scope="local"))
     assert config["logger"]["job_type"] == "dense"
+    # the tags name the method too (a tag filter for rigl finds rigl, not every run of the random criterion), even
+    # where logger.job_type says something else
+    from prunelab.tracking.build import run_tags
+
+    rigl = {**cfg(0.9, job="mine"), "criterion": {"criterion_type": "random"}, "regrowth": {"name": "rigl"}}
+    assert "method:rigl" in run_tags(rigl) and "criterion:random" in run_tags(rigl)
+    assert "method:dense" in run_tags(cfg(0.0)) and "method:snip" in run_tags(cfg(0.5))
     assert config["distribution"]["name"] == "uniform"  # what a panel groups by: the distribution in force
 
 

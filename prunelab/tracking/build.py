@@ -52,7 +52,8 @@ def _get(cfg: Any, path: str) -> Any:
 
 def run_tags(cfg: Any) -> list[str]:
     """``criterion:<c>``, ``ablation:<a>`` (unless none), ``pattern:<p>``, ``distribution:<d>`` (the
-    ``pattern.scope`` alias applied), ``model:<m>``, ``dataset:<d>``, then ``logger.tags``."""
+    ``pattern.scope`` alias applied), ``model:<m>``, ``dataset:<d>``, ``method:<m>`` (rigl, static_erk, ... as the
+    report names it; ``dense`` for a dense baseline), then ``logger.tags``."""
     get = partial(_get, cfg)
     distribution = resolve_distribution(get("distribution"), get("pattern.scope")).name
     ablation = get("criterion.ablation")
@@ -60,6 +61,7 @@ def run_tags(cfg: Any) -> list[str]:
         ("criterion", get("criterion.criterion_type")), ("ablation", None if ablation in (None, "none") else ablation),
         ("pattern", get("pattern.type")),
         ("distribution", distribution), ("model", get("model.name")), ("dataset", get("dataset.name")),
+        ("method", run_method(cfg)),
     ) if val is not None]
     extra = get("logger.tags") or []
     if isinstance(extra, str):
@@ -72,12 +74,15 @@ DENSE_JOB_TYPE = "dense"
 
 
 def job_type(cfg: Any) -> str | None:
-    """``logger.job_type`` when set; else ``dense`` for a dense baseline (``schedule.target_sparsity == 0``: nothing
-    is pruned, so the criterion is no part of it) and the method otherwise (:func:`prunelab.rundir.method_name`:
-    ``snip``, ``rigl``, ``static_erk``)."""
+    """``logger.job_type`` when set, else :func:`run_method`."""
     explicit = _get(cfg, "logger.job_type")
-    if explicit:
-        return str(explicit)
+    return str(explicit) if explicit else run_method(cfg)
+
+
+def run_method(cfg: Any) -> str | None:
+    """The run's method as the report names its series: ``dense`` for a dense baseline (``schedule.target_sparsity
+    == 0``: nothing is pruned, so the criterion is no part of it), else :func:`prunelab.rundir.method_name`
+    (``snip``, ``rigl``, ``static_erk``)."""
     target = _get(cfg, "schedule.target_sparsity")
     if isinstance(target, (int, float)) and not isinstance(target, bool) and float(target) == 0.0:
         return DENSE_JOB_TYPE
