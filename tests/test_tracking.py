@@ -197,7 +197,7 @@ def test_run_identity_config_and_step_axis(offline_run):
     assert run["job_type"] == "snip_momentum"
     assert run["display_name"] == "snip_momentum-s0.90-seed0"
     assert run["tags"] == ["criterion:snip_momentum", "pattern:1x1", "distribution:global", "model:mlp", "dataset:digits",
-                           "mytag"]
+                           "method:snip_momentum", "mytag"]
     assert s["config"]["criterion"]["criterion_type"] == "snip_momentum"
     assert s["config"]["tracking"]["histogram_bins"] == BINS
     assert s["config"]["schedule"]["end_step"] == 40
@@ -429,7 +429,8 @@ def test_tags_resume_and_progress_in_multirun(tmp_path, monkeypatch):
         "model": {"name": "lenet5"}, "dataset": {"name": "mnist"}, "logger": {"backend": "none", "tags": ["x"]},
         "trainer": {"progress": "auto", "resume": False}, "tracking": {"histogram_bins": 8},
     })
-    assert run_tags(cfg) == ["criterion:snip", "pattern:4x1", "distribution:uniform", "model:lenet5", "dataset:mnist", "x"]
+    assert run_tags(cfg) == ["criterion:snip", "pattern:4x1", "distribution:uniform", "model:lenet5", "dataset:mnist",
+                             "method:snip", "x"]
     assert resuming_run_dir(True, tmp_path) and not resuming_run_dir(False, tmp_path)
     assert resuming_run_dir(str(tmp_path / "checkpoint.pt"), tmp_path)
     assert not resuming_run_dir(str(tmp_path / "other" / "checkpoint.pt"), tmp_path)
