@@ -56,10 +56,10 @@ def build_imagefolder(cfg: Any) -> DataSplits:
     """An ``ImageFolder`` tree: ``root/<train_dir>/<class>/<image>`` for training (``val_fraction`` of it, seeded,
     for validation) and ``root/<test_dir>/<class>/<image>`` as the test split; classes are the sub-folder names,
     sorted, and the test folder must have the same ones. Images are decoded to RGB (to grayscale with
-    ``channels: 1``, the first entry of ``input_shape``) and go through ``train_transforms`` (default: RandomResizedCrop to ``image_size``,
-    horizontal flip) or ``eval_transforms`` (default: Resize to 8/7 of ``image_size``, CenterCrop), then ``/ 255``
-    and normalisation with ``mean`` / ``std`` (default ImageNet's; grayscale: their means). Random train transforms
-    make it stream (``in_memory=auto``)."""
+    ``channels: 1``, the first entry of ``input_shape``) and go through ``train_transforms`` (default:
+    RandomResizedCrop to ``image_size``, horizontal flip) or ``eval_transforms`` (default: Resize to 8/7 of
+    ``image_size``, CenterCrop), then ``/ 255`` and normalisation with ``mean`` / ``std`` (default ImageNet's;
+    grayscale: their means). Random train transforms make it stream (``in_memory=auto``)."""
     root = data_root(cfg)
     check_sizes(cfg)
     size = option(cfg, "input_shape")

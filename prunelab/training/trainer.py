@@ -387,6 +387,7 @@ class Trainer:
         best = loop.best_eval
         now = time.perf_counter()
         workers = getattr(loop.source, "workers", None)
+        path = "in memory" if workers is None else f"streamed ({workers} worker{'' if workers == 1 else 's'})"
         return {
             "status": "finished", "steps": loop.total, "val/acc": va, "val/loss": vl, "test/acc": ta, "test/loss": tl,
             "best_eval/acc": best if math.isfinite(best) else va,
@@ -394,7 +395,7 @@ class Trainer:
             "wall_time_s": now - t_start, "batch_size": self.cfg.batch_size,
             "world_size": self.dist.world_size, "global_batch_size": self.global_batch_size,
             "num_threads": torch.get_num_threads(),
-            "data_path": "in memory" if workers is None else f"streamed ({workers} worker{'' if workers == 1 else 's'})",
+            "data_path": path,
             # training samples per second of the training loop of this attempt (its evaluations included)
             "samples_per_s": (loop.total - loop.start) * self.global_batch_size / max(now - t_loop, 1e-9),
         }
