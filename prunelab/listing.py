@@ -1,11 +1,14 @@
 """``prunelab list [criteria|ablations|patterns|distributions|schedules|regrowth|models|datasets|experiments|
-optimizers|loggers]``: what is registered, from the registries themselves (name, one line, paper), and the config
+optimizers|loggers]``: what is registered, from the registries themselves (name, one line, paper, its own config
+keys with their defaults), and the config
 options (``conf/<group>/*.yaml``) that select them; an option that is no registered name (``criterion=rigl``: a
 preset of criterion, schedule, distribution and regrowth) is listed with the first sentence of its file's leading
 comment, and so are the options of the groups without a registry (the experiment presets, optimizers, loggers)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import inspect
 import re
 import sys
 import textwrap
@@ -46,8 +49,8 @@ def render(kind: str, registry: Registry, group: str, width: int = 110) -> str:
     lines = [f"{kind} ({registry.kind}):"]
     names = registry.names()
     described = [registry.describe(name) for name in names]
-    lines += rows([(n, summary + (f" [{paper}]" if paper else "")) for n, (summary, paper) in zip(names, described)],
-                  width, "  ")
+    lines += rows([(n, summary + (f" [{paper}]" if paper else "") + (f". Keys: {keys}" if (keys := option_keys(
+        registry, n)) else "")) for n, (summary, paper) in zip(names, described)], width, "  ")
     if not names:
         lines.append("  (none registered yet)")
     files = sorted((conf_dir() / group).glob("*.yaml"))
@@ -58,6 +61,30 @@ def render(kind: str, registry: Registry, group: str, width: int = 110) -> str:
     if files:
         lines.append(f"  config options: {group}={'|'.join(f.stem for f in files)}  (conf/{group}/)")
     return "\n".join(lines)
+
+
+def option_keys(registry: Registry, name: str) -> str:
+    """The config keys an entry declares (its ``Options`` dataclass, inherited fields too), each with its default
+    and its ``#:`` comment: ``criterion.alpha=0.9 (weight of the history); ...``; '' where it declares none."""
+    cls = registry.options(name)
+    if cls is None:
+        return ""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        try:
+            source = inspect.getsource(klass)
+        except (OSError, TypeError):
+            continue
+        docs.update((m.group(1), m.group(2).strip()) for m in re.finditer(r"^\s+(\w+)\s*:[^=\n]*=[^#\n]*#:(.+)$",
+                                                                           source, re.MULTILINE))
+    prefix = registry.kind.split(".")[0]
+    parts = []
+    for f in dataclasses.fields(cls):
+        default = f.default if f.default is not dataclasses.MISSING else \
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else "???"
+        shown = "null" if default is None else str(default).lower() if isinstance(default, bool) else default
+        parts.append(f"{prefix}.{f.name}={shown}" + (f" ({docs[f.name]})" if f.name in docs else ""))
+    return "; ".join(parts)
 
 
 def render_options(kind: str, group: str, width: int = 110) -> str:

@@ -471,6 +471,13 @@ def test_prunelab_list_comes_from_the_registries(probe, capsys):
     assert all(presets.values()), presets  # every preset says what it compares
     assert presets["lenet5_mnist"].startswith("LeNet-5 on MNIST: the five first-wave criteria (magnitude,")
     assert main(["optimizers"]) == 0 and "  adamw  torch.optim.AdamW\n" in capsys.readouterr().out
+    # each entry's own config keys, with their defaults and comments (inherited ones too: SET's from DropAndGrow)
+    assert main(["criteria"]) == 0 and main(["regrowth"]) == 0
+    flat = " ".join(capsys.readouterr().out.split())
+    assert "Keys: criterion.alpha=0.9 (weight of the history); criterion.beta=1.0 (weight of the current |W * g|)" in flat
+    assert "criterion.batch_size=null (samples per calibration batch" in flat  # wanda: None as the config writes it
+    set_keys = flat.split(" set SET:")[1]
+    assert "regrowth.delta_t=100 (steps between mask updates)" in set_keys and "regrowth.seed=0" in set_keys
     assert main(["datasets"]) == 0  # docstrings' Sphinx roles read as plain names
     out = " ".join(capsys.readouterr().out.split())
     assert "without running code from them (CifarUnpickler)" in out and ":class:" not in out
