@@ -383,9 +383,10 @@ class RunState:
         from another run; a run that recorded no fingerprint passes."""
         if not self.fingerprint:
             return True
+        cfg = _read_config_file(self.path / CONFIG)
         ws = self.world_size or 1
-        return self.fingerprint in (_fingerprint_of_config_file(self.path / CONFIG, ws),
-                                    _fingerprint_of_config_file(self.path / CONFIG, ws, LEGACY_EXECUTION_KEYS))
+        return cfg is not None and self.fingerprint in (config_fingerprint(cfg, ws),
+                                                        config_fingerprint(cfg, ws, LEGACY_EXECUTION_KEYS))
 
     def computes(self, fingerprint: str) -> bool:
         """Whether this directory's run is of the config with ``fingerprint``: its recorded fingerprint is that
@@ -417,17 +418,21 @@ def inspect(run_dir: str | os.PathLike, locked_here: bool = False) -> RunState:
     return state
 
 
-def _fingerprint_of_config_file(path: Path, world_size: int,
-                                execution_keys: tuple[str, ...] = EXECUTION_KEYS) -> str | None:
-    """The fingerprint (as this version computes it, or with an earlier version's ``execution_keys``) of a run,
-    from its resolved config.yaml."""
+def _read_config_file(path: Path) -> dict[str, Any] | None:
+    """A run's resolved config.yaml as plain dicts, or None where it cannot be read as a mapping."""
     import yaml
 
     try:
         cfg = yaml.safe_load(path.read_text())
     except (OSError, ValueError, yaml.YAMLError):
         return None
-    return config_fingerprint(cfg, world_size, execution_keys) if isinstance(cfg, dict) else None
+    return cfg if isinstance(cfg, dict) else None
+
+
+def _fingerprint_of_config_file(path: Path, world_size: int) -> str | None:
+    """The fingerprint (as this version computes it) of a run, from its resolved config.yaml."""
+    cfg = _read_config_file(path)
+    return config_fingerprint(cfg, world_size) if cfg is not None else None
 
 
 # ----------------------------------------------------------------------------------------------- decisions

@@ -117,15 +117,15 @@ class Comparison:
         """The varied keys that each method chooses for itself (:data:`~prunelab.rundir.METHOD_KEYS`: one value in
         all of a method's pruning runs, other values in other methods': rigl's ERK distribution and at_init
         schedule) -> method -> value. They are no axis of the sweep (as in the report); dense runs do not count."""
+        keys = [k for k in self.varied() if under(k, METHOD_KEYS)]
         per_method: dict[str, dict[str, set[str]]] = {}
         for r in self.runs:
             target = r.config_value(TARGET)
-            if isinstance(target, (int, float)) and target == 0:
+            if not keys or isinstance(target, (int, float)) and target == 0:
                 continue
             flat, method = flatten(r.config), str(r.config_value(CRITERION))
-            for k in self.varied():
-                if under(k, METHOD_KEYS):
-                    per_method.setdefault(k, {}).setdefault(method, set()).add(str(flat.get(k)))
+            for k in keys:
+                per_method.setdefault(k, {}).setdefault(method, set()).add(str(flat.get(k)))
         out = {}
         for k, methods in per_method.items():
             if all(len(v) == 1 for v in methods.values()) and len(set().union(*methods.values())) > 1:
