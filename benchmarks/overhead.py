@@ -59,14 +59,24 @@ Run::
     python benchmarks/overhead.py --focus-only          # only the variants the targets judge
     python benchmarks/overhead.py --quick --json o.json # smoke run (< 30 s)
     python benchmarks/overhead.py --models mlp --focus-only --fused   # + snip_momentum with its fused update
+    python benchmarks/overhead.py --models mlp --focus-only --fused-step --criteria snip_momentum,taylor
 
 ``--fused`` adds snip_momentum with ``criterion.fused=true`` (its score update as one pass compiled by
 ``torch.compile``; compiled before anything is timed) as the variant ``snip_momentum+fused``.
+
+``--fused-step`` adds every criterion (1x1 global; rigl/set 1x1 erk) with ``trainer.fused_step=true`` (the pruned
+layers' SGD step, masks and, for snip_momentum, scores as one compiled pass; compiled before anything is timed)
+as ``<criterion>+fusedstep``. Each is timed against a dense step that takes the same fused SGD step (as a dense
+run with the option does), so the ratio is the pruning's cost and not the fused SGD's gain; the row
+``dense+fusedstep`` gives that gain (a dense step with the fused SGD over a plain dense step). Where that row
+reads above 1 (the fused dense step slower), the judged figure is over the plain dense step instead (the product
+of the two ratios): neither denominator can flatter it.
 """
 from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import gc
 import json
 import logging
@@ -87,6 +97,7 @@ from torch.nn.utils import prune as tprune
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from prunelab import Pattern, Pruner, Schedule, select_layers  # noqa: E402
+from prunelab.training.fused_step import FusedStep  # noqa: E402
 
 WAVE1 = ("magnitude", "gradient", "snip", "snip_momentum", "random")
 WAVE2 = ("taylor", "movement", "lamp", "wanda")
@@ -212,13 +223,29 @@ def prune_count(target: float, n: int) -> int:
 
 
 class DenseRunner:
-    def __init__(self, model: nn.Module) -> None:
+    """A dense step; with ``fused_step``, as a dense run with ``trainer.fused_step=true`` takes it: the prunable
+    layers' SGD step (and their all-True masks) as the pruner's one compiled pass, the rest by the optimizer."""
+
+    def __init__(self, model: nn.Module, fused_step: bool = False) -> None:
         self.model, self.opt = model, sgd(model)
+        self.fused: FusedStep | None = None
+        if fused_step:
+            weights = [m.weight for m in select_layers(model, Pattern("1x1", "global"), head=model.head)[0].values()]
+            self.fused = FusedStep(self.opt, weights)
+            self.ones = [torch.ones_like(w, dtype=torch.bool) for w in weights]
 
     def step(self, t: int, x: torch.Tensor, y: torch.Tensor) -> None:
         self.opt.zero_grad(set_to_none=True)
         F.cross_entropy(self.model(x), y).backward()
+        fused = self.fused is not None and self.fused.ready()
+        if fused:
+            self.fused.step(self.ones)
         self.opt.step()
+        if fused:
+            self.fused.release()
+
+    def sparsity(self) -> float:
+        return 0.0
 
 
 def dst_updater(name: str) -> Any:
@@ -232,7 +259,8 @@ class OursRunner:
     """The five hooks, exactly as a training loop calls them."""
 
     def __init__(self, model: nn.Module, criterion: str, pattern: str, distribution: str,
-                 calibration: list | None = None, options: dict[str, Any] | None = None) -> None:
+                 calibration: list | None = None, options: dict[str, Any] | None = None,
+                 fused_step: bool = False) -> None:
         self.model, self.opt = model, sgd(model)
         dst = criterion in DST
         # rigl/set: the app's criterion=rigl / set: random masks at the target at step 0, then the updater
@@ -245,6 +273,8 @@ class OursRunner:
         # model-level criteria (wanda) score on the benchmark's batches, as many as they ask for; the time of their
         # own passes is recorded per step (reported apart from the mask update)
         self.pruner.bind(model=model, calibration=lambda req: (calibration or [])[: req.batches])
+        if fused_step:
+            self.pruner.bind(fused_step=FusedStep(self.opt, list(self.pruner.weights)))
         self.calibration_s = 0.0
         score_model = self.pruner._score_model
 
@@ -335,10 +365,14 @@ class Variant:
     focus: bool = False  # a variant some target is judged on (gets the focus repeats)
     runs: list[dict[str, Any]] = field(default_factory=list)
     options: dict[str, Any] = field(default_factory=dict)  # the criterion's own config keys
+    fused_step: bool = False  # trainer.fused_step: timed against a dense step that takes the same fused SGD step
 
     def runner(self, model: nn.Module, batches: list | None = None) -> Any:
         if self.kind == "ours":
-            return OursRunner(model, self.criterion, self.pattern, self.distribution, batches, self.options)
+            return OursRunner(model, self.criterion, self.pattern, self.distribution, batches, self.options,
+                              self.fused_step)
+        if self.kind == "dense":
+            return DenseRunner(model, fused_step=True)
         return TorchPruneRunner(model, self.key)
 
 
@@ -368,7 +402,8 @@ def full_combos() -> list[tuple[str, str, str]]:
 
 
 def variants_for(quick: bool, model: str, focus_only: bool = False, criteria: tuple[str, ...] = CRITERIA + DST,
-                 distributions: tuple[str, ...] = DISTRIBUTIONS, fused: bool = False) -> list[Variant]:
+                 distributions: tuple[str, ...] = DISTRIBUTIONS, fused: bool = False,
+                 fused_step: bool = False) -> list[Variant]:
     vs: list[Variant] = []
     if quick:  # every criterion, pattern and distribution at least once on the MLP; one variant on ResNet-20
         combos = [("magnitude", "1x1", "global")]
@@ -388,6 +423,11 @@ def variants_for(quick: bool, model: str, focus_only: bool = False, criteria: tu
         vs.append(Variant(f"{c}/{p}/{d}", "ours", c, p, d, focus=(p == "1x1" and d == judged)))
     if fused and "snip_momentum" in criteria and "global" in distributions:
         vs.append(Variant("snip_momentum+fused/1x1/global", "ours", "snip_momentum", focus=True, options=FUSED))
+    if fused_step:
+        vs.append(Variant("dense+fusedstep", "dense", "dense", focus=True))
+        vs += [Variant(f"{c}+fusedstep/1x1/{d}", "ours", c, "1x1", d, focus=True, fused_step=True)
+               for c in criteria for d in (("erk",) if c in DST else ("global",)) if d in distributions
+               and c != "wanda"]
     methods = ["torch_l1"] if (quick and model != "mlp") else list(TORCH_METHODS)
     for method in methods:
         vs.append(Variant(method, "torch", TORCH_METHODS[method], focus=True))
@@ -406,7 +446,7 @@ def run_window(spec: ModelSpec, base: nn.Module, batches: list, variant: Variant
     """One repeat of one variant: untimed warm-up steps, then the window, dense and pruned steps interleaved
     (each pruned step is paired with the dense step next to it in time; who goes first alternates from step to
     step, and ``flip`` (the repeat's parity) swaps it, so every step is timed in both orders over the repeats)."""
-    dense = DenseRunner(copy.deepcopy(base))
+    dense = DenseRunner(copy.deepcopy(base), fused_step=variant.fused_step)
     runner = variant.runner(copy.deepcopy(base), batches)
     nb = len(batches)
     for t in spec.warmup:
@@ -534,6 +574,10 @@ def bench_model(spec: ModelSpec, variants: list[Variant], repeats: int, focus_re
     wspec.warmup, wspec.window = [], ([8, 9, 10, 11] if spec.name == "mlp" else [10])
     for options in [{}] + [v.options for v in variants if v.options]:  # compiles a fused update once, untimed
         run_window(wspec, base, batches, Variant("warmup", "ours", "snip_momentum", "1x1", "global", options=options))
+    for v in variants:  # the fused steps, with scores (in the schedule) and without (after it), compiled untimed
+        if v.fused_step:
+            for window in (wspec.window, [END + 2, END + 3]):
+                run_window(dataclasses.replace(wspec, window=window), base, batches, dataclasses.replace(v, runs=[]))
     rounds = max(repeats, focus_repeats)
     t0 = time.perf_counter()
     for r in range(rounds):
@@ -698,6 +742,14 @@ def judge(results: dict[str, Any]) -> list[dict[str, Any]]:
             add(f"mlp {c} 1x1 erk: ordinary step / dense", v["ordinary_ratio"], LIMITS["mlp_ordinary"],
                 v["ordinary_se"])
             add(f"mlp {c} 1x1 erk: update step, dense steps", v["pruning_ratio"], LIMITS["mlp_dst_update_step"])
+        # trainer.fused_step, over a dense step that takes the same fused SGD step; where that dense step is slower
+        # than a plain one (dense+fusedstep > 1), over the plain one (the product), so that neither flatters
+        fused_dense = by_key.get("dense+fusedstep", {}).get("ordinary_ratio", 1.0)
+        for v in res["variants"]:
+            if v["key"].split("/")[0].endswith("+fusedstep") and v["kind"] == "ours" and model == "mlp":
+                c = v["criterion"]
+                add(f"mlp {v['key']}: ordinary step / dense", v["ordinary_ratio"] * max(1.0, fused_dense),
+                    LIMITS["mlp_ordinary_fused" if c == "snip_momentum" else "mlp_ordinary"], v["ordinary_se"])
         for method, crit in TORCH_METHODS.items():
             t, o = by_key.get(method), by_key.get(f"{crit}/1x1/global")
             if t is None or o is None:
@@ -793,6 +845,9 @@ def main(argv: list[str] | None = None) -> int:
                          "(default 5 for the MLP, 3 for ResNet-20)")
     ap.add_argument("--fused", action="store_true",
                     help="also time snip_momentum with criterion.fused=true (one compiled score pass)")
+    ap.add_argument("--fused-step", action="store_true",
+                    help="also time each criterion with trainer.fused_step=true (SGD, masks and scores as one "
+                         "compiled pass), over a dense step with the same fused SGD step")
     args = ap.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -821,7 +876,8 @@ def main(argv: list[str] | None = None) -> int:
     monitor = CpuMonitor()
     results = {}
     for m in models:
-        variants = variants_for(args.quick, m, args.focus_only, criteria, distributions, args.fused)
+        variants = variants_for(args.quick, m, args.focus_only, criteria, distributions, args.fused,
+                                args.fused_step)
         r, fr = reps[m]
         print(f"... {m}: {len(variants)} variants, repeats {r} (focus {fr})", flush=True)
         results[m] = bench_model(specs[m], variants, r, fr)

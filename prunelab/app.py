@@ -198,7 +198,7 @@ def _build(cfg: DictConfig, run_dir: Path, tc: TrainerConfig, dist: distributed.
                                                else ()) if decision.kind == "resume" else None
         if resume_state is not None:
             data_mod.check_same_data(resume_state.get("data"), data, int(resume_state["step"]))
-        pruning = PruningCallback(pruner, check_masks=tc.check_masks)
+        pruning = PruningCallback(pruner, check_masks=tc.check_masks, fused_step=tc.fused_step)
     except BaseException as exc:  # noqa: BLE001 - re-raised below, after every rank knows
         error = exc
     if distributed.any_rank(error is not None):

@@ -449,6 +449,12 @@ def validate(cfg: DictConfig | Mapping[str, Any]) -> None:
         raise ConfigError("trainer.resume", tr["resume"], "true, false, auto, or an existing checkpoint file or run "
                           "directory")
     check_optimizer(plain.get("optimizer") or {})
+    if tc.fused_step:
+        from .training.fused_step import unsupported
+
+        opt = plain.get("optimizer") or {}
+        if (why := unsupported(optimizer_class(opt), opt)) is not None:
+            raise ConfigError("trainer.fused_step", True, f"false with optimizer {why}")
     check_logger_config(plain)
 
 

@@ -35,7 +35,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
 import torch
 from torch import Tensor, nn
@@ -50,6 +50,9 @@ from .schedule import Schedule
 from .sparsity.distribution import Distribution, resolve_distribution
 from .sparsity.patterns import Pattern
 from .sparsity.maskops import count_true, fill_at_all, true_positions
+
+if TYPE_CHECKING:
+    from .training.fused_step import FusedStep
 
 log = logging.getLogger("prunelab")
 
@@ -160,6 +163,8 @@ class Pruner:
         self.optimizer = optimizer
         self.calibration = calibration
         self._score_every: list[int] = []
+        self.fused_step: FusedStep | None = None
+        self._fused_now = False  # this step's pruned weights took the fused step (masks applied)
 
         self.names: list[str] = list(self.criterion.names)
         self._weights: list[Tensor] = list(self.criterion.weights)
@@ -218,10 +223,16 @@ class Pruner:
         )
 
     def bind(self, *, model: nn.Module | None = None, optimizer: torch.optim.Optimizer | None = None,
-             calibration: CalibrationSource | None = None, updater: MaskUpdater | None = None) -> "Pruner":
+             calibration: CalibrationSource | None = None, updater: MaskUpdater | None = None,
+             fused_step: FusedStep | None = None) -> "Pruner":
         """Give the pruner what a training run owns: the model (for model-level criteria), the optimizer (for the
-        state of grown weights), the calibration batches, and a mask updater (whose steps may depend on the
-        training length). Returns the pruner."""
+        state of grown weights), the calibration batches, a mask updater (whose steps may depend on the
+        training length), and a fused step of its weights (``trainer.fused_step``). Returns the pruner."""
+        if fused_step is not None:
+            if self.criterion.score_hook is ScoreHook.AFTER_OPTIMIZER_STEP:  # it reads the step before the masks
+                raise ConfigError("trainer.fused_step", True, f"false with criterion={self.criterion.name} (it "
+                                  "scores between the optimizer's step and the masks)")
+            self.fused_step = fused_step
         if updater is not None:
             self.updater = updater
         if model is not None:
@@ -231,6 +242,11 @@ class Pruner:
         if calibration is not None:
             self.calibration = calibration
         return self
+
+    @property
+    def weights(self) -> list[Tensor]:
+        """The pruned layers' weights, in :attr:`names`' order."""
+        return self._weights
 
     def request_scores(self, every: int) -> None:
         """Also compute scores every ``every`` steps (e.g. to log their distribution); pruning steps always do."""
@@ -265,15 +281,28 @@ class Pruner:
             self._score_model()  # scores for logging only
 
     def on_before_optimizer_step(self) -> None:
-        """After backward: gradient-based criteria score now (for the next step's use)."""
-        if self.criterion.score_hook is ScoreHook.BEFORE_OPTIMIZER_STEP and self._grad_scores_due():
+        """After backward: gradient-based criteria score now (for the next step's use). With a fused step bound,
+        the pruned weights also take their optimizer step and masks here, with the scores where the criterion
+        gives a rule (one pass, :mod:`prunelab.training.fused_step`)."""
+        due = self.criterion.score_hook is ScoreHook.BEFORE_OPTIMIZER_STEP and self._grad_scores_due()
+        self._fused_now = self.fused_step is not None and self.fused_step.ready()
+        rule = self.criterion.fused_rule() if due and self._fused_now else None
+        if due and rule is None:
             self.criterion.on_before_optimizer_step()
+        if self._fused_now:
+            scores = [self.criterion.scores[n] for n in self.names] if rule is not None else None
+            self.fused_step.step([self.masks[n] for n in self.names], scores, rule)
 
     def on_after_optimizer_step(self) -> None:
-        """After the optimizer step: re-apply the masks so pruned weights are exactly 0 again."""
+        """After the optimizer step: re-apply the masks so pruned weights are exactly 0 again (a fused step has
+        applied them already)."""
         if self.criterion.score_hook is ScoreHook.AFTER_OPTIMIZER_STEP and self._grad_scores_due():
             self.criterion.on_after_optimizer_step()
-        self.apply_masks()
+        if self._fused_now:
+            self.fused_step.release()
+            self._fused_now = False
+        else:
+            self.apply_masks()
 
     def on_train_end(self) -> None:
         self.apply_masks()

@@ -65,6 +65,7 @@ EXECUTION_KEYS = (
     "trainer.progress", "trainer.num_threads", "trainer.check_masks", "trainer.device", "trainer.deterministic",
     "trainer.eval_batch_size", "trainer.workers", "trainer.pin_memory", "trainer.persistent_workers",
     "trainer.prefetch_factor", "dataset.in_memory", "dataset.memory_budget_gb", "criterion.label",
+    "trainer.fused_step",
 )
 #: the execution keys of the first fingerprints (before 2026-12-07: the loader keys were in them). Run and sweep
 #: directories that recorded such a fingerprint are still recognised (:meth:`RunState.computes`,

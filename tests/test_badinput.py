@@ -32,9 +32,11 @@ ISSUE = [  # the mishaps issue 12 lists
     (["optimizer.lr=-0.1"], "optimizer.lr", "-0.1", "> 0"),
     (["trainer.max_steps=50", "schedule.end_step=100"], "schedule.end_step", "100", "schedule.end=0.6"),
 ]
-MORE = [  # 68 more, beyond the issue's list
+MORE = [  # 70 more, beyond the issue's list
     (["trainer.foo=1"], "trainer.foo", "1", "a key of trainer"),
     (["trainer.channels_last=maybe"], "trainer.channels_last", "maybe", "true or false"),
+    (["trainer.fused_step=maybe"], "trainer.fused_step", "maybe", "true or false"),
+    (["trainer.fused_step=true", "optimizer=adam"], "trainer.fused_step", "true", "torch.optim.SGD"),
     (["trainer.amp=fp32"], "trainer.amp", "fp32", "none, bf16 or fp16"),
     (["trainer.workers=-1"], "trainer.workers", "-1", "an integer >= 0"),
     (["+trainer.foo=1"], "trainer.foo", "1", "a key of trainer"),

@@ -30,7 +30,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Hashable, Optional
 
 import torch
 from torch import Tensor, nn
@@ -210,6 +210,12 @@ class PruningCriterion:
 
     def on_after_optimizer_step(self) -> None:
         """Compute scores after the optimizer step."""
+
+    def fused_rule(self) -> Optional[tuple[Hashable, Callable[[Tensor, Tensor, Tensor], Tensor]]]:
+        """This criterion's ``on_before_optimizer_step`` as an elementwise expression ``(S, W, g) -> new S`` with a
+        key naming its constants, for the pruner's fused step (``trainer.fused_step``), which then computes it in
+        the same pass as the optimizer's step, rounded as the hook rounds it; None (the default): the hook runs."""
+        return None
 
     def score_model(self, model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]]) -> None:
         """Model-level criteria: fill ``scores`` from passes of their own over ``model`` (masks applied) and

@@ -6,11 +6,11 @@ expression is one loop per layer that reads W, g and S once and writes S in plac
 memory traffic. It needs a C++ compiler for the CPU (inductor's C++ backend) or Triton for CUDA;
 :func:`compile_unavailable` says why not where it cannot run.
 
-Numbers. Eager CPU and CUDA compute ``a + alpha * b`` as one fused multiply-add, ``fma(b, alpha, a)``. Inductor
-does the same on CUDA; on the CPU it writes a multiply and an add, which we let the C++ compiler contract
-(``-ffp-contract=fast``, for this kernel only), and we write the update so that the only product that can
-meet the add is ``alpha * S``: the compiled update is then bitwise the eager one (tested on the CPU for
-beta = 1 and beta != 1; on CUDA it relies on inductor's own FMA lowering, untested here without a GPU).
+Numbers. Eager CPU and CUDA compute ``a.add(b, alpha=c)`` as one fused multiply-add, ``fma(b, c, a)``, and round
+every other product before it meets an add. The traced updates say so explicitly: :func:`fma` where eager fuses
+(inductor's ``prims.fma``: ``fmadd`` on the CPU, ``tl.fma`` on CUDA), plain products elsewhere, compiled with the C++
+compiler's contraction off, so it fuses nothing of its own. The compiled updates are then bitwise the eager ones
+(tested on the CPU; on CUDA Triton may contract a plain product into an add: untested here without a GPU).
 """
 from __future__ import annotations
 
@@ -45,15 +45,29 @@ def compile_unavailable(device: torch.device | str) -> Optional[str]:
     return f"no inductor backend for {kind} here"
 
 
+def fma(a: Tensor, scalar: float | Tensor, c: Tensor) -> Tensor:
+    """``a * scalar + c`` rounded once, as eager's ``c.add(a, alpha=scalar)`` (in a traced graph; ``scalar``: a
+    number, or a 0-d tensor such as a learning rate that changes between calls)."""
+    import torch._inductor.inductor_prims  # noqa: F401 - registers prims.fma
+
+    b = scalar.expand_as(a) if isinstance(scalar, Tensor) else torch.full_like(a, scalar)
+    return torch.ops.prims.fma(a, b, c)
+
+
+def momentum_score(s: Tensor, w: Tensor, g: Tensor, alpha: float, beta: float) -> Tensor:
+    """snip_momentum's new scores ``alpha * S + beta * |W * g|``, rounded as its eager update rounds them."""
+    fresh = torch.abs(w * g)
+    if beta != 1.0:
+        fresh = fresh * beta
+    return fma(s, alpha, fresh)
+
+
 def _momentum_graph(n: int, alpha: float, beta: float) -> Callable[..., None]:
     """The update of ``n`` layers as one function of ``(*scores, *weights, *grads)`` (traced, then compiled)."""
 
     def update(*flat: Tensor) -> None:
         for s, w, g in zip(flat[:n], flat[n:2 * n], flat[2 * n:]):
-            # |W * g * beta| rounds exactly as eager's |W * g| * beta (|x| * b = |x * b| for b > 0), and keeps the
-            # product away from the add, so that the compiler fuses only alpha * S into it, as eager does
-            fresh = torch.abs(w * g * beta) if beta != 1.0 else torch.abs(w * g)
-            s.copy_(torch.add(fresh, s, alpha=alpha))
+            s.copy_(momentum_score(s, w, g, alpha, beta))
 
     return update
 
@@ -83,13 +97,20 @@ def momentum_update(s: list[Tensor], w: list[Tensor], g: list[Tensor], alpha: fl
 
 def _compile_momentum(s: list[Tensor], w: list[Tensor], g: list[Tensor], alpha: float,
                       beta: float) -> Callable[..., None]:
+    return compile_graph(_momentum_graph(len(s), alpha, beta), [*s, *w, *g])
+
+
+def compile_graph(fn: Callable[..., None], like: list[Tensor]) -> Callable[..., None]:
+    """``fn`` traced on fake tensors shaped like ``like`` (``make_fx``: nothing is computed) and compiled by inductor
+    (``torch._inductor.compile``), with the C++ compiler's floating-point contraction off (see the module's
+    Numbers)."""
     import torch._inductor
     from torch._inductor import config
     from torch.fx.experimental.proxy_tensor import make_fx
 
-    examples = [torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device=t.device) for t in (*s, *w, *g)]
-    graph = make_fx(_momentum_graph(len(s), alpha, beta), tracing_mode="fake")(*examples)
-    with config.patch({"cpp.enable_floating_point_contract_flag": "fast"}):
+    examples = [torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device=t.device) for t in like]
+    graph = make_fx(fn, tracing_mode="fake")(*examples)
+    with config.patch({"cpp.enable_floating_point_contract_flag": "off"}):
         return torch._inductor.compile(graph, examples)
 
 

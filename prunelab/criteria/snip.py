@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
+from typing import Any, Callable, Hashable
 
 import torch
 from torch import Tensor, nn
@@ -11,7 +12,7 @@ from torch import Tensor, nn
 from ..errors import ConfigError
 from ..options import tristate
 from .base import PruningCriterion, ScoreHook, register_criterion
-from .fused import FusedSwitch, momentum_update
+from .fused import FusedSwitch, momentum_score, momentum_update
 
 
 @register_criterion("snip")
@@ -27,6 +28,10 @@ class SnipCriterion(PruningCriterion):
     paper = "Lee, Ajanthan & Torr 2019, SNIP: Single-shot Network Pruning based on Connection Sensitivity"
     needs_gradients = True
     score_hook = ScoreHook.BEFORE_OPTIMIZER_STEP
+
+    def fused_rule(self) -> tuple[Hashable, Callable[[Tensor, Tensor, Tensor], Tensor]]:
+        """The update below as one expression, for ``trainer.fused_step``."""
+        return ("snip_momentum", self.alpha, self.beta), partial(momentum_score, alpha=self.alpha, beta=self.beta)
 
     @torch.no_grad()
     def on_before_optimizer_step(self) -> None:
@@ -68,6 +73,10 @@ class SnipMomentumCriterion(PruningCriterion):
             if not val >= 0.0:
                 raise ConfigError(f"criterion.{key}", val, "a number >= 0")
         self.fused = FusedSwitch(tristate("criterion.fused", self.options.fused), self.name)
+
+    def fused_rule(self) -> tuple[Hashable, Callable[[Tensor, Tensor, Tensor], Tensor]]:
+        """The update below as one expression, for ``trainer.fused_step``."""
+        return ("snip_momentum", self.alpha, self.beta), partial(momentum_score, alpha=self.alpha, beta=self.beta)
 
     @torch.no_grad()
     def on_before_optimizer_step(self) -> None:

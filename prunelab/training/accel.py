@@ -13,6 +13,9 @@ the model, cudnn autotuning. What cannot work on the device is refused with one 
   the original module: the compiled module shares its parameters, so masks re-applied in place after every
   optimizer step are what the compiled graph reads next; checkpoints hold the original's state dict, and
   model-level criteria score on the original (eager) module. Refused where inductor cannot compile.
+* ``trainer.fused_step``: the pruned layers' SGD step, masks and score update as one compiled pass
+  (:mod:`prunelab.training.fused_step`); the same numbers. Refused where inductor cannot compile, with fp16, and
+  with another optimizer.
 * ``trainer.cudnn_benchmark``: ``auto`` (on for CUDA unless ``trainer.deterministic``) | ``true`` | ``false``.
 """
 from __future__ import annotations
@@ -48,6 +51,12 @@ def check_levers(cfg: Any, device: torch.device) -> None:
     _bool("trainer.channels_last", cfg.channels_last)
     if _bool("trainer.compile", cfg.compile) and (why := compile_unavailable(device)) is not None:
         raise ConfigError("trainer.compile", True, f"false here: {why}")
+    if _bool("trainer.fused_step", cfg.fused_step):
+        if (why := compile_unavailable(device)) is not None:
+            raise ConfigError("trainer.fused_step", True, f"false here: {why}")
+        if amp == "fp16":
+            raise ConfigError("trainer.fused_step", True, "false with trainer.amp=fp16 (a step its gradient scaler "
+                              "skips must not move the pruned weights)")
     cudnn = tristate("trainer.cudnn_benchmark", cfg.cudnn_benchmark)
     if cudnn and device.type != "cuda":
         raise ConfigError("trainer.cudnn_benchmark", True, f"auto or false on {device.type} (cudnn needs CUDA)")

@@ -11,7 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 from torch import Tensor
 
+from ..errors import ConfigError
 from . import distributed
+from .fused_step import FusedStep
 
 if TYPE_CHECKING:
     from ..pruner import Pruner
@@ -108,12 +110,18 @@ class PruningCallback(Callback):
 
     state_key = "pruner"
 
-    def __init__(self, pruner: "Pruner", check_masks: bool = False) -> None:
+    def __init__(self, pruner: "Pruner", check_masks: bool = False, fused_step: bool = False) -> None:
         self.pruner = pruner
         self.check_masks = check_masks
+        self.fused_step = fused_step
 
     def on_train_begin(self, loop: "Loop") -> None:
         self.pruner.bind(model=loop.model, optimizer=loop.optimizer, calibration=loop.calibration)
+        if self.fused_step:
+            if loop.precision is not None and loop.precision.scaler is not None:
+                raise ConfigError("trainer.fused_step", True, "false with trainer.amp=fp16 (a step its gradient "
+                                  "scaler skips must not move the pruned weights)")
+            self.pruner.bind(fused_step=FusedStep(loop.optimizer, list(self.pruner.weights)))
         self.pruner.on_train_begin()
 
     def on_step_begin(self, loop: "Loop", step: int, metrics: dict[str, Any]) -> None:

@@ -36,6 +36,7 @@ class TrainerConfig:
     amp: str = "none"  #: none | bf16 | fp16 (CUDA; with a GradScaler)
     channels_last: bool = False
     compile: bool = False  #: torch.compile the model
+    fused_step: bool = False  #: the pruned layers' SGD step, masks and scores compiled as one pass
     cudnn_benchmark: Any = "auto"  #: auto (CUDA and not deterministic) | true | false
     workers: int = 2  #: DataLoader worker processes of the streaming path (0: in the main process)
     pin_memory: Any = "auto"  #: auto (on for CUDA) | true | false
