@@ -85,9 +85,11 @@ def test_the_fused_step_is_torch_sgd_and_the_eager_pruner_bitwise(sgd):
     assert fused[2].sparsity()["overall"] > 0.7
 
 
-def test_a_criterion_without_a_rule_scores_eagerly_before_the_fused_step():
-    """taylor gives no rule: its hook scores first, on the weights before the step; the step then runs fused."""
-    crit = {"criterion_type": "taylor"}
+@pytest.mark.parametrize("name", ["snip", "gradient", "taylor", "movement", "magnitude", "random", "lamp"])
+def test_every_other_criterion_scores_as_without_the_fused_step(name):
+    """The criteria that give no rule: a gradient criterion's hook scores first, on the weights before the step;
+    the others score at a step's beginning or never. The step then runs fused (SGD and the masks)."""
+    crit = {"criterion_type": name}
     sgd = {"momentum": 0.9, "weight_decay": 5e-4}
     eager, fused = _train(False, crit, sgd), _train(True, crit, sgd)
     _assert_same(eager, fused)

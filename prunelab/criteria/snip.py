@@ -29,10 +29,6 @@ class SnipCriterion(PruningCriterion):
     needs_gradients = True
     score_hook = ScoreHook.BEFORE_OPTIMIZER_STEP
 
-    def fused_rule(self) -> tuple[Hashable, Callable[[Tensor, Tensor, Tensor], Tensor]]:
-        """The update below as one expression, for ``trainer.fused_step``."""
-        return ("snip_momentum", self.alpha, self.beta), partial(momentum_score, alpha=self.alpha, beta=self.beta)
-
     @torch.no_grad()
     def on_before_optimizer_step(self) -> None:
         s, w, g = self._grads()
