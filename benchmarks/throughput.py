@@ -19,7 +19,7 @@ GPU rows (``--gpu auto``: when CUDA is available; ``--gpu on`` refuses without i
 data (batch 128) and ResNet-50 (torchvision) on ImageNet-shaped data (3x224x224, 1000 classes, batch 64), in
 memory on the device, dense and pruned (snip_momentum, 1x1 global 0.9, masks set at step 1, then ordinary
 steps), with ``trainer.amp`` none / bf16 and ``trainer.compile`` off / on (compile time is excluded: it falls
-in the warm-up steps).
+in the warm-up steps), and with ``trainer.fused_step`` (amp none, compile off).
 
 Run::
 
@@ -132,12 +132,14 @@ class Row:
     amp: str = "none"
     compile: bool = False
     pruned: bool = False
+    fused_step: bool = False
     samples_per_s: list[float] = field(default_factory=list)
 
     @property
     def key(self) -> str:
         return (f"{self.model} {self.path}{f' ({self.workers} workers)' if self.path == 'stream' else ''} "
-                f"{'pruned' if self.pruned else 'dense'} amp={self.amp} compile={self.compile}")
+                f"{'pruned' if self.pruned else 'dense'} amp={self.amp} compile={self.compile}"
+                + (" fused_step" if self.fused_step else ""))
 
 
 def run_row(setup: Setup, row: Row, steps: int, warmup: int, tmp: str) -> float:
@@ -145,10 +147,12 @@ def run_row(setup: Setup, row: Row, steps: int, warmup: int, tmp: str) -> float:
     mcfg = {**setup.model, "input_shape": list(setup.shape), "num_classes": setup.classes}
     net = models.build(mcfg)
     callbacks: list[Callback] = []
-    if row.pruned:  # masks set at step 1 (snip_momentum has scores by then), ordinary steps afterwards
-        pruner = Pruner(net, "snip_momentum", "1x1", Schedule(0.9, start_step=1, end_step=1),
+    if row.pruned or row.fused_step:  # masks set at step 1 (snip_momentum has scores by then), then ordinary steps;
+        # a dense row with the fused step has a pruner that prunes nothing, as the app's dense runs do
+        pruner = Pruner(net, "snip_momentum" if row.pruned else "magnitude", "1x1",
+                        Schedule(0.9 if row.pruned else 0.0, start_step=1, end_step=1),
                         head=models.head_name(net, mcfg))
-        callbacks.append(PruningCallback(pruner))
+        callbacks.append(PruningCallback(pruner, fused_step=row.fused_step))
     clock = Clock(warmup, steps - 1, row.device)
     cfg = TrainerConfig(max_steps=steps, batch_size=row.batch, eval_batch_size=256, eval_every=0, log_every=steps,
                         progress="none", device=row.device, workers=row.workers, amp=row.amp, compile=row.compile,
@@ -190,6 +194,11 @@ def gpu_rows(args: argparse.Namespace, tmp: str) -> list[Row]:
                     row.samples_per_s.append(run_row(setup, row, args.gpu_steps + warm, warm, tmp))
                     print(f"  {row.key}: {row.samples_per_s[-1]:.0f} samples/s", flush=True)
                     rows.append(row)
+            row = Row(setup.name, "memory", "cuda", setup.batch, pruned=pruned, fused_step=True)
+            warm = args.warmup + 5  # the fused step compiles at the second step
+            row.samples_per_s.append(run_row(setup, row, args.gpu_steps + warm, warm, tmp))
+            print(f"  {row.key}: {row.samples_per_s[-1]:.0f} samples/s", flush=True)
+            rows.append(row)
     return rows
 
 
@@ -248,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
                        "repeats": args.repeats, "seconds": total},
             "rows": [{"key": r.key, "model": r.model, "path": r.path, "device": r.device, "batch": r.batch,
                       "workers": r.workers, "amp": r.amp, "compile": r.compile, "pruned": r.pruned,
+                      "fused_step": r.fused_step,
                       "samples_per_s": statistics.median(r.samples_per_s), "repeats": r.samples_per_s} for r in rows],
             "targets": targets,
             "gpu": gpu,
