@@ -291,7 +291,9 @@ class Pruner:
             self.criterion.on_before_optimizer_step()
         if self._fused_now:
             scores = [self.criterion.scores[n] for n in self.names] if rule is not None else None
-            self.fused_step.step([self.masks[n] for n in self.names], scores, rule)
+            self._fused_now = self.fused_step.step([self.masks[n] for n in self.names], scores, rule)
+            if not self._fused_now and rule is not None:  # it failed to compile, before writing anything
+                self.criterion.on_before_optimizer_step()
 
     def on_after_optimizer_step(self) -> None:
         """After the optimizer step: re-apply the masks so pruned weights are exactly 0 again (a fused step has

@@ -157,3 +157,21 @@ def test_a_run_with_the_fused_step_is_the_run_without_it(tmp_path):
         assert torch.equal(a[k], b[k]), k
     cfg = lambda extra: config_to_dict(compose([*over, *extra]))  # noqa: E731
     assert config_fingerprint(cfg(["trainer.fused_step=true"])) == config_fingerprint(cfg([]))
+
+
+def test_a_step_that_fails_to_compile_leaves_the_run_to_the_eager_step(monkeypatch, caplog):
+    """A compiler that breaks mid-run (after the config check passed): one warning, then the eager step, with the
+    eager numbers (snip_momentum's scores included: its hook runs after all)."""
+    def broken(*args, **kwargs):
+        raise RuntimeError("C++ compile error: cc1plus killed\nmore lines")
+
+    monkeypatch.setattr(fs, "compile_graph", broken)
+    monkeypatch.setattr(fs, "_KERNELS", {})
+    crit = {"criterion_type": "snip_momentum"}
+    sgd = {"momentum": 0.9, "weight_decay": 5e-4}
+    with caplog.at_level("WARNING", logger="prunelab"):
+        fused = _train(True, crit, sgd)
+    _assert_same(_train(False, crit, sgd), fused)
+    assert fused[3] == [False] * 12
+    warned = [r.getMessage() for r in caplog.records if "trainer.fused_step" in r.getMessage()]
+    assert len(warned) == 1 and "RuntimeError: C++ compile error: cc1plus killed" in warned[0]
