@@ -56,7 +56,8 @@ def test_two_ranks_match_one_process_with_the_same_global_batch(tmp_path, ddp_ru
 @pytest.mark.slow
 def test_a_killed_rank_ends_the_job_and_it_resumes_exactly(tmp_path, ddp_run):
     """Rank 1 is killed at step 45; the checkpoint of step 35 falls inside a log window (every 5 steps), so the
-    next train/loss needs every rank's own accumulators back. The 2-rank checkpoint refuses 1 process."""
+    next train/loss needs every rank's own accumulators back. The 2-rank checkpoint refuses 1 process. The resume
+    takes the fused step."""
     run_dir = tmp_path / "run"
     args = [*SHORT, "trainer.batch_size=32", "logger=none", "trainer.checkpoint_every=18", f"hydra.run.dir={run_dir}"]
     t0 = time.monotonic()
@@ -68,8 +69,11 @@ def test_a_killed_rank_ends_the_job_and_it_resumes_exactly(tmp_path, ddp_run):
     lines = one.stderr.strip().splitlines()
     assert one.returncode == 2 and len(lines) == 1 and "Traceback" not in one.stderr, one.stderr[-2000:]
     assert "trainer.resume" in lines[0] and "1 process" in lines[0] and "2 data-parallel processes" in lines[0]
-    resumed = torchrun([*args, "trainer.resume=true"], cwd=tmp_path)
+    # resumed with trainer.fused_step (an execution key): each rank's compiled SGD step, masks and scores are the
+    # eager ones bitwise, so the run still ends exactly where the uninterrupted eager run did
+    resumed = torchrun([*args, "trainer.resume=true", "trainer.fused_step=true"], cwd=tmp_path)
     assert resumed.returncode == 0, ranks_output(resumed)
+    assert "compiling the training step" in resumed.stdout + resumed.stderr
     assert summary(run_dir)["status"] == "finished"
     assert (run_dir / "metrics.jsonl").read_bytes() == (ddp_run[0] / "metrics.jsonl").read_bytes()
     final, ref = (torch.load(d / "checkpoint.pt", weights_only=True)["model"] for d in (run_dir, ddp_run[0]))
