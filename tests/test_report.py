@@ -343,7 +343,9 @@ def test_two_sweeps_dense_runs_are_one_baseline_of_both_families(tmp_path):
     assert list(shared) == [", ".join(sorted(settings))] and shared[", ".join(sorted(settings))].n == 2
     assert report.main([str(both), "--out", str(both / "out")]) == 0  # one criterion per setting: nothing to pair
     paired = (both / "out" / "report.md").read_text().split("## Paired differences")[1].split("\n## ")[0]
-    assert "Δ vs" not in paired and "seeds needed" not in paired and "No `random`, `static_erk`" in paired
+    # no criterion to pair with another; each setting's one criterion against the dense baseline they share
+    assert "Δ vs magnitude" not in paired and "seeds needed" not in paired and "No dense, `random`" not in paired
+    assert paired.count("| Δ vs dense [") == 2
 
 
 def test_exact_sparsity_labels_and_section_order(tmp_path):
@@ -527,9 +529,10 @@ def test_accuracy_table_equals_summaries(built):
 @pytest.mark.slow
 def test_paired_statistics_equal_a_hand_computation_from_the_summaries(built):
     acc = {(s["criterion"], s["seed"]): s["test/acc"] for _, s in summaries(built["sweep"]) if not s["dense"]}
+    acc.update({("dense", s["seed"]): s["test/acc"] for _, s in summaries(built["sweep"]) if s["dense"]})
     with (built["out"] / "stats.csv").open() as f:
         rows = {(r["reference"], r["criterion"]): r for r in csv.DictReader(f) if float(r["target"]) == 0.8}
-    for ref in ("random", "magnitude"):
+    for ref in ("random", "magnitude", "dense"):  # dense: what pruning to 0.8 costs each criterion
         for c in CRITERIA:
             if c == ref:
                 continue

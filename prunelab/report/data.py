@@ -487,10 +487,17 @@ def aggregate(runs: Iterable[Run], value: Callable[[Run], float]) -> dict[tuple[
 
 
 def dense_baselines(runs: Iterable[Run]) -> dict[str, Stat]:
-    """``setting -> Stat`` of the test accuracy of the dense runs, one value per seed (the mean where a seed has
-    several dense runs left, e.g. runs of different configs merged by hand), so n is the number of seeds. A dense run
-    is the baseline of every setting of pruned runs it differs from only in keys it does not depend on (an at-init
-    and a gradual setting share the dense run of either sweep; :func:`dense_inert`), else of its own setting."""
+    """``setting -> Stat`` of the test accuracy of the dense runs, one value per seed (:func:`dense_seeds`), so n is
+    the number of seeds."""
+    return {setting: Stat([v for _, v in sorted(seeds.items(), key=lambda kv: str(kv[0]))])
+            for setting, seeds in dense_seeds(runs).items()}
+
+
+def dense_seeds(runs: Iterable[Run]) -> dict[str, dict[Any, float]]:
+    """``setting -> seed -> test accuracy`` of the dense runs (the mean where a seed has several dense runs left,
+    e.g. runs of different configs merged by hand; a run without a seed is keyed by its path). A dense run is the
+    baseline of every setting of pruned runs it differs from only in keys it does not depend on (an at-init and a
+    gradual setting share the dense run of either sweep; :func:`dense_inert`), else of its own setting."""
     done = finished_runs(runs)
     settings = {r.setting: r.setting_keys for r in done if not r.dense}
     by_seed: dict[str, dict[Any, list[float]]] = defaultdict(lambda: defaultdict(list))
@@ -498,8 +505,8 @@ def dense_baselines(runs: Iterable[Run]) -> dict[str, Stat]:
         if run.dense:
             for setting in serves(run, settings) or [run.setting]:
                 by_seed[setting][run.seed if run.seed is not None else str(run.path)].append(run.test_acc)
-    return {setting: Stat([statistics.fmean(v) for _, v in sorted(seeds.items(), key=lambda kv: str(kv[0]))])
-            for setting, seeds in sorted(by_seed.items())}
+    return {setting: {seed: statistics.fmean(v) for seed, v in seeds.items()} for setting, seeds in
+            sorted(by_seed.items())}
 
 
 def shared_baselines(baselines: dict[str, Stat]) -> dict[str, Stat]:

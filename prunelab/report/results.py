@@ -168,17 +168,21 @@ def statistics_section(ctx: Context) -> Section:
     """Every criterion against each baseline that ran (:data:`REFERENCES`), paired by seed, and the seeds a difference
     needs."""
     blocks: list[Block] = [
-        "Every criterion against the baselines that ran (`random`, `static_erk`, `magnitude`, `gmp`) at each target "
-        "sparsity, paired by seed (the "
+        "Every criterion against the dense baseline of its setting (what pruning costs) and against the baselines "
+        "that ran (`random`, `static_erk`, `magnitude`, `gmp`) at each target sparsity, paired by seed (the "
         "same seed means the same initial weights, data order and split): the mean difference of test accuracy "
         "in points, with its 95% confidence interval from Student's t over the n seeds both have "
         "(mean ± t(0.975, n-1) · sd / √n). ▲ / ▼: the interval lies above / below 0, the difference is larger "
         "than the seed-to-seed noise. Each interval is one comparison, not corrected for the number of them: "
         "among 20 intervals of criteria that do not differ, about one excludes 0 by chance."]
     comparisons: list[stats.PairedDiff] = []
+    dense = rd.dense_seeds(ctx.runs)
     for setting, table in ctx.seed_table.items():
         where = f" [{setting}]" if setting else ""
         targets = sorted({t for by_target in table.values() for t in by_target})
+        if any((costs := against_dense(table, dense.get(setting, {}))).values()):
+            blocks.append(difference_table(rd.DENSE + where, costs, targets))
+            comparisons += [d for ds in costs.values() for d in ds.values()]
         found = {ref: by_target for ref in REFERENCES
                  if ref in table and any((by_target := stats.against(table, ref)).values())}  # a criterion to pair
         for ref, by_target in found.items():
@@ -192,8 +196,17 @@ def statistics_section(ctx: Context) -> Section:
                 blocks.append(seeds)
             blocks.append(sizing_table(found, targets, where))
     if not comparisons:
-        blocks.append("No `random`, `static_erk`, `magnitude` or `gmp` runs to compare with (or no pruned runs).")
+        blocks.append("No dense, `random`, `static_erk`, `magnitude` or `gmp` runs to compare with (or no pruned "
+                      "runs).")
     return Section("Paired differences", blocks)
+
+
+def against_dense(table: stats.Table, dense: Mapping[object, float]) -> dict[float, dict[str, stats.PairedDiff]]:
+    """``target -> criterion -> (criterion - dense)``, paired by seed: the accuracy pruning to the target costs."""
+    seeds = {s: v for s, v in dense.items() if isinstance(s, int)}
+    return {t: {c: stats.paired_difference(c, rd.DENSE, t, by_target[t], seeds) for c, by_target in table.items()
+                if t in by_target and set(by_target[t]) & set(seeds)}
+            for t in sorted({t for by_target in table.values() for t in by_target})} if seeds else {}
 
 
 def difference_table(ref: str, by_target: Mapping[float, Mapping[str, stats.PairedDiff]],
@@ -232,8 +245,12 @@ def sizing_table(found: Mapping[str, Mapping[float, Mapping[str, stats.PairedDif
 
 
 def all_comparisons(ctx: Context) -> Iterable[tuple[str, str, stats.PairedDiff]]:
-    """``(setting, reference kind, difference)`` for stats.csv: vs random, vs magnitude, vs the best."""
+    """``(setting, reference kind, difference)`` for stats.csv: vs dense, vs each baseline, vs the best."""
+    dense = rd.dense_seeds(ctx.runs)
     for setting, table in ctx.seed_table.items():
+        for ds in against_dense(table, dense.get(setting, {})).values():
+            for d in ds.values():
+                yield setting, rd.DENSE, d
         for ref in REFERENCES:
             if ref in table:
                 for ds in stats.against(table, ref).values():
