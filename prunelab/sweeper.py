@@ -37,12 +37,17 @@ def is_dense(cfg: Any) -> bool:
         return False  # not a number: the job itself reports the error
 
 
+#: the config groups a dense job leaves at their defaults: nothing is pruned, nothing regrown, so which criterion,
+#: pattern, distribution or regrowth a sweep's jobs chose changes nothing a dense run computes (the report's
+#: :func:`~prunelab.report.data.dense_inert`); a sweep over patterns trains one dense run per seed, not one per pattern
+DENSE_DROPS = ("criterion", "regrowth", "pattern", "distribution")
+
+
 def dense_job(overrides: Sequence[str], dense_criterion: str = DENSE_CRITERION) -> list[str]:
-    """A dense job's overrides without the criterion's and the regrowth's (``criterion=...``, ``criterion.*``,
-    ``regrowth.*``: nothing is pruned, nothing regrown), run with ``dense_criterion`` (its directory name comes from
-    :mod:`prunelab.naming`: ``dense-seed<seed>_<fp>``)."""
-    kept = [o for o in overrides if not (override_key(o) in ("criterion", "regrowth")
-                                         or override_key(o).startswith(("criterion.", "regrowth.")))]
+    """A dense job's overrides without those of :data:`DENSE_DROPS` (``criterion=...``, ``criterion.*``, ...), run
+    with ``dense_criterion`` (its directory name comes from :mod:`prunelab.naming`: ``dense-seed<seed>_<fp>``)."""
+    kept = [o for o in overrides if not (override_key(o) in DENSE_DROPS
+                                         or override_key(o).startswith(tuple(f"{g}." for g in DENSE_DROPS)))]
     kept.append(f"criterion={dense_criterion}")
     return kept
 

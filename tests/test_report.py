@@ -348,6 +348,27 @@ def test_two_sweeps_dense_runs_are_one_baseline_of_both_families(tmp_path):
     assert paired.count("| Δ vs dense [") == 2
 
 
+def test_one_dense_run_per_seed_is_the_baseline_of_every_pattern(tmp_path):
+    """A sweep over patterns trains one dense run per seed (with the default pattern): it is the baseline of the
+    1x1 and the 4x1 settings alike, and each setting's criteria are paired with it."""
+    for pattern in ("1x1", "4x1"):
+        for seed in (0, 1):
+            write_fake_run(tmp_path / f"magnitude-{pattern}-{seed}", "magnitude", 0.9, seed, 0.8 + seed / 100,
+                           pattern=pattern)
+    for seed in (0, 1):
+        write_fake_run(tmp_path / f"dense-{seed}", "magnitude", 0.0, seed, 0.9 + seed / 50)
+    runs = load_runs([tmp_path])
+    settings = {r.setting for r in runs if not r.dense}
+    assert len(settings) == 2
+    baselines = rd.dense_baselines(runs)
+    assert set(baselines) == settings and all(b.values == [0.9, 0.92] for b in baselines.values())
+    assert report.main([str(tmp_path), "--out", str(tmp_path / "out")]) == 0
+    md = (tmp_path / "out" / "report.md").read_text()
+    for setting in settings:  # magnitude - dense, paired by seed: -10 and -11 points
+        rows = md_table(md, f"Δ vs dense [{setting}] (points)")
+        assert rows[1][0] == "magnitude" and rows[1][1].startswith("-10.50 [")
+
+
 def test_exact_sparsity_labels_and_section_order(tmp_path):
     for t in (0.9375, 0.94, 0.96875):
         for seed in (0, 1):

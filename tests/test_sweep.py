@@ -338,6 +338,27 @@ def test_a_target_set_by_a_group_option_counts_too():
     assert dense_job(own_dir) == ["hydra.sweep.subdir=x", "criterion=magnitude"]  # the user's folder name stays
     regrown = ["criterion=rigl", "++regrowth.delta_t=50", "regrowth.t_end=0.5", "regrowth=set", "seed=1"]
     assert dense_job(regrown) == ["seed=1", "criterion=magnitude"]  # nothing is pruned, nothing regrown
+    cut = ["pattern=4x1", "pattern.scope=local", "distribution=erk", "+distribution.power=2", "seed=1",
+           "model=lenet5", "prune.exclude_head=false"]
+    assert dense_job(cut) == ["seed=1", "model=lenet5", "prune.exclude_head=false", "criterion=magnitude"]
+
+
+def test_a_sweep_over_patterns_and_distributions_trains_one_dense_run_per_seed():
+    """2 patterns x 2 distributions x {0, 0.9} x 2 seeds: the 8 dense jobs are 2 runs (a dense run prunes nothing,
+    whatever its pattern or distribution), each composed and valid."""
+    from prunelab.config import validate
+    from prunelab.sweeper import canonical_jobs
+
+    jobs = [[f"pattern={p}", f"distribution={d}", f"schedule.target_sparsity={t}", f"seed={s}"]
+            for p in ("unstructured", "4x1") for d in ("global", "erk") for t in ("0.0", "0.9") for s in (0, 1)]
+    with initialize_config_module("prunelab.conf", version_base=None):
+        kept, n_dense = canonical_jobs(jobs, lambda o: compose("config", overrides=o))
+        dense = [j for j in kept if "schedule.target_sparsity=0.0" in j]
+        assert n_dense == 2 and dense == [["schedule.target_sparsity=0.0", f"seed={s}", "criterion=magnitude"]
+                                          for s in (0, 1)]
+        for job in dense:
+            validate(compose("config", overrides=job))
+    assert len(kept) == 8 + 2
 
 
 # ------------------------------------------------------------------------------- the committed comparison preset

@@ -409,10 +409,10 @@ def series_keys(runs: list[Run], keys: dict[int, dict[str, str]]) -> list[str]:
 
 
 def dense_inert(run: Run, name: str) -> bool:
-    """Whether ``run`` is dense and its weights do not depend on config key ``name``: a method key (target 0 prunes
-    and regrows nothing, whatever the schedule, distribution or regrowth), unless ``trainer.finetune_steps`` lets the
-    schedule's end set the training length."""
-    if not run.dense or not under(name, METHOD_KEYS):
+    """Whether ``run`` is dense and its weights do not depend on config key ``name``: a method or pattern key
+    (target 0 prunes and regrows nothing, whatever the schedule, distribution, regrowth or pattern), unless
+    ``trainer.finetune_steps`` lets the schedule's end set the training length."""
+    if not run.dense or not under(name, (*METHOD_KEYS, "pattern")):
         return False
     return not (under(name, ("schedule",)) and run.config.get("trainer.finetune_steps") is not None)
 

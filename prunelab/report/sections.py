@@ -105,7 +105,8 @@ def agreement_section(ctx: Context) -> Section:
     found = ctx.agreements
     blocks: list[Block] = [
         "Runs that differ only in criterion (same config otherwise: model, dataset, pattern, scope, schedule, target "
-        "sparsity, seed) are compared by the Jaccard index |A ∩ B| / |A ∪ B| of their kept weights (masks.pt), per "
+        "sparsity, seed; but for what a method sets for itself, such as rigl's schedule and distribution) are "
+        "compared by the Jaccard index |A ∩ B| / |A ∪ B| of their kept weights (masks.pt), per "
         "layer and over all pruned layers (`all`), averaged over the matching groups (seeds). 1 = the same weights "
         "kept; two independent random masks keeping a fraction d score d / (2 - d)."]
     if not found:
