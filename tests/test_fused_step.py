@@ -175,3 +175,28 @@ def test_a_step_that_fails_to_compile_leaves_the_run_to_the_eager_step(monkeypat
     assert fused[3] == [False] * 12
     warned = [r.getMessage() for r in caplog.records if "trainer.fused_step" in r.getMessage()]
     assert len(warned) == 1 and "RuntimeError: C++ compile error: cc1plus killed" in warned[0]
+
+
+def test_the_time_spent_compiling_is_counted_for_the_loop_to_leave_out(monkeypatch):
+    """A compilation (here one made to take at least 0.3 s) is counted in ``compile_s``, which the training loop
+    subtracts from the time its samples/s divide by; the steps after it add nothing."""
+    import time
+
+    real = fs.compile_graph
+
+    def slow(*args, **kwargs):
+        time.sleep(0.3)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(fs, "compile_graph", slow)
+    monkeypatch.setattr(fs, "_KERNELS", {})
+    net, opt, pruner, took = _train(True, {"criterion_type": "magnitude"}, {"momentum": 0.9}, steps=4)
+    spent = pruner.fused_step.compile_s
+    assert took == [False, True, True, True] and spent >= 0.3
+    step = pruner.fused_step  # the same operands: no new compilation, nothing added
+    x, y = torch.randn(4, 12), torch.tensor([0, 1, 2, 0])
+    nn.functional.cross_entropy(net(x), y).backward()
+    pruner.on_before_optimizer_step()
+    opt.step()
+    pruner.on_after_optimizer_step()
+    assert step.compile_s == spent

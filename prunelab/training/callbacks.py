@@ -139,6 +139,8 @@ class PruningCallback(Callback):
 
     def on_after_optimizer_step(self, loop: "Loop") -> None:
         self.pruner.on_after_optimizer_step()
+        if self.pruner.fused_step is not None:
+            loop.compile_s = self.pruner.fused_step.compile_s
 
     def on_step_end(self, loop: "Loop", step: int, metrics: dict[str, Any]) -> None:
         if "eval/acc" in metrics and "sparsity/actual" not in metrics:

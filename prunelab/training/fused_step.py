@@ -24,6 +24,7 @@ gradient or no momentum buffer yet (the first step creates them) takes the eager
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Hashable, Optional
 
@@ -167,6 +168,7 @@ class FusedStep:
         self._steps: list[Optional[_GroupStep]] = [None] * len(self.groups)
         self._held: list[tuple[Tensor, Tensor]] = []
         self.failed = False
+        self.compile_s = 0.0  # seconds spent building (compiling) the steps
 
     def ready(self) -> bool:
         """Whether this step can be fused: every trained pruned weight has a dense float32 gradient and, with
@@ -211,7 +213,12 @@ class FusedStep:
         s = [scores[i] for i in idx] if rule is not None and scores is not None else None
         plan = self._steps[j]
         if plan is None or not plan.fits(self.optimizer, others, m, s, rule):
-            plan = self._steps[j] = _GroupStep(self.optimizer, k, [self.weights[i] for i in idx], others, m, s, rule)
+            t0 = time.perf_counter()
+            try:
+                plan = self._steps[j] = _GroupStep(self.optimizer, k, [self.weights[i] for i in idx], others, m, s,
+                                                   rule)
+            finally:
+                self.compile_s += time.perf_counter() - t0
         return plan
 
     def release(self) -> None:
@@ -236,8 +243,9 @@ def _kernel(sgd: SGDRule, rule: Optional[ScoreRule], flat: list[Tensor], n: int,
            *((tuple(t.shape), t.stride(), t.dtype, t.device) for t in flat))
     kernel = _KERNELS.get(key)
     if kernel is None:
-        log.info("prunelab: trainer.fused_step: compiling the training step of %d parameters (once per process and "
-                 "shape)", n + extra)
+        log.info("prunelab: trainer.fused_step: compiling the step of %d parameters, %s (once per process and "
+                 "shape; left out of the loop's samples/s)", n + extra,
+                 "with the criterion's score update" if rule is not None else "SGD and masks")
         kernel = compile_graph(_graph(n, extra, sgd, rule[1] if rule is not None else None), [neg_lr, *flat])
         _KERNELS[key] = kernel
     return kernel
