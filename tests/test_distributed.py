@@ -73,7 +73,7 @@ def test_a_killed_rank_ends_the_job_and_it_resumes_exactly(tmp_path, ddp_run):
     # eager ones bitwise, so the run still ends exactly where the uninterrupted eager run did
     resumed = torchrun([*args, "trainer.resume=true", "trainer.fused_step=true"], cwd=tmp_path)
     assert resumed.returncode == 0, ranks_output(resumed)
-    assert "compiling the training step" in resumed.stdout + resumed.stderr
+    assert "trainer.fused_step: compiling the step" in resumed.stdout + resumed.stderr
     assert summary(run_dir)["status"] == "finished"
     assert (run_dir / "metrics.jsonl").read_bytes() == (ddp_run[0] / "metrics.jsonl").read_bytes()
     final, ref = (torch.load(d / "checkpoint.pt", weights_only=True)["model"] for d in (run_dir, ddp_run[0]))
