@@ -200,3 +200,20 @@ def test_the_time_spent_compiling_is_counted_for_the_loop_to_leave_out(monkeypat
     opt.step()
     pruner.on_after_optimizer_step()
     assert step.compile_s == spent
+
+
+def test_a_gradient_scaler_is_refused_before_the_first_step():
+    """fp16 (CUDA only, so its scaler is faked here): a step the scaler skips must not move the pruned weights."""
+    from types import SimpleNamespace
+
+    from prunelab.training.callbacks import PruningCallback
+
+    net = _net()
+    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    pruner = Pruner(net, "magnitude", "1x1", SCHEDULE, head="4")
+    loop = SimpleNamespace(model=net, optimizer=opt, calibration=None, precision=SimpleNamespace(scaler=object()))
+    with pytest.raises(ConfigError, match="trainer.amp=fp16"):
+        PruningCallback(pruner, fused_step=True).on_train_begin(loop)
+    loop.precision.scaler = None
+    PruningCallback(pruner, fused_step=True).on_train_begin(loop)
+    assert pruner.fused_step is not None

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from ..criteria.fused import compile_unavailable
 from ..errors import ConfigError
 from ..options import tristate
+from .fused_step import FP16_REFUSAL
 
 AMP = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -55,8 +56,7 @@ def check_levers(cfg: Any, device: torch.device) -> None:
         if (why := compile_unavailable(device)) is not None:
             raise ConfigError("trainer.fused_step", True, f"false here: {why}")
         if amp == "fp16":
-            raise ConfigError("trainer.fused_step", True, "false with trainer.amp=fp16 (a step its gradient scaler "
-                              "skips must not move the pruned weights)")
+            raise ConfigError("trainer.fused_step", True, FP16_REFUSAL)
     cudnn = tristate("trainer.cudnn_benchmark", cfg.cudnn_benchmark)
     if cudnn and device.type != "cuda":
         raise ConfigError("trainer.cudnn_benchmark", True, f"auto or false on {device.type} (cudnn needs CUDA)")

@@ -13,7 +13,7 @@ from torch import Tensor
 
 from ..errors import ConfigError
 from . import distributed
-from .fused_step import FusedStep
+from .fused_step import FP16_REFUSAL, FusedStep
 
 if TYPE_CHECKING:
     from ..pruner import Pruner
@@ -119,8 +119,7 @@ class PruningCallback(Callback):
         self.pruner.bind(model=loop.model, optimizer=loop.optimizer, calibration=loop.calibration)
         if self.fused_step:
             if loop.precision is not None and loop.precision.scaler is not None:
-                raise ConfigError("trainer.fused_step", True, "false with trainer.amp=fp16 (a step its gradient "
-                                  "scaler skips must not move the pruned weights)")
+                raise ConfigError("trainer.fused_step", True, FP16_REFUSAL)
             self.pruner.bind(fused_step=FusedStep(loop.optimizer, list(self.pruner.weights)))
         self.pruner.on_train_begin()
 

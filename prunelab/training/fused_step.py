@@ -36,6 +36,9 @@ from ..errors import ConfigError
 
 log = logging.getLogger("prunelab")
 
+#: what ``trainer.fused_step=true`` is refused with under fp16
+FP16_REFUSAL = "false with trainer.amp=fp16 (a step its gradient scaler skips must not move the pruned weights)"
+
 #: a criterion's score update as an expression ``(S, W, g) -> new S``, with a key that names its constants
 ScoreRule = tuple[Hashable, Callable[[Tensor, Tensor, Tensor], Tensor]]
 
