@@ -46,8 +46,8 @@ DENSE_DROPS = ("criterion", "regrowth", "pattern", "distribution")
 def dense_job(overrides: Sequence[str], dense_criterion: str = DENSE_CRITERION) -> list[str]:
     """A dense job's overrides without those of :data:`DENSE_DROPS` (``criterion=...``, ``criterion.*``, ...), run
     with ``dense_criterion`` (its directory name comes from :mod:`prunelab.naming`: ``dense-seed<seed>_<fp>``)."""
-    kept = [o for o in overrides if not (override_key(o) in DENSE_DROPS
-                                         or override_key(o).startswith(tuple(f"{g}." for g in DENSE_DROPS)))]
+    below = tuple(f"{g}." for g in DENSE_DROPS)
+    kept = [o for o in overrides if not (override_key(o) in DENSE_DROPS or override_key(o).startswith(below))]
     kept.append(f"criterion={dense_criterion}")
     return kept
 

@@ -91,13 +91,8 @@ def momentum_update(s: list[Tensor], w: list[Tensor], g: list[Tensor], alpha: fl
     key = (alpha, beta, *(_meta(t) for t in (*s, *w, *g)))
     kernel = _KERNELS.get(key)
     if kernel is None:
-        kernel = _KERNELS[key] = _compile_momentum(s, w, g, alpha, beta)
+        kernel = _KERNELS[key] = compile_graph(_momentum_graph(len(s), alpha, beta), [*s, *w, *g])
     kernel(*s, *w, *g)
-
-
-def _compile_momentum(s: list[Tensor], w: list[Tensor], g: list[Tensor], alpha: float,
-                      beta: float) -> Callable[..., None]:
-    return compile_graph(_momentum_graph(len(s), alpha, beta), [*s, *w, *g])
 
 
 def compile_graph(fn: Callable[..., None], like: list[Tensor]) -> Callable[..., None]:

@@ -69,10 +69,12 @@ class SnipMomentumCriterion(PruningCriterion):
             if not val >= 0.0:
                 raise ConfigError(f"criterion.{key}", val, "a number >= 0")
         self.fused = FusedSwitch(tristate("criterion.fused", self.options.fused), self.name)
+        self._rule = ("snip_momentum", self.alpha, self.beta), partial(momentum_score, alpha=self.alpha,
+                                                                       beta=self.beta)
 
     def fused_rule(self) -> tuple[Hashable, Callable[[Tensor, Tensor, Tensor], Tensor]]:
         """The update below as one expression, for ``trainer.fused_step``."""
-        return ("snip_momentum", self.alpha, self.beta), partial(momentum_score, alpha=self.alpha, beta=self.beta)
+        return self._rule
 
     @torch.no_grad()
     def on_before_optimizer_step(self) -> None:

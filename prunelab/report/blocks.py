@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..rundir import sparsity_text
 from . import data as rd
@@ -70,6 +70,11 @@ class Context:
     def agreements(self) -> list[rd.Agreement]:
         """The criterion agreement matrices (masks are read once, for the section and for jaccard.csv)."""
         return rd.agreements(self.runs)
+
+    @cached_property
+    def dense_seeds(self) -> dict[str, dict[Any, float]]:
+        """``setting -> seed -> test accuracy`` of the dense runs (:func:`~prunelab.report.data.dense_seeds`)."""
+        return rd.dense_seeds(self.runs)
 
     @cached_property
     def seed_table(self) -> dict[str, dict[str, dict[float, dict[int, float]]]]:

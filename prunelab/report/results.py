@@ -176,11 +176,10 @@ def statistics_section(ctx: Context) -> Section:
         "than the seed-to-seed noise. Each interval is one comparison, not corrected for the number of them: "
         "among 20 intervals of criteria that do not differ, about one excludes 0 by chance."]
     comparisons: list[stats.PairedDiff] = []
-    dense = rd.dense_seeds(ctx.runs)
     for setting, table in ctx.seed_table.items():
         where = f" [{setting}]" if setting else ""
         targets = sorted({t for by_target in table.values() for t in by_target})
-        if any((costs := against_dense(table, dense.get(setting, {}))).values()):
+        if any((costs := against_dense(table, ctx.dense_seeds.get(setting, {}))).values()):
             blocks.append(difference_table(rd.DENSE + where, costs, targets))
             comparisons += [d for ds in costs.values() for d in ds.values()]
         found = {ref: by_target for ref in REFERENCES
@@ -246,9 +245,8 @@ def sizing_table(found: Mapping[str, Mapping[float, Mapping[str, stats.PairedDif
 
 def all_comparisons(ctx: Context) -> Iterable[tuple[str, str, stats.PairedDiff]]:
     """``(setting, reference kind, difference)`` for stats.csv: vs dense, vs each baseline, vs the best."""
-    dense = rd.dense_seeds(ctx.runs)
     for setting, table in ctx.seed_table.items():
-        for ds in against_dense(table, dense.get(setting, {})).values():
+        for ds in against_dense(table, ctx.dense_seeds.get(setting, {})).values():
             for d in ds.values():
                 yield setting, rd.DENSE, d
         for ref in REFERENCES:
