@@ -179,6 +179,43 @@ def test_a_model_choice_labels_the_setting_by_its_name_and_many_settings_sort_in
     assert labels == [f"setting {i:02d}" for i in range(1, 13)], labels
 
 
+def test_a_setting_is_named_by_the_config_group_option_it_was_composed_from(sweep, tmp_path):
+    """Hydra records each run's group options (``schedule=at_init``); where an option tells the settings' keys
+    apart one to one, the label names it (not ``schedule.end=0.0, schedule.start=0.0``) and the legend still
+    shows its keys. The same option with a key overridden differently, or a run without the record, keeps keys."""
+    import yaml
+
+    real = load_runs([sweep])  # what a real run records: its criterion's and the dataset's options
+    assert all(r.choices["criterion"] == r.criterion and r.choices["dataset"] == "fashion_mnist"
+               for r in real if not r.dense), [r.choices for r in real]
+    hydra = yaml.safe_load((real[0].path / ".hydra" / "hydra.yaml").read_text())
+
+    def run(root: Path, name: str, schedule: str, keys: str, record: bool = True) -> None:
+        path = write_fake_run(root / name, "magnitude", 0.9, 0, 0.8)
+        cfg = path / "config.yaml"
+        cfg.write_text(cfg.read_text().replace("schedule:\n", f"schedule:\n{keys}"))
+        if record:
+            hydra["runtime"]["choices"]["schedule"] = schedule
+            (path / ".hydra").mkdir()
+            (path / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump(hydra))
+
+    at_init, gradual = "  start: 0.0\n  end: 0.0\n", "  start: 0.1\n  end: 0.6\n"
+    run(tmp_path / "two", "a", "at_init", at_init)
+    run(tmp_path / "two", "b", "iterative", gradual)
+    assert {r.path.name: r.setting for r in load_runs([tmp_path / "two"])} == {
+        "a": "schedule=at_init", "b": "schedule=iterative"}
+    assert rd.label_settings(load_runs([tmp_path / "two"]))["schedule=at_init"] == {
+        "schedule": "at_init", "schedule.end": "0.0", "schedule.start": "0.0"}
+    run(tmp_path / "two", "c", "iterative", "  start: 0.1\n  end: 0.8\n")  # iterative twice: the keys tell
+    assert {r.path.name: r.setting for r in load_runs([tmp_path / "two"])} == {
+        "a": "schedule.end=0.0, schedule.start=0.0", "b": "schedule.end=0.6, schedule.start=0.1",
+        "c": "schedule.end=0.8, schedule.start=0.1"}
+    run(tmp_path / "unrecorded", "a", "at_init", at_init)
+    run(tmp_path / "unrecorded", "b", "iterative", gradual, record=False)
+    assert {r.setting for r in load_runs([tmp_path / "unrecorded"])} == {
+        "schedule.end=0.0, schedule.start=0.0", "schedule.end=0.6, schedule.start=0.1"}
+
+
 def dst_run(path: Path, arm: str, target: float, seed: int, acc: float) -> Path:
     """A hand-made run of one arm of the dst_fmnist comparison: the keys its criterion option sets for itself
     (criterion=static_erk and criterion=gmp label their method)."""

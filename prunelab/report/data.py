@@ -51,6 +51,7 @@ class Run:
     error: str | None = None
     setting: str = ""  # what distinguishes this run's comparison from others in the report ("" if only one)
     setting_keys: dict[str, str] = field(default_factory=dict, repr=False)  # the config keys its setting compares
+    choices: dict[str, str] = field(default_factory=dict, repr=False)  # config group -> option (Hydra's choices)
     _masks: Any = field(default=None, repr=False)  # masks.pt, once load_run has read it
 
     @property
@@ -183,6 +184,22 @@ def read_config(run_dir: Path) -> dict[str, Any]:
     return {}
 
 
+def read_choices(run_dir: Path) -> dict[str, str]:
+    """The option of each config group the run was composed from (``schedule -> at_init``): Hydra's
+    ``runtime.choices`` in ``.hydra/hydra.yaml``, without Hydra's own groups; {} without a readable file."""
+    import yaml
+
+    try:
+        hydra = yaml.load((run_dir / ".hydra" / "hydra.yaml").read_bytes(), Loader=getattr(yaml, "CSafeLoader",
+                                                                                           yaml.SafeLoader))
+        choices = hydra.get("hydra", hydra)["runtime"]["choices"]  # the hydra node, at the top or under "hydra"
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, yaml.YAMLError):
+        return {}
+    if not isinstance(choices, dict):
+        return {}
+    return {str(g): str(c) for g, c in choices.items() if "/" not in str(g) and c is not None}
+
+
 def config_from_summary(summary: dict[str, Any]) -> dict[str, Any]:
     """A partial config from the summary's fields, for a run directory without a config file."""
     keys = {"criterion": "criterion.criterion_type", "model": "model.name", "dataset": "dataset.name",
@@ -204,7 +221,7 @@ def load_run(run_dir: Path) -> Run:
         status, error = "unreadable", f"{rundir.CONFIG} is not the config of the run recorded there (edited, or " \
             "copied from another run)"
     config = read_config(run_dir) or config_from_summary(summary)
-    run = Run(run_dir, summary, config, status, error)
+    run = Run(run_dir, summary, config, status, error, choices=read_choices(run_dir))
     problem = check_files(run)
     if problem:
         run.status, run.error = "unreadable", problem
@@ -329,7 +346,8 @@ def comparable_key(config: dict[str, Any], drop: Sequence[str]) -> tuple[tuple[s
 def label_settings(runs: list[Run]) -> dict[str, dict[str, str]]:
     """Give each run a ``setting`` label naming what (other than criterion, target sparsity and seed) differs
     between the finished runs, so lines of different models or patterns never mix: ``key=value`` for up to two
-    differing config keys, else ``setting N``. One setting: label "". Returns ``label -> {key: value}``.
+    differing config keys (``group=option`` for a group's keys its option tells apart, :func:`named_by_choice`),
+    else ``setting N``. One setting: label "". Returns ``label -> {key: value}`` (options and keys).
 
     A key that has one value within every series (criterion, or the dense baseline) and differs between them is
     part of the series, not a setting: what a criterion option chooses for itself (wanda's ``per_row``
@@ -348,16 +366,37 @@ def label_settings(runs: list[Run]) -> dict[str, dict[str, str]]:
         return {}
     varying = [n for n in sorted(set().union(*done)) if len({k.get(n) for k in done}) > 1]
     varying = [n for n in varying if not follows_choice(n, varying, done)]
+    finished = [r for r in runs if r.finished]
+    named = named_by_choice(varying, finished, keys)
     legend: dict[str, dict[str, str]] = {}
     width = len(str(len(distinct)))  # "setting 02" before "setting 10", wherever labels are sorted as text
     for i, key in enumerate(distinct):
         diff = {n: _short(dict(key).get(n, "-")) for n in varying}
-        label = ", ".join(f"{n}={v}" for n, v in diff.items()) if len(varying) <= 2 else f"setting {i + 1:0{width}d}"
-        legend[label] = diff
+        chosen = next(r.choices for r in finished if tuple(sorted(keys[id(r)].items())) == key)
+        shown = dict(sorted({**{g: chosen[g] for g in named},
+                             **{n: v for n, v in diff.items() if not any(n in ns for ns in named.values())}}.items()))
+        label = ", ".join(f"{n}={v}" for n, v in shown.items()) if len(shown) <= 2 else f"setting {i + 1:0{width}d}"
+        legend[label] = {**{g: chosen[g] for g in named}, **diff}
         for run in runs:
             if tuple(sorted(keys[id(run)].items())) == key:
                 run.setting = label
     return legend
+
+
+def named_by_choice(varying: Sequence[str], finished: Sequence[Run],
+                    keys: dict[int, dict[str, str]]) -> dict[str, list[str]]:
+    """Config group -> its keys among ``varying``, for each group whose option (``schedule=at_init``) tells the
+    finished runs' values of those keys apart one to one: the label then names the option, not the keys
+    (``schedule=at_init``, not ``schedule.end=0.0, schedule.start=0.0``). A group chosen the same way with keys
+    overridden differently, or a run without Hydra's record, keeps the keys."""
+    out = {}
+    for group in sorted({n.split(".")[0] for n in varying}):
+        names = [n for n in varying if n.split(".")[0] == group]
+        pairs = {(r.choices.get(group), tuple(keys[id(r)].get(n) for n in names)) for r in finished}
+        options = {c for c, _ in pairs}
+        if None not in options and len(pairs) == len(options) == len({v for _, v in pairs}):
+            out[group] = names
+    return out
 
 
 def follows_choice(name: str, varying: Sequence[str], done: Sequence[dict[str, str]]) -> bool:
