@@ -1,9 +1,10 @@
 """``prunelab list [criteria|ablations|patterns|distributions|schedules|regrowth|models|datasets|experiments|
-optimizers|loggers]``: what is registered, from the registries themselves (name, one line, paper, its own config
+optimizers|loggers] [NAME]``: what is registered, from the registries themselves (name, one line, paper, its own config
 keys with their defaults), and the config options (``conf/<group>/*.yaml``) that select them; an option that is no
 registered name (``criterion=rigl``: a preset of criterion, schedule, distribution and regrowth) is listed with the
 first sentence of its file's leading comment, and so are the options of the groups without a registry (the
-experiment presets, optimizers, loggers)."""
+experiment presets, optimizers, loggers). With a NAME, that one entry whole: its docstring, its keys, its config
+option's comment and what the option sets."""
 from __future__ import annotations
 
 import argparse
@@ -59,16 +60,22 @@ def render(kind: str, registry: Registry, group: str, width: int = 110) -> str:
         lines.append(f"  other options (conf/{group}/NAME.yaml; presets set more than a registered name):")
         lines += rows(presets, width, "    ")
     if files:
-        lines.append(f"  config options: {group}={'|'.join(f.stem for f in files)}  (conf/{group}/)")
+        lines.append(f"  config options: {group}={'|'.join(f.stem for f in files)}  (conf/{group}/; "
+                     f"`prunelab list {group} NAME` shows one whole)")
     return "\n".join(lines)
 
 
 def option_keys(registry: Registry, name: str) -> str:
     """The config keys an entry declares (its ``Options`` dataclass, inherited fields too), each with its default
     and its ``#:`` comment: ``criterion.alpha=0.9 (weight of the history); ...``; '' where it declares none."""
+    return "; ".join(option_key_list(registry, name))
+
+
+def option_key_list(registry: Registry, name: str) -> list[str]:
+    """:func:`option_keys` as a list, one ``key=default (comment)`` each."""
     cls = registry.options(name)
     if cls is None:
-        return ""
+        return []
     docs: dict[str, str] = {}
     for klass in reversed(cls.__mro__):
         try:
@@ -84,7 +91,7 @@ def option_keys(registry: Registry, name: str) -> str:
             f.default_factory() if f.default_factory is not dataclasses.MISSING else "???"
         shown = "null" if default is None else str(default).lower() if isinstance(default, bool) else default
         parts.append(f"{prefix}.{f.name}={shown}" + (f" ({docs[f.name]})" if f.name in docs else ""))
-    return "; ".join(parts)
+    return parts
 
 
 def render_options(kind: str, group: str, width: int = 110) -> str:
@@ -93,7 +100,7 @@ def render_options(kind: str, group: str, width: int = 110) -> str:
     select = f"+{group}=NAME" if group == "experiment" else f"{group}=NAME"
     targets = [re.search(r"^_target_:\s*(\S+)", f.read_text(), re.MULTILINE) for f in files]
     texts = [option_summary(f) or (t.group(1) if t else "") for f, t in zip(files, targets)]
-    return "\n".join([f"{kind} ({select}, conf/{group}/NAME.yaml):",
+    return "\n".join([f"{kind} ({select}, conf/{group}/NAME.yaml; `prunelab list {group} NAME` shows one whole):",
                       *rows([(f.stem, text) for f, text in zip(files, texts)], width, "  ")])
 
 
@@ -125,6 +132,36 @@ def option_summary(path: Path, most: int = 240) -> str:
     return first if len(first) <= most else textwrap.shorten(first, most, placeholder=" ...")
 
 
+def render_entry(kind: str, name: str, width: int = 110) -> str:
+    """One entry in full (``prunelab list criterion gmp``): the registered class's docstring, paper and keys, and
+    the config option's file: its whole leading comment and what it sets. Raises ConfigError for an unknown name."""
+    registry, group = registries()[kind] if kind in registries() else (None, OPTION_GROUPS[kind])
+    path = conf_dir() / group / f"{name}.yaml"
+    if not path.exists() and (registry is None or name not in registry):
+        from .errors import ConfigError
+
+        known = sorted({f.stem for f in (conf_dir() / group).glob("*.yaml")} | set(registry.names() if registry else ()))
+        raise ConfigError(group, name, f"one of {', '.join(known)}")
+    lines = [f"{group}={name}"]
+    if registry is not None and name in registry:
+        _, paper = registry.describe(name)
+        doc = re.sub(r":\w+:`~?([^`]+)`", r"\1", inspect.getdoc(registry.get(name)) or "").replace("``", "`")
+        lines += [f"  registered {registry.kind} {name!r}" + (f" [{paper}]" if paper else "") + ":"]
+        lines += [w for para in doc.split("\n\n") for w in
+                  textwrap.wrap(" ".join(para.split()), width, initial_indent="    ", subsequent_indent="    ")]
+        keys = option_key_list(registry, name)
+        lines += rows([("keys:" if i == 0 else "", k) for i, k in enumerate(keys)], width, "  ")
+    if path.exists():
+        select = f"+{group}={name}" if group == "experiment" else f"{group}={name}"
+        comment = " ".join(ln.lstrip("#").strip() for ln in path.read_text().splitlines()
+                           if ln.startswith("#") and not ln.startswith("# @package"))
+        body = [ln for ln in path.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+        lines += [f"  config option {select} (conf/{group}/{name}.yaml):"]
+        lines += textwrap.wrap(comment, width, initial_indent="    ", subsequent_indent="    ")
+        lines += ["    sets:"] + [f"      {ln}" for ln in body]
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     regs = registries()
     parser = argparse.ArgumentParser(prog="prunelab list", description="What is registered, from the registries "
@@ -133,7 +170,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     groups.update({group: kind for kind, group in OPTION_GROUPS.items()})
     parser.add_argument("kind", nargs="?", choices=sorted([*regs, *OPTION_GROUPS]), help="what to list (default: "
                         "everything; a config group's name, e.g. criterion, lists its kind)")
-    args = parser.parse_args([groups.get(a, a) for a in (sys.argv[1:] if argv is None else argv)])
+    parser.add_argument("name", nargs="?", help="one entry of that kind, shown whole: its docstring, keys, and its "
+                        "config option's comment and settings")
+    args = parser.parse_args([groups.get(a, a) if i == 0 else a
+                              for i, a in enumerate(sys.argv[1:] if argv is None else argv)])
+    if args.name:
+        from .errors import ConfigError
+
+        try:
+            print(render_entry(args.kind, args.name))
+        except ConfigError as exc:
+            print(f"prunelab list: error: {exc}", file=sys.stderr)
+            return 2
+        return 0
     kinds = [args.kind] if args.kind else [*regs, *OPTION_GROUPS]
     print("\n\n".join(render(k, *regs[k]) if k in regs else render_options(k, OPTION_GROUPS[k]) for k in kinds))
     return 0

@@ -465,7 +465,8 @@ def test_prunelab_list_comes_from_the_registries(probe, capsys):
 
     assert main(["experiment"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == "experiments (+experiment=NAME, conf/experiment/NAME.yaml):"
+    assert lines[0] == "experiments (+experiment=NAME, conf/experiment/NAME.yaml; `prunelab list experiment NAME` " \
+                       "shows one whole):"
     presets = {ln.split()[0]: ln.split(None, 1)[1] for ln in lines[1:] if not ln.startswith("   ")}
     assert sorted(presets) == sorted(f.stem for f in (conf_dir() / "experiment").glob("*.yaml"))
     assert all(presets.values()), presets  # every preset says what it compares
@@ -481,6 +482,30 @@ def test_prunelab_list_comes_from_the_registries(probe, capsys):
     assert main(["datasets"]) == 0  # docstrings' Sphinx roles read as plain names
     out = " ".join(capsys.readouterr().out.split())
     assert "without running code from them (CifarUnpickler)" in out and ":class:" not in out
+
+
+def test_prunelab_list_shows_one_entry_whole(capsys):
+    """``prunelab list GROUP NAME``: what the listing cuts (a preset's comment past its first sentence or 240
+    characters, a docstring past its first sentence), the keys one per line, and what the option sets."""
+    from prunelab.listing import main
+
+    assert main(["criterion", "gmp"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("criterion=gmp\n")
+    assert "gives each arm its own schedule (an experiment's schedule keys would also override the at_init " \
+           "schedule of rigl and set)." in " ".join(out.split())
+    assert "    sets:\n" in out and "\n      schedule:\n        start_step: 300\n" in out
+    assert main(["criteria", "snip_momentum"]) == 0  # a registered name: its docstring whole, then its option
+    flat = " ".join(capsys.readouterr().out.split())
+    assert "registered criterion.criterion_type 'snip_momentum' [Intel Neural Compressor 2.x" in flat
+    assert "its README states the two weights the other way round. We follow the code." in flat
+    assert "keys: criterion.alpha=0.9 (weight of the history) criterion.beta=1.0" in flat
+    assert main(["regrowth", "rigl"]) == 0  # a key's comment with a ";" stays one key
+    out = capsys.readouterr().out
+    assert "regrowth.t_end=0.75 (the last update is before this step; a float in (0, 1] is a fraction of" in out
+    assert main(["criterion", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "criterion='nope': one of gmp, gradient," in err and "wanda" in err
 
 
 # --- a criterion's options are typed by its Options dataclass ----------------------------------------------
