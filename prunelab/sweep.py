@@ -23,6 +23,7 @@ import functools
 import json
 import os
 import pickle
+import re
 import signal
 import sys
 import tempfile
@@ -200,8 +201,14 @@ class Job:
     @property
     def label(self) -> str:
         """``sweep job #N: <overrides>``, as the user typed them (without the ``++`` prunelab's force-add put in)."""
-        typed = (o[2:] if o in FORCE_ADDED else o for o in self.overrides)
-        return f"sweep job #{self.num}: {' '.join(typed)}"
+        return f"sweep job #{self.num}: {self.typed}"
+
+    @property
+    def typed(self) -> str:
+        """The job's overrides as a user types them: without prunelab's ``++``, booleans as YAML writes them
+        (Hydra's sweeper renders ``trainer.fused_step=false,true`` as ``=False`` / ``=True``)."""
+        return " ".join(re.sub(r"=(True|False)$", lambda m: "=" + m.group(1).lower(), o[2:] if o in FORCE_ADDED else o)
+                        for o in self.overrides)
 
 
 def compose_jobs(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[Job]:
@@ -289,7 +296,7 @@ def check_sweep(config: DictConfig, jobs: list[Job]) -> None:
             why = f"they differ only in {differ}, which do not change a run's results" if differ else \
                 "their configs are the same"
             raise ConfigError("sweep", f"jobs #{first.num} and #{job.num}", f"jobs that compute different runs ({why}: "
-                              f"{' '.join(first.overrides)} | {' '.join(job.overrides)})")
+                              f"{first.typed} | {job.typed})")
         seen[job.fingerprint] = job
     manifest, _ = rundir.read_json(sweep_dir / MANIFEST)
     recorded: dict[str, str] = dict((manifest or {}).get("jobs", {}))

@@ -284,6 +284,10 @@ def test_jobs_that_compute_the_same_run_are_refused_naming_what_differs(tmp_path
         "in trainer.workers (0 in #0, 1 in #1), which do not change a run's results: trainer.workers=0 logger=none | " \
         "trainer.workers=1 logger=none)"
     assert not (tmp_path / "sweep").exists()
+    proc = cli(["-m", "trainer.deterministic=false,true", "logger=none", f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+               cwd=tmp_path)  # booleans echoed as typed, not as Hydra's sweeper renders them (False, True)
+    assert proc.returncode == 2 and proc.stderr.strip().endswith(
+        ": trainer.deterministic=false logger=none | trainer.deterministic=true logger=none)"), proc.stderr[-2000:]
 
 
 def test_slurm_launcher_config_composes(tmp_path):
