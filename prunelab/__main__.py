@@ -17,12 +17,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import hydra
-from omegaconf import DictConfig
+from .errors import Abort, ConfigError, as_interruption, catch_interrupts, report_error, stopped
 
-from . import conf
-from . import config as _config  # noqa: F401 - registers the schemas and resolvers before Hydra composes
-from .errors import Abort, ConfigError, Terminated, report_error
+catch_interrupts()  # before the imports below: a Ctrl-C inside them is the one line of an interrupted start
+try:
+    import hydra
+    from omegaconf import DictConfig
+
+    from . import conf
+    from . import config as _config  # noqa: F401 - registers the schemas and resolvers before Hydra composes
+except KeyboardInterrupt as exc:
+    stopped(exc, started=False)
 
 CONF_DIR = Path(conf.__file__).parent  # the config groups (conf/ in the repository, prunelab/conf in the wheel)
 
@@ -70,6 +75,7 @@ def main(cfg: DictConfig) -> Any:
     except BaseException as exc:  # noqa: BLE001
         if os.environ.get(USER_FULL_ERROR) == "1":
             raise
+        exc = as_interruption(exc)
         error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         if isinstance(exc, (KeyboardInterrupt, *_trainer_errors()[1:])):  # a signal: the sweep stops and says how
             # to go on (a stop in training wrote its checkpoint and status; one in start-up left nothing to mark)
@@ -125,28 +131,39 @@ def cli() -> None:
 
         module = importlib.import_module(SUBCOMMANDS[sys.argv[1]], __package__)
         sys.exit(module.main(sys.argv[2:]))
-    from .config import RUN_ID_ENV, new_run_id
-    from .streams import survive_closed_streams
-
-    survive_closed_streams()  # `prunelab ... | head` must not end the run when head has its lines
-    signal.signal(signal.SIGTERM, Terminated.handler)  # as Ctrl-C at start-up (the trainer has its own)
-    os.environ[USER_FULL_ERROR] = os.environ.get("HYDRA_FULL_ERROR", "")
-    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises its errors to us, and we print them as one line
-    os.environ[RUN_ID_ENV] = new_run_id()  # this invocation's name part, shared by the processes of a sweep
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and int(os.environ.get("RANK", "0")) > 0:
-        sys.argv.append("hydra.run.dir=.")  # torchrun: rank 0 owns the run directory (broadcast to the others)
-    register_plugins()
+    try:
+        _start_up()
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM while Hydra's plugins load: one line, as later
+        _fail(exc)
     while True:
         try:
             main()
         except SystemExit:
             raise
         except BaseException as exc:  # noqa: BLE001 - every exit path below is explicit
-            exc = exc.exc if isinstance(exc, Abort) else exc
+            exc = as_interruption(exc.exc if isinstance(exc, Abort) else exc)
             if force_add_in_sweep(exc):
                 continue
             _fail(exc)
         return
+
+
+def _start_up() -> None:
+    """What the Hydra app needs before it composes: signals caught, streams that may close, Hydra's errors raised
+    to us, this invocation's run id, the plugins registered."""
+    from .config import RUN_ID_ENV, new_run_id
+    from .errors import SIGNALLED
+    from .streams import survive_closed_streams
+
+    SIGNALLED.clear()  # a stop signal counts for this invocation (an in-process caller may invoke it again)
+    catch_interrupts()
+    survive_closed_streams()  # `prunelab ... | head` must not end the run when head has its lines
+    os.environ[USER_FULL_ERROR] = os.environ.get("HYDRA_FULL_ERROR", "")
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises its errors to us, and we print them as one line
+    os.environ[RUN_ID_ENV] = new_run_id()  # this invocation's name part, shared by the processes of a sweep
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and int(os.environ.get("RANK", "0")) > 0:
+        sys.argv.append("hydra.run.dir=.")  # torchrun: rank 0 owns the run directory (broadcast to the others)
+    register_plugins()
 
 
 def force_add_in_sweep(exc: BaseException) -> bool:
@@ -228,10 +245,7 @@ def _fail(exc: BaseException) -> None:
     if os.environ.get(USER_FULL_ERROR) == "1":
         raise exc
     if isinstance(exc, KeyboardInterrupt):
-        where = "" if rundir.started() else " before the run started; nothing was written"
-        what = "stopped by signal SIGTERM" if isinstance(exc, Terminated) else "interrupted (Ctrl-C)"
-        print(f"prunelab: error: {what}{where}", file=sys.stderr, flush=True)
-        sys.exit(128 + Terminated.signum if isinstance(exc, Terminated) else EXIT_INTERRUPTED)
+        stopped(exc, rundir.started())
     err = as_config_error(exc)
     if err is None and not expected(exc):
         raise exc  # a bug: its traceback helps

@@ -29,7 +29,7 @@ from . import data as data_mod
 from . import models as models_mod
 from . import rundir
 from .criteria.base import ScoreHook
-from .errors import ConfigError
+from .errors import ConfigError, raise_if_signalled
 from .pruner import Pruner
 from .naming import ablation_of, run_name
 from .regrowth import build_updater
@@ -163,6 +163,7 @@ def _run(cfg: DictConfig, run_dir: Path, tc: TrainerConfig, dist: distributed.Di
             return summary
         try:
             built = _build(cfg, run_dir, tc, dist, claim.fingerprint, decision)
+            raise_if_signalled()  # a Ctrl-C that an import swallowed while building still stops the run here
             claim.begin(cfg, decision, hydra_files)
         except BaseException:
             claim.abandon()

@@ -56,4 +56,51 @@ class Terminated(KeyboardInterrupt):
 
     @staticmethod
     def handler(signum: int, frame: Any) -> None:
+        SIGNALLED.append(int(signum))
         raise Terminated("SIGTERM")
+
+
+#: the stop signals that reached this process outside training (start-up, between a sweep's jobs), in order
+SIGNALLED: list[int] = []
+
+
+def on_interrupt(signum: int, frame: Any) -> None:
+    """SIGINT outside training: Python's own handling (KeyboardInterrupt), remembered. A Ctrl-C can strike inside a
+    library's import, and the half-imported module then fails later with an error of its own (an ImportError, a
+    RecursionError): :func:`as_interruption` still reads that as the interruption it is."""
+    SIGNALLED.append(int(signum))
+    raise KeyboardInterrupt
+
+
+def catch_interrupts() -> None:
+    """Install :func:`on_interrupt` for SIGINT and :meth:`Terminated.handler` for SIGTERM (main thread only)."""
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, on_interrupt)
+        signal.signal(signal.SIGTERM, Terminated.handler)
+
+
+def stopped(exc: KeyboardInterrupt, started: bool) -> None:
+    """End the process for a stop signal outside training: one line (what stopped it; before the run started,
+    that nothing was written), exit 128 + the signal (130 Ctrl-C, 143 SIGTERM)."""
+    what = "stopped by signal SIGTERM" if isinstance(exc, Terminated) else "interrupted (Ctrl-C)"
+    where = "" if started else " before the run started; nothing was written"
+    print(f"prunelab: error: {what}{where}", file=sys.stderr, flush=True)
+    sys.exit(128 + (Terminated.signum if isinstance(exc, Terminated) else int(signal.SIGINT)))
+
+
+def raise_if_signalled() -> None:
+    """Raise the interruption of a stop signal that reached the process outside training and was swallowed (a
+    library's import that caught the KeyboardInterrupt and went on): the run stops as the signal asked."""
+    if SIGNALLED:
+        raise as_interruption(RuntimeError("a stop signal"))
+
+
+def as_interruption(exc: BaseException) -> BaseException:
+    """``exc``, or, for an error raised after a stop signal reached the process outside training, the
+    interruption it follows from (:class:`Terminated` for SIGTERM, KeyboardInterrupt for SIGINT). A stop that
+    already says which signal asked for it (the trainer's, a sweep's: ``signum``) stays as it is."""
+    if isinstance(exc, KeyboardInterrupt) or getattr(exc, "signum", None) or not SIGNALLED:
+        return exc
+    return Terminated("SIGTERM") if SIGNALLED[-1] == int(signal.SIGTERM) else KeyboardInterrupt()

@@ -36,7 +36,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from . import rundir
-from .errors import Abort, ConfigError, Terminated
+from .errors import Abort, ConfigError, Terminated, catch_interrupts
 from .naming import earlier_names
 
 EXIT_FAILED_JOBS = 1
@@ -505,7 +505,7 @@ def run_job_payload(payload: bytes, out: str) -> None:
     from .streams import survive_closed_streams
 
     survive_closed_streams()  # a job process started by the forkserver: its own streams
-    signal.signal(signal.SIGTERM, Terminated.handler)  # in its start-up, as the CLI (the trainer has its own)
+    catch_interrupts()  # in its start-up, as the CLI (the trainer has its own)
     spec = pickle.loads(payload)
     if spec.get("threads"):  # the trainer sets trainer.num_threads over it
         import torch

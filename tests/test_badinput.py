@@ -183,11 +183,14 @@ def test_bad_inputs_fail_with_one_line_and_write_nothing(tmp_path, earlier_run):
     assert sorted(p.name for p in empty.iterdir()) == []  # the failed download left nothing under dataset.root
 
 
-@pytest.mark.parametrize("where", ["build", "write"])
+@pytest.mark.parametrize("where", ["build", "write", "swallowed", "broken", "plugins", "import"])
 @pytest.mark.parametrize("sig", ["sigint", "sigterm"])
 def test_a_signal_during_start_up_leaves_nothing(tmp_path, sig, where):
     """Ctrl-C or SIGTERM after the directory was claimed, while the data load or halfway through writing the start
-    (its summary written): one line, exit 128 + the signal, nothing left."""
+    (its summary written); or earlier, inside the CLI's own imports or while Hydra loads its plugins; or inside a
+    library that swallows the KeyboardInterrupt and goes on (the run must still stop, not train) or then fails with
+    an error of its own (which is the interruption's, not a bug's traceback): one line, exit 128 + the signal,
+    nothing left."""
     proc = cli(["logger=none", f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path, **faulty(f"{sig}@{where}"))
     said = ("interrupted (Ctrl-C)", 130) if sig == "sigint" else ("stopped by signal SIGTERM", 143)
     check_refused(proc, said[0], "before the run started", "nothing was written", code=said[1])

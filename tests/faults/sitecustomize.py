@@ -10,7 +10,10 @@ says. Comma-separated faults:
 * ``oserror@ERRNO@NAME``: every write to a file named NAME fails with that errno (ENOSPC, EROFS, ...);
 * ``sigint@WHERE`` / ``sigterm@WHERE``: SIGINT (Ctrl-C) / SIGTERM to this process during start-up, ``build``: while
   the run builds its data (its directory claimed), ``write``: while it writes its start (its summary written, its
-  config not yet), ``tracker``: after its start, while it opens its tracker.
+  config not yet), ``tracker``: after its start, while it opens its tracker, ``swallowed``: while it builds its data,
+  inside a library that catches the KeyboardInterrupt and goes on (``broken``: and then fails with an error of its
+  own, as a module half imported does), ``plugins``: while Hydra loads its plugins,
+  ``import``: inside the CLI module's own imports (omegaconf's).
 """
 import os
 
@@ -86,15 +89,48 @@ def _install(spec: str) -> None:
 def _signal_at(where: str, sig: int) -> None:
     import importlib
     import signal
+    import sys
     import time
 
+    if where == "import":  # the first import of omegaconf: the CLI module's own, at its top
+        class Interrupting:
+            @staticmethod
+            def find_spec(name, path=None, target=None):
+                if name == "omegaconf":
+                    sys.meta_path.remove(Interrupting)
+                    os.kill(os.getpid(), sig)
+                    time.sleep(5)
+                return None
+
+        sys.meta_path.insert(0, Interrupting)
+        return
+    if where == "plugins":
+        from hydra.core.plugins import Plugins
+
+        real_instance = Plugins.instance
+
+        def instance(*args, **kwargs):
+            Plugins.instance = real_instance
+            os.kill(os.getpid(), sig)
+            time.sleep(5)
+
+        Plugins.instance = staticmethod(instance)
+        return
+
     module, name = {"build": ("prunelab.data", "build"), "write": ("prunelab.rundir", "atomic_write"),
-                    "tracker": ("prunelab.app", "build_tracker")}[where]
+                    "tracker": ("prunelab.app", "build_tracker"), "swallowed": ("prunelab.data", "build"), "broken": ("prunelab.data", "build")}[where]
     mod = importlib.import_module(module)
     real = getattr(mod, name)
 
     def signalled(*args, **kwargs):
-        if where != "write" or not str(args[0]).endswith("summary.json"):  # write: once the summary is written
+        if where in ("swallowed", "broken"):  # a library that catches the interruption and goes on
+            try:
+                os.kill(os.getpid(), sig)
+                time.sleep(5)
+            except KeyboardInterrupt:
+                if where == "broken":
+                    raise ImportError("cannot load module more than once per process") from None
+        elif where != "write" or not str(args[0]).endswith("summary.json"):  # write: once the summary is written
             os.kill(os.getpid(), sig)
             time.sleep(5)  # the handler runs at once (Ctrl-C: KeyboardInterrupt; SIGTERM: prunelab's)
         return real(*args, **kwargs)
