@@ -182,7 +182,8 @@ def test_a_model_choice_labels_the_setting_by_its_name_and_many_settings_sort_in
 def test_a_setting_is_named_by_the_config_group_option_it_was_composed_from(sweep, tmp_path):
     """Hydra records each run's group options (``schedule=at_init``); where an option tells the settings' keys
     apart one to one, the label names it (not ``schedule.end=0.0, schedule.start=0.0``) and the legend still
-    shows its keys. The same option with a key overridden differently, or a run without the record, keeps keys."""
+    shows its keys. The same option with a key overridden differently, an option whose keys are not the ones it
+    composes (``schedule=oneshot schedule.end=0.7``), or a run without the record keeps keys."""
     import yaml
 
     real = load_runs([sweep])  # what a real run records: its criterion's and the dataset's options
@@ -210,6 +211,12 @@ def test_a_setting_is_named_by_the_config_group_option_it_was_composed_from(swee
     assert {r.path.name: r.setting for r in load_runs([tmp_path / "two"])} == {
         "a": "schedule.end=0.0, schedule.start=0.0", "b": "schedule.end=0.6, schedule.start=0.1",
         "c": "schedule.end=0.8, schedule.start=0.1"}
+    run(tmp_path / "override", "a", "at_init", at_init)  # an option with its keys overridden: not its own keys
+    run(tmp_path / "override", "b", "oneshot", "  start: 0.7\n  end: 0.7\n")
+    assert {r.path.name: r.setting for r in load_runs([tmp_path / "override"])} == {
+        "a": "schedule.end=0.0, schedule.start=0.0", "b": "schedule.end=0.7, schedule.start=0.7"}
+    assert rd.label_settings(load_runs([tmp_path / "override"]))["schedule.end=0.7, schedule.start=0.7"] == {
+        "schedule": "oneshot", "schedule.end": "0.7", "schedule.start": "0.7"}  # the legend still names it
     run(tmp_path / "unrecorded", "a", "at_init", at_init)
     run(tmp_path / "unrecorded", "b", "iterative", gradual, record=False)
     assert {r.setting for r in load_runs([tmp_path / "unrecorded"])} == {

@@ -13,7 +13,7 @@ import statistics
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cache, cached_property
 from itertools import combinations
 from pathlib import Path
 from typing import Any
@@ -370,13 +370,16 @@ def label_settings(runs: list[Run]) -> dict[str, dict[str, str]]:
     named = named_by_choice(varying, finished, keys)
     legend: dict[str, dict[str, str]] = {}
     width = len(str(len(distinct)))  # "setting 02" before "setting 10", wherever labels are sorted as text
+    # the legend names each varying group's option wherever every finished run records it, named or not
+    recorded = sorted(g for g in {n.split(".")[0] for n in varying} if all(g in r.choices for r in finished))
     for i, key in enumerate(distinct):
         diff = {n: _short(dict(key).get(n, "-")) for n in varying}
-        chosen = next(r.choices for r in finished if tuple(sorted(keys[id(r)].items())) == key)
-        shown = dict(sorted({**{g: chosen[g] for g in named},
+        chose = [r.choices for r in finished if tuple(sorted(keys[id(r)].items())) == key]
+        options = {g: "/".join(sorted({c[g] for c in chose})) for g in recorded}
+        shown = dict(sorted({**{g: options[g] for g in named},
                              **{n: v for n, v in diff.items() if not any(n in ns for ns in named.values())}}.items()))
         label = ", ".join(f"{n}={v}" for n, v in shown.items()) if len(shown) <= 2 else f"setting {i + 1:0{width}d}"
-        legend[label] = {**{g: chosen[g] for g in named}, **diff}
+        legend[label] = {**options, **diff}
         for run in runs:
             if tuple(sorted(keys[id(run)].items())) == key:
                 run.setting = label
@@ -394,9 +397,32 @@ def named_by_choice(varying: Sequence[str], finished: Sequence[Run],
         names = [n for n in varying if n.split(".")[0] == group]
         pairs = {(r.choices.get(group), tuple(keys[id(r)].get(n) for n in names)) for r in finished}
         options = {c for c, _ in pairs}
-        if None not in options and len(pairs) == len(options) == len({v for _, v in pairs}):
+        if None in options or not len(pairs) == len(options) == len({v for _, v in pairs}):
+            continue
+        # and each option's keys are the option's own (no override such as schedule=oneshot schedule.end=0.7)
+        composed = {c: option_config(group, c) for c in options}
+        if all(composed[c] is not None and all(composed[c].get(n) == v for n, v in zip(names, values))
+               for c, values in pairs):
             out[group] = names
     return out
+
+
+@cache
+def option_config(group: str, option: str) -> dict[str, str] | None:
+    """The keys under ``group`` as ``group=option`` composes them (every other group at its default), their values
+    written as :func:`comparable_key` writes them; None where this prunelab cannot compose that option."""
+    try:
+        from hydra import compose, initialize_config_module
+        from omegaconf import OmegaConf
+
+        from .. import config as _config  # noqa: F401 - the schemas and resolvers the config needs
+
+        with initialize_config_module("prunelab.conf", version_base=None):
+            cfg = compose("config", overrides=[f"{group}={option}"])
+            node = OmegaConf.to_container(cfg, resolve=True).get(group)
+    except Exception:  # noqa: BLE001 - an option this version does not have, or Hydra already in use: keys, then
+        return None
+    return {k: json.dumps(v, sort_keys=True, default=str) for k, v in flatten(node, group).items()}
 
 
 def follows_choice(name: str, varying: Sequence[str], done: Sequence[dict[str, str]]) -> bool:
