@@ -408,6 +408,7 @@ def test_one_dense_run_per_seed_is_the_baseline_of_every_pattern(tmp_path):
     assert set(baselines) == settings and all(b.values == [0.9, 0.92] for b in baselines.values())
     assert report.main([str(tmp_path), "--out", str(tmp_path / "out")]) == 0
     md = (tmp_path / "out" / "report.md").read_text()
+    assert "against the baseline criteria that ran (`magnitude`) at each target" in md  # of random, static_erk, ...
     for setting in settings:  # magnitude - dense, paired by seed: -10 and -11 points
         rows = md_table(md, f"Δ vs dense [{setting}] (points)")
         assert rows[1][0] == "magnitude" and rows[1][1].startswith("-10.50 [")

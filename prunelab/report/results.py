@@ -167,9 +167,12 @@ def _listing(diffs: Mapping[str, stats.PairedDiff]) -> str:
 def statistics_section(ctx: Context) -> Section:
     """Every criterion against each baseline that ran (:data:`REFERENCES`), paired by seed, and the seeds a difference
     needs."""
+    ran = [f"`{ref}`" for ref in REFERENCES if any(ref in table for table in ctx.seed_table.values())]
+    against = f"against the baseline criteria that ran ({', '.join(ran)})" if ran else \
+        "against the baseline criteria, had any run (" + ", ".join(f"`{r}`" for r in REFERENCES) + ")"
     blocks: list[Block] = [
-        "Every criterion against the dense baseline of its setting (what pruning costs) and against the baselines "
-        "that ran (`random`, `static_erk`, `magnitude`, `gmp`) at each target sparsity, paired by seed (the "
+        f"Every criterion against the dense baseline of its setting (what pruning costs) and {against} at each "
+        "target sparsity, paired by seed (the "
         "same seed means the same initial weights, data order and split): the mean difference of test accuracy "
         "in points, with its 95% confidence interval from Student's t over the n seeds both have "
         "(mean ± t(0.975, n-1) · sd / √n). ▲ / ▼: the interval lies above / below 0, the difference is larger "
