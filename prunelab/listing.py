@@ -140,9 +140,11 @@ def render_entry(kind: str, name: str, width: int = 110) -> str:
     if not path.exists() and (registry is None or name not in registry):
         from .errors import ConfigError
 
-        known = sorted({f.stem for f in (conf_dir() / group).glob("*.yaml")} | set(registry.names() if registry else ()))
-        raise ConfigError(group, name, f"one of {', '.join(known)}")
-    lines = [f"{group}={name}"]
+        options = sorted(f.stem for f in (conf_dir() / group).glob("*.yaml"))
+        names = [n for n in (registry.names() if registry else ()) if n not in options]
+        raise ConfigError(group, name, f"an option ({', '.join(options)})" + (
+            f" or a registered {registry.kind} ({', '.join(names)})" if names else ""))
+    lines = [f"{group}={name}" if path.exists() else f"{registry.kind}={name}"]
     if registry is not None and name in registry:
         _, paper = registry.describe(name)
         doc = re.sub(r":\w+:`~?([^`]+)`", r"\1", inspect.getdoc(registry.get(name)) or "").replace("``", "`")
@@ -153,11 +155,12 @@ def render_entry(kind: str, name: str, width: int = 110) -> str:
         lines += rows([("keys:" if i == 0 else "", k) for i, k in enumerate(keys)], width, "  ")
     if path.exists():
         select = f"+{group}={name}" if group == "experiment" else f"{group}={name}"
-        comment = " ".join(ln.lstrip("#").strip() for ln in path.read_text().splitlines()
-                           if ln.startswith("#") and not ln.startswith("# @package"))
-        body = [ln for ln in path.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+        text = path.read_text().splitlines()
+        comment = [ln[2:] if ln.startswith("# ") else ln[1:] for ln in text
+                   if ln.startswith("#") and not ln.startswith("# @package")]  # as written: its tables, its commands
+        body = [ln for ln in text if ln.strip() and not ln.startswith("#")]
         lines += [f"  config option {select} (conf/{group}/{name}.yaml):"]
-        lines += textwrap.wrap(comment, width, initial_indent="    ", subsequent_indent="    ")
+        lines += [f"    {ln}".rstrip() for ln in comment]
         lines += ["    sets:"] + [f"      {ln}" for ln in body]
     return "\n".join(lines)
 

@@ -505,7 +505,13 @@ def test_prunelab_list_shows_one_entry_whole(capsys):
     assert "regrowth.t_end=0.75 (the last update is before this step; a float in (0, 1] is a fraction of" in out
     assert main(["criterion", "nope"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "criterion='nope': one of gmp, gradient," in err and "wanda" in err
+    assert err.count("\n") == 1 and "criterion='nope': an option (gmp, gradient," in err and "wanda" in err
+    assert main(["schedule", "exp"]) == 0  # a registered name that is no option: its own key, not schedule=exp
+    assert capsys.readouterr().out.startswith("schedule.sparsity_decay_type=exp\n")
+    assert main(["schedule", "nope"]) == 2 and "schedule='nope': an option (at_init, iterative, oneshot) or a " \
+        "registered schedule.sparsity_decay_type (agp, cos, cube, exp, linear)" in capsys.readouterr().err
+    assert main(["experiment", "dst_fmnist"]) == 0  # the comment as written: its table of arms stays a table
+    assert "\n      rigl        random ERK masks at init" in capsys.readouterr().out
 
 
 # --- a criterion's options are typed by its Options dataclass ----------------------------------------------
