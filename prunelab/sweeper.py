@@ -3,7 +3,8 @@
 A sweep such as ``criterion=a,b,c schedule.target_sparsity=0.0,0.5 seed=0,1`` expands to one job per
 combination, so Hydra's basic sweeper would train the same dense model (target sparsity 0: nothing is pruned,
 the criterion never acts) once per criterion and seed. :func:`canonical_jobs` rewrites every job whose composed
-config has target sparsity 0 into one criterion-independent dense job (the criterion overrides dropped,
+config has target sparsity 0 into one criterion-independent dense job (the criterion's, pattern's,
+distribution's, regrowth's and schedule's overrides dropped,
 ``criterion=<dense_criterion>``; its directory is named ``dense-seed<seed>_<fingerprint>`` by
 :mod:`prunelab.naming`, as every job's) and drops the duplicates this
 makes, keeping the order of the first occurrences. The report then uses that one dense run per seed as the
@@ -41,15 +42,30 @@ def is_dense(cfg: Any) -> bool:
 #: pattern, distribution or regrowth a sweep's jobs chose changes nothing a dense run computes (the report's
 #: :func:`~prunelab.report.data.dense_inert`); a sweep over patterns trains one dense run per seed, not one per pattern
 DENSE_DROPS = ("criterion", "regrowth", "pattern", "distribution")
+#: and the schedule (all but its target, 0, which makes the job dense), unless ``trainer.finetune_steps`` lets the
+#: schedule's end set the training length: a sweep over schedules (at_init, oneshot, iterative) trains one dense
+#: run per seed, not one per schedule
+TARGET = "schedule.target_sparsity"
 
 
-def dense_job(overrides: Sequence[str], dense_criterion: str = DENSE_CRITERION) -> list[str]:
-    """A dense job's overrides without those of :data:`DENSE_DROPS` (``criterion=...``, ``criterion.*``, ...), run
-    with ``dense_criterion`` (its directory name comes from :mod:`prunelab.naming`: ``dense-seed<seed>_<fp>``)."""
-    below = tuple(f"{g}." for g in DENSE_DROPS)
-    kept = [o for o in overrides if not (override_key(o) in DENSE_DROPS or override_key(o).startswith(below))]
+def dense_job(overrides: Sequence[str], dense_criterion: str = DENSE_CRITERION,
+              keep_schedule: bool = False) -> list[str]:
+    """A dense job's overrides without those of :data:`DENSE_DROPS` (``criterion=...``, ``criterion.*``, ...) and,
+    unless ``keep_schedule``, the schedule's but its target; run with ``dense_criterion`` (its directory name comes
+    from :mod:`prunelab.naming`: ``dense-seed<seed>_<fp>``)."""
+    drops = DENSE_DROPS if keep_schedule else (*DENSE_DROPS, "schedule")
+    below = tuple(f"{g}." for g in drops)
+    kept = [o for o in overrides if override_key(o) == TARGET
+            or not (override_key(o) in drops or override_key(o).startswith(below))]
     kept.append(f"criterion={dense_criterion}")
     return kept
+
+
+def length_follows_schedule(cfg: Any) -> bool:
+    """Whether a composed config's training length depends on its schedule (``trainer.finetune_steps``: so many
+    steps after the schedule's last pruning step)."""
+    trainer = cfg.get("trainer") if cfg is not None else None
+    return trainer is not None and trainer.get("finetune_steps") is not None
 
 
 class Plan(NamedTuple):
@@ -68,9 +84,10 @@ def canonical_jobs(jobs: Sequence[Sequence[str]], compose: Callable[[list[str]],
     dense = 0
     for job in jobs:
         job = list(job)
-        is_baseline = is_dense(compose(job))
+        cfg = compose(job)
+        is_baseline = is_dense(cfg)
         if is_baseline:
-            job = dense_job(job, dense_criterion)
+            job = dense_job(job, dense_criterion, keep_schedule=length_follows_schedule(cfg))
         key = tuple(job)
         if key not in seen:
             seen.add(key)
@@ -82,8 +99,8 @@ def canonical_jobs(jobs: Sequence[Sequence[str]], compose: Callable[[list[str]],
 def describe(before: int, plan: Plan) -> str:
     """One line for the sweep's start: how many jobs run, and how many dense duplicates were dropped."""
     dropped = before - len(plan.jobs)
-    return (f"[prunelab] sweep: {len(plan.jobs)} jobs" + (f" ({plan.dense} dense, once per seed; {dropped} duplicate "
-            "dense jobs dropped)" if dropped else ""))
+    return (f"[prunelab] sweep: {len(plan.jobs)} jobs" + (f" ({plan.dense} dense: one per seed and setting; {dropped} "
+            "duplicate dense jobs dropped)" if dropped else ""))
 
 
 def announce(before: int, plan: Plan) -> None:

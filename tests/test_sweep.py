@@ -365,6 +365,29 @@ def test_a_sweep_over_patterns_and_distributions_trains_one_dense_run_per_seed()
     assert len(kept) == 8 + 2
 
 
+def test_a_sweep_over_schedules_trains_one_dense_run_per_seed_unless_the_schedule_sets_the_length():
+    """at_init / oneshot / iterative x {0, 0.8} x 2 seeds: a dense run prunes nothing whatever its schedule, so the
+    dense jobs are 2 runs (the target kept: it makes them dense); with ``trainer.finetune_steps`` the schedule's end
+    sets the training length, and each schedule keeps its dense run."""
+    from prunelab.config import validate
+    from prunelab.sweeper import canonical_jobs
+
+    jobs = [[f"schedule={k}", *(["schedule.end_step=40"] if k == "iterative" else []), f"schedule.target_sparsity={t}",
+             f"seed={s}", "trainer.max_steps=100"] for k in ("at_init", "oneshot", "iterative") for t in ("0.0", "0.8")
+            for s in (0, 1)]
+    with initialize_config_module("prunelab.conf", version_base=None):
+        kept, n_dense = canonical_jobs(jobs, lambda o: compose("config", overrides=o))
+        dense = [j for j in kept if "schedule.target_sparsity=0.0" in j]
+        assert n_dense == 2 and dense == [["schedule.target_sparsity=0.0", f"seed={s}", "trainer.max_steps=100",
+                                           "criterion=magnitude"] for s in (0, 1)]
+        for job in dense:
+            validate(compose("config", overrides=job))
+        tuned = [[*j, "trainer.finetune_steps=100"] for j in jobs]
+        kept, n_dense = canonical_jobs(tuned, lambda o: compose("config", overrides=o))
+        assert n_dense == 6 and all(j[0].startswith("schedule=") for j in kept)
+    assert len(kept) == 12 and len(jobs) == 12
+
+
 # ------------------------------------------------------------------------------- the committed comparison preset
 
 
@@ -410,7 +433,7 @@ def test_a_tiny_criteria_fmnist_runs_end_to_end(tmp_path):
                cwd=tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     # Hydra really ran prunelab's sweeper (its line, and one dense job where the basic sweeper would run two)
-    assert "[prunelab] sweep: 3 jobs (1 dense, once per seed; 1 duplicate dense jobs dropped)" in proc.stdout
+    assert "[prunelab] sweep: 3 jobs (1 dense: one per seed and setting; 1 duplicate dense jobs dropped)" in proc.stdout
     jobs = {p.name.rsplit("_", 1)[0]: json.loads((p / "summary.json").read_text()) for p in sweep.iterdir()
             if p.is_dir() and not p.name.startswith(".")}  # <name>_<fingerprint>
     assert sorted(jobs) == ["dense-seed0", "magnitude-s0.984375-seed0", "random-s0.984375-seed0"]
