@@ -384,7 +384,7 @@ def test_two_sweeps_dense_runs_are_one_baseline_of_both_families(tmp_path):
     assert len(settings) == 2
     assert {s: b.n for s, b in rd.dense_baselines(runs).items()} == {s: 2 for s in settings}
     shared = rd.shared_baselines(rd.dense_baselines(runs))  # the same runs: one line, labelled with both settings
-    assert list(shared) == [", ".join(sorted(settings))] and shared[", ".join(sorted(settings))].n == 2
+    assert list(shared) == ["; ".join(sorted(settings))] and shared["; ".join(sorted(settings))].n == 2
     assert report.main([str(both), "--out", str(both / "out")]) == 0  # one criterion per setting: nothing to pair
     paired = (both / "out" / "report.md").read_text().split("## Paired differences")[1].split("\n## ")[0]
     # no criterion to pair with another; each setting's one criterion against the dense baseline they share

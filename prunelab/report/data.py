@@ -575,12 +575,13 @@ def dense_seeds(runs: Iterable[Run]) -> dict[str, dict[Any, float]]:
 
 
 def shared_baselines(baselines: dict[str, Stat]) -> dict[str, Stat]:
-    """The same dense runs serving several settings once, labelled with all of them (``setting 1, setting 2``):
-    one line in the figure and one figure in the text, not one per setting."""
+    """The same dense runs serving several settings once, labelled with all of them (``schedule=at_init;
+    schedule=oneshot``: a label may itself hold commas): one line in the figure and one figure in the text, not
+    one per setting."""
     groups: dict[tuple[float, ...], list[str]] = {}
     for setting, stat in baselines.items():
         groups.setdefault(tuple(stat.values), []).append(setting)
-    return {", ".join(settings): baselines[settings[0]] for settings in groups.values()}
+    return {"; ".join(settings): baselines[settings[0]] for settings in groups.values()}
 
 
 def serves(dense: Run, settings: dict[str, dict[str, str]]) -> list[str]:
