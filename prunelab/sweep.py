@@ -295,8 +295,8 @@ def check_sweep(config: DictConfig, jobs: list[Job]) -> None:
                                         labels=(f"in #{first.num}", f"in #{job.num}"))
             why = f"they differ only in {differ}, which do not change a run's results" if differ else \
                 "their configs are the same"
-            raise ConfigError("sweep", f"jobs #{first.num} and #{job.num}", f"jobs that compute different runs ({why}: "
-                              f"{first.typed} | {job.typed})")
+            raise ConfigError("sweep", f"jobs #{first.num} and #{job.num}", f"jobs that each compute a run of their "
+                              f"own (these two compute the same run: {why}: {first.typed} | {job.typed})")
         seen[job.fingerprint] = job
     manifest, _ = rundir.read_json(sweep_dir / MANIFEST)
     recorded: dict[str, str] = dict((manifest or {}).get("jobs", {}))

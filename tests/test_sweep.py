@@ -280,7 +280,8 @@ def test_jobs_that_compute_the_same_run_are_refused_naming_what_differs(tmp_path
     proc = cli(["-m", "trainer.workers=0,1", "logger=none", f"hydra.sweep.dir={tmp_path / 'sweep'}"], cwd=tmp_path)
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
-    assert lines[0] == "prunelab: error: sweep='jobs #0 and #1': jobs that compute different runs (they differ only " \
+    assert lines[0] == "prunelab: error: sweep='jobs #0 and #1': jobs that each compute a run of their own (these " \
+        "two compute the same run: they differ only " \
         "in trainer.workers (0 in #0, 1 in #1), which do not change a run's results: trainer.workers=0 logger=none | " \
         "trainer.workers=1 logger=none)"
     assert not (tmp_path / "sweep").exists()
