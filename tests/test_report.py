@@ -463,6 +463,31 @@ def test_criteria_are_dodged_and_ticks_exact():
     assert [t.get_text() for t in ax.get_xticklabels()] == ["2×\n0.50", "16×\n0.9375"]
 
 
+def test_long_series_labels_keep_the_plots_and_the_legend_whole():
+    """20 series labelled with two keys each, and a dense baseline serving four settings: the legend (under the
+    plot, wrapped) lies inside the saved figure and the axes keep most of its width; the layer bars share one
+    legend, outside every panel."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    settings = [f"distribution.name={d}, pattern.type={p}" for d in ("erk", "global") for p in ("1x1", "4x1")]
+    names = [f"{c} [{s}]" for c in ("gradient", "magnitude", "random", "snip_momentum", "taylor") for s in settings]
+    acc = {(n, t): Stat([0.8, 0.82]) for n in names for t in (0.5, 0.9)}
+    actual = {k: Stat([k[1], k[1]]) for k in acc}
+    figs = [rf.accuracy_vs_sparsity(acc, actual, {"; ".join(settings): Stat([0.9, 0.91])}, rf.colours(names)),
+            rf.layer_sparsity_bars({(n, t, layer): Stat([t]) for n in names for t in (0.5, 0.9)
+                                    for layer in ("fc1", "fc2", "head")}, rf.colours(names))]
+    for fig in figs:
+        FigureCanvasAgg(fig).draw()
+        box = fig.bbox
+        (legend,) = fig.legends
+        extent = legend.get_window_extent()
+        assert box.x0 <= extent.x0 and extent.x1 <= box.x1 and box.y0 <= extent.y0, (extent, box)
+        for ax in fig.axes:
+            assert ax.get_legend() is None and ax.get_position().width > 0.35, ax.get_position()
+            assert not ax.get_window_extent().overlaps(extent)
+    assert len(figs[0].legends[0].get_texts()) == 21 and figs[0].axes[0].get_position().width > 0.8
+
+
 def test_target_is_drawn_as_steps_and_actual_as_samples(tmp_path):
     run_path = write_fake_run(tmp_path / "g", "gradient", 0.9, 0, 0.8)
     rows = [{"step": 10, "sparsity/target": 0.5, "sparsity/actual": 0.52, "sparsity/masked": 0.5},

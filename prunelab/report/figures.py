@@ -4,6 +4,7 @@ there is nothing to draw)."""
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -40,6 +41,20 @@ def _grid(n: int, ncols: int, width: float, height: float) -> tuple[Figure, list
     for ax in axes[n:]:
         ax.remove()
     return fig, axes[:n]
+
+
+def legend_below(fig: Figure, handles: Sequence, labels: Sequence[str]) -> None:
+    """One legend under the figure's plots, in as many columns as its longest label fits, the figure taller by its
+    rows: beside the axes, long labels (``magnitude [distribution=erk, pattern=2in4] (n=3)``) squeeze the axes
+    to nothing, and inside them the legend hides bars."""
+    width, height = fig.get_size_inches()
+    fits = int(width * 72 / 5.6) - 12  # characters of "small" text (~5.6 pt each) in the figure's width
+    labels = [textwrap.fill(label, fits) for label in labels]  # a dense baseline serving many settings is long
+    longest = max((len(line) for label in labels for line in label.splitlines()), default=1)
+    ncols = max(1, min(len(labels), int(width * 72 / (longest * 5.6 + 36))))
+    lines = sum(label.count("\n") + 1 for label in labels)
+    fig.set_size_inches(width, height + 0.2 * math.ceil(lines / ncols) + 0.3)
+    fig.legend(handles, labels, loc="outside lower center", ncols=ncols, fontsize="small")
 
 
 def _compression(sparsity: float) -> float:
@@ -93,7 +108,7 @@ def accuracy_vs_sparsity(acc: dict[tuple[str, float], Stat], actual: dict[tuple[
     ax.set_title("Test accuracy vs sparsity (mean ± std over seeds; criteria offset at each target)")
     ax.grid(True, axis="y", alpha=0.3)
     ax.grid(True, axis="x", which="major", alpha=0.3)
-    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    legend_below(fig, *ax.get_legend_handles_labels())
     return fig
 
 
@@ -210,13 +225,13 @@ def layer_sparsity_bars(cells: dict[tuple[str, float, str], Stat], colour: dict[
             stats = [cells.get((s, target, layer), Stat()) for layer in layers]
             ax.bar(x + (i - (len(series) - 1) / 2) * width, [st.mean for st in stats], width,
                    yerr=np.nan_to_num([st.std for st in stats]), color=colour[s], label=s, capsize=2)
-        ax.axhline(target, color="black", linestyle="--", linewidth=1, label=f"target {sparsity_text(target)}")
+        ax.axhline(target, color="black", linestyle="--", linewidth=1, label="target (the panel's)")
         ax.set_xticks(x, layers, rotation=45 if len(layers) > 6 else 0, ha="right" if len(layers) > 6 else "center")
         ax.set_ylim(0, 1.05)
         ax.set_ylabel("final sparsity")
         ax.set_title(f"target sparsity {sparsity_text(target)}")
         ax.grid(True, axis="y", alpha=0.3)
-        ax.legend(fontsize="x-small")
+    legend_below(fig, *axes[0].get_legend_handles_labels())  # the same series in every panel: one legend
     fig.suptitle("Final sparsity per layer (mean ± std over seeds)")
     return fig
 
