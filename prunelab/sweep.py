@@ -73,6 +73,8 @@ class SweepStart:
     sweep_dir: Path
     multirun_yaml: bytes | None
     jobs: list[str] = dataclasses.field(default_factory=list)
+    #: job directory -> the job's overrides as typed (a failed job is named by both: two directories may read alike)
+    overrides: dict[str, str] = dataclasses.field(default_factory=dict)
     checked: bool = False
     #: job directory -> why it failed in this sweep (where its directory may still show an earlier attempt)
     errors: dict[str, str] = dataclasses.field(default_factory=dict)
@@ -169,7 +171,8 @@ class FailedJobs(Callback):
               file=sys.stderr, flush=True)
         if failed:
             for name, st in failed.items():
-                print(f"[prunelab]   failed job {name}: {st}", file=sys.stderr)
+                given = _START[0].overrides.get(name) if _START else None
+                print(f"[prunelab]   failed job {name}" + (f" ({given})" if given else "") + f": {st}", file=sys.stderr)
             fix = ", once what their lines above say is mended" if any(n in _START[0].errors for n in failed) else ""
             print(f"prunelab: error: sweep={sweep_dir}: {len(failed)} failed job(s): {', '.join(failed)}; "
                   f"re-run the same sweep with hydra.sweep.dir and trainer.resume=auto to continue them{fix}",
@@ -325,6 +328,7 @@ def check_sweep(config: DictConfig, jobs: list[Job]) -> None:
         _START.append(SweepStart(sweep_dir, None))
     keep_earlier_command(_START[0])
     _START[0].jobs += [j.subdir for j in jobs if j.subdir not in _START[0].jobs]
+    _START[0].overrides.update({j.subdir: j.typed for j in jobs})
     _START[0].checked = True
     rundir.mark_started()
 
