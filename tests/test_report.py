@@ -340,7 +340,7 @@ def test_dense_runs_of_every_criterion_count_once_per_seed(tmp_path):
     with (out / "accuracy.csv").open() as f:
         rows = {(r["series"], float(r["target"])): int(r["n"]) for r in csv.DictReader(f)}
     assert rows == {("dense", 0.0): 2, ("magnitude", 0.5): 2, ("random", 0.5): 2, ("snip", 0.5): 2}
-    assert "4 of them are dense runs of other criteria" in md.split("## All runs")[1]
+    assert "4 of them are dense runs (a dense run prunes nothing, whatever its criterion" in md.split("## All runs")[1]
 
 
 def test_two_sweeps_dense_runs_are_one_baseline_of_both_families(tmp_path):

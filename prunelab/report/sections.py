@@ -167,8 +167,8 @@ def runs_section(ctx: Context) -> Section:
     if ctx.superseded:
         dense = sum(r.dense for r in ctx.superseded)
         blocks.append(f"{len(ctx.superseded)} older runs repeat the config and seed of a newer run and are left out "
-                      "(the newest counts once)" + (f"; {dense} of them are dense runs of other criteria (a dense run "
-                      "prunes nothing, so one per seed counts)" if dense else "") + ": " +
+                      "(the newest counts once)" + (f"; {dense} of them are dense runs (a dense run prunes "
+                      "nothing, whatever its criterion, so one per seed counts)" if dense else "") + ": " +
                       ", ".join(f"`{where(r, ctx.roots)}`" for r in ctx.superseded))
     rows = [[r.series, "0" if r.dense else sparsity_text(r.target), str(r.seed), f"{r.actual:.4f}",
              f"{r.masked:.4f}", pct(r.val_acc), pct(r.test_acc),
