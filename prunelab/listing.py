@@ -35,8 +35,8 @@ def registries() -> dict[str, tuple[Registry, str]]:
 
 
 #: listing name -> config group, for the groups whose options are no registered names: the comparisons ready to
-#: run (``+experiment=NAME``), the optimizers and loggers
-OPTION_GROUPS = {"experiments": "experiment", "optimizers": "optimizer", "loggers": "logger"}
+#: run (``+experiment=NAME``), the optimizers, loggers and trainers
+OPTION_GROUPS = {"experiments": "experiment", "optimizers": "optimizer", "loggers": "logger", "trainers": "trainer"}
 
 
 def conf_dir() -> Path:
@@ -155,10 +155,10 @@ def render_entry(kind: str, name: str, width: int = 110) -> str:
         lines += rows([("keys:" if i == 0 else "", k) for i, k in enumerate(keys)], width, "  ")
     if path.exists():
         select = f"+{group}={name}" if group == "experiment" else f"{group}={name}"
-        text = path.read_text().splitlines()
-        comment = [ln[2:] if ln.startswith("# ") else ln[1:] for ln in text
-                   if ln.startswith("#") and not ln.startswith("# @package")]  # as written: its tables, its commands
-        body = [ln for ln in text if ln.strip() and not ln.startswith("#")]
+        text = [ln for ln in path.read_text().splitlines() if not ln.startswith("# @package")]
+        lead = next((i for i, ln in enumerate(text) if not ln.startswith("#")), len(text))
+        comment = [ln[2:] if ln.startswith("# ") else ln[1:] for ln in text[:lead]]  # as written: tables, commands
+        body = [ln for ln in text[lead:] if ln.strip()]  # with the comments among its keys
         lines += [f"  config option {select} (conf/{group}/{name}.yaml):"]
         lines += [f"    {ln}".rstrip() for ln in comment]
         lines += ["    sets:"] + [f"      {ln}" for ln in body]

@@ -512,6 +512,10 @@ def test_prunelab_list_shows_one_entry_whole(capsys):
         "registered schedule.sparsity_decay_type (agp, cos, cube, exp, linear)" in capsys.readouterr().err
     assert main(["experiment", "dst_fmnist"]) == 0  # the comment as written: its table of arms stays a table
     assert "\n      rigl        random ERK masks at init" in capsys.readouterr().out
+    assert main(["trainer", "default"]) == 0  # the trainer's keys, with the comments among them
+    out = capsys.readouterr().out
+    assert out.startswith("trainer=default\n  config option trainer=default (conf/trainer/default.yaml):\n    The "
+                          "training loop:") and "\n      # speed levers (prunelab/training/accel.py)" in out
 
 
 # --- a criterion's options are typed by its Options dataclass ----------------------------------------------
