@@ -1,10 +1,10 @@
 """``prunelab list [criteria|ablations|patterns|distributions|schedules|regrowth|models|datasets|experiments|
 optimizers|loggers|trainers] [NAME]``: what is registered, from the registries themselves (name, one line, paper,
-its own config keys with their defaults), and the config options (``conf/<group>/*.yaml``) that select them; an option that is no
-registered name (``criterion=rigl``: a preset of criterion, schedule, distribution and regrowth) is listed with the
-first sentence of its file's leading comment, and so are the options of the groups without a registry (the
-experiment presets, optimizers, loggers). With a NAME, that one entry whole: its docstring, its keys, its config
-option's comment and what the option sets."""
+its own config keys with their defaults), and the config options (``conf/<group>/*.yaml``) that select them; an
+option that is no registered name (``criterion=rigl``: a preset of criterion, schedule, distribution and
+regrowth) is listed with the first sentence of its file's leading comment, and so are the options of the groups
+without a registry (the experiment presets, optimizers, loggers, trainers). With a NAME, that one entry whole: its
+docstring, its keys, its config option's comment and what the option sets."""
 from __future__ import annotations
 
 import argparse
