@@ -43,8 +43,8 @@ def is_dense(cfg: Any) -> bool:
 #: :func:`~prunelab.report.data.dense_inert`); a sweep over patterns trains one dense run per seed, not one per pattern
 DENSE_DROPS = ("criterion", "regrowth", "pattern", "distribution")
 #: and the schedule (all but its target, 0, which makes the job dense), unless ``trainer.finetune_steps`` lets the
-#: schedule's end set the training length: a sweep over schedules (at_init, oneshot, iterative) trains one dense
-#: run per seed, not one per schedule
+#: schedule's end set the training length or the schedule's defaults would not fit the job: a sweep over schedules
+#: (at_init, oneshot, iterative) trains one dense run per seed, not one per schedule
 TARGET = "schedule.target_sparsity"
 
 
@@ -59,6 +59,18 @@ def dense_job(overrides: Sequence[str], dense_criterion: str = DENSE_CRITERION,
             or not (override_key(o) in drops or override_key(o).startswith(below))]
     kept.append(f"criterion={dense_criterion}")
     return kept
+
+
+def valid(cfg: Any) -> bool:
+    """Whether a composed config passes prunelab's checks: a dense job keeps its schedule's overrides where the
+    schedule's defaults would not fit its training (a preset's window of 1,800 steps in a run of 40)."""
+    from .config import validate
+
+    try:
+        validate(cfg)
+    except Exception:  # noqa: BLE001 - a ConfigError, or a config too partial to check: keep the job's schedule
+        return False
+    return True
 
 
 def length_follows_schedule(cfg: Any) -> bool:
@@ -87,7 +99,9 @@ def canonical_jobs(jobs: Sequence[Sequence[str]], compose: Callable[[list[str]],
         cfg = compose(job)
         is_baseline = is_dense(cfg)
         if is_baseline:
-            job = dense_job(job, dense_criterion, keep_schedule=length_follows_schedule(cfg))
+            plain = dense_job(job, dense_criterion)
+            job = plain if not length_follows_schedule(cfg) and valid(compose(plain)) else \
+                dense_job(job, dense_criterion, keep_schedule=True)
         key = tuple(job)
         if key not in seen:
             seen.add(key)

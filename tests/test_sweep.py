@@ -326,7 +326,7 @@ def test_dense_jobs_run_once_per_seed_whatever_the_criteria():
     composed = []
     with initialize_config_module("prunelab.conf", version_base=None):
         kept, n_dense = canonical_jobs(jobs, lambda o: composed.append(o) or compose("config", overrides=o[:3]))
-    assert len(composed) == 12 and n_dense == 2
+    assert len(composed) == 12 + 6 and n_dense == 2  # each dense job once more: checked without its schedule
     dense = [j for j in kept if "schedule.target_sparsity=0" in j]
     assert dense == [["schedule.target_sparsity=0", f"seed={s}", "criterion=magnitude"] for s in (0, 1)]
     pruned = [j for j in kept if j not in dense]
@@ -341,7 +341,7 @@ def test_a_target_set_by_a_group_option_counts_too():
     with initialize_config_module("prunelab.conf", version_base=None):
         assert canonical_jobs(jobs, lambda o: compose("config", overrides=o)) == (jobs, 0)  # oneshot: 0.9, not dense
     zero = {"schedule": {"target_sparsity": 0.0}}
-    assert canonical_jobs(jobs, lambda o: zero) == ([dense_job(jobs[0])], 1)
+    assert canonical_jobs(jobs, lambda o: zero) == ([dense_job(jobs[0], keep_schedule=True)], 1)  # not checkable
     own_dir = ["criterion=snip", "hydra.sweep.subdir=x"]
     assert dense_job(own_dir) == ["hydra.sweep.subdir=x", "criterion=magnitude"]  # the user's folder name stays
     regrown = ["criterion=rigl", "++regrowth.delta_t=50", "regrowth.t_end=0.5", "regrowth=set", "seed=1"]
@@ -386,6 +386,10 @@ def test_a_sweep_over_schedules_trains_one_dense_run_per_seed_unless_the_schedul
                                            "criterion=magnitude"] for s in (0, 1)]
         for job in dense:
             validate(compose("config", overrides=job))
+        short = [["schedule.start_step=5", "schedule.end_step=25", "schedule.target_sparsity=0.0", f"seed={s}",
+                  "+experiment=criteria_fmnist", "trainer.max_steps=40"] for s in (0, 1)]
+        assert canonical_jobs(short, lambda o: compose("config", overrides=o)).jobs == [
+            [*j, "criterion=magnitude"] for j in short]  # the preset's window (to 1,800) would not fit 40 steps
         tuned = [[*j, "trainer.finetune_steps=100"] for j in jobs]
         kept, n_dense = canonical_jobs(tuned, lambda o: compose("config", overrides=o))
         assert n_dense == 6 and all(j[0].startswith("schedule=") for j in kept)
