@@ -49,16 +49,21 @@ TARGET = "schedule.target_sparsity"
 
 
 def dense_job(overrides: Sequence[str], dense_criterion: str = DENSE_CRITERION,
-              keep_schedule: bool = False) -> list[str]:
-    """A dense job's overrides without those of :data:`DENSE_DROPS` (``criterion=...``, ``criterion.*``, ...) and,
-    unless ``keep_schedule``, the schedule's but its target; run with ``dense_criterion`` (its directory name comes
-    from :mod:`prunelab.naming`: ``dense-seed<seed>_<fp>``)."""
-    drops = DENSE_DROPS if keep_schedule else (*DENSE_DROPS, "schedule")
+              keep_schedule: bool = False, keep: Sequence[str] = ()) -> list[str]:
+    """A dense job's overrides without those of :data:`DENSE_DROPS` (``criterion=...``, ``criterion.*``, ...) but
+    the groups in ``keep`` and, unless ``keep_schedule``, the schedule's but its target; run with
+    ``dense_criterion`` (its directory name comes from :mod:`prunelab.naming`: ``dense-seed<seed>_<fp>``)."""
+    drops = tuple(g for g in (DENSE_DROPS if keep_schedule else (*DENSE_DROPS, "schedule")) if g not in keep)
     below = tuple(f"{g}." for g in drops)
     kept = [o for o in overrides if override_key(o) == TARGET
             or not (override_key(o) in drops or override_key(o).startswith(below))]
     kept.append(f"criterion={dense_criterion}")
     return kept
+
+
+#: what earlier versions left in a dense job: its schedule (until the sweep over schedules), and its pattern and
+#: distribution too (until the sweep over patterns) -- a re-run of their sweeps finds its dense runs by these
+EARLIER_DENSE_KEEPS = (("schedule",), ("schedule", "pattern", "distribution"))
 
 
 def valid(cfg: Any) -> bool:
@@ -88,9 +93,11 @@ class Plan(NamedTuple):
 
 
 def canonical_jobs(jobs: Sequence[Sequence[str]], compose: Callable[[list[str]], Any],
-                   dense_criterion: str = DENSE_CRITERION) -> Plan:
+                   dense_criterion: str = DENSE_CRITERION, recorded: Callable[[Any], bool] | None = None) -> Plan:
     """The jobs to launch: each job whose composed config (``compose(overrides)``) is dense becomes
-    :func:`dense_job`, and a job equal to an earlier one is dropped (first occurrences keep their order)."""
+    :func:`dense_job`, and a job equal to an earlier one is dropped (first occurrences keep their order).
+    ``recorded``: whether a composed job is one the sweep directory already holds (a re-run): a dense job then
+    takes the form an earlier version gave it, where that is the one recorded (:data:`EARLIER_DENSE_KEEPS`)."""
     out: list[list[str]] = []
     seen: set[tuple[str, ...]] = set()
     dense = 0
@@ -99,15 +106,42 @@ def canonical_jobs(jobs: Sequence[Sequence[str]], compose: Callable[[list[str]],
         cfg = compose(job)
         is_baseline = is_dense(cfg)
         if is_baseline:
-            plain = dense_job(job, dense_criterion)
-            job = plain if not length_follows_schedule(cfg) and valid(compose(plain)) else \
-                dense_job(job, dense_criterion, keep_schedule=True)
+            job = dense_form(job, cfg, compose, dense_criterion, recorded)
         key = tuple(job)
         if key not in seen:
             seen.add(key)
             out.append(job)
             dense += is_baseline
     return Plan(out, dense)
+
+
+def dense_form(job: list[str], cfg: Any, compose: Callable[[list[str]], Any], dense_criterion: str,
+               recorded: Callable[[Any], bool] | None) -> list[str]:
+    """The overrides a dense job runs with: the form the sweep directory records, if an earlier one; else without
+    its schedule's overrides where its length does not follow the schedule and the defaults fit; else with them."""
+    plain = dense_job(job, dense_criterion)
+    if recorded is not None:
+        earlier = [dense_job(job, dense_criterion, keep=k) for k in EARLIER_DENSE_KEEPS]
+        for form in dict.fromkeys(map(tuple, [plain, *earlier])):
+            if recorded(compose(list(form))):
+                return list(form)
+    if not length_follows_schedule(cfg) and valid(compose(plain)):
+        return plain
+    return dense_job(job, dense_criterion, keep_schedule=True)
+
+
+def recorded_by(sweep_dir: Any) -> Callable[[Any], bool] | None:
+    """For a sweep directory that records its jobs (``sweep.json``: a re-run), whether a composed job's
+    fingerprint is among them; None for a new sweep."""
+    from pathlib import Path
+
+    from . import rundir
+    from .checks import fingerprint_of
+    from .sweep import MANIFEST
+
+    manifest, _ = rundir.read_json(Path(str(sweep_dir)) / MANIFEST)
+    fingerprints = set(((manifest or {}).get("jobs") or {}).values())
+    return (lambda cfg: fingerprint_of(cfg, 1) in fingerprints) if fingerprints else None
 
 
 def describe(before: int, plan: Plan) -> str:

@@ -374,7 +374,7 @@ def test_a_sweep_over_schedules_trains_one_dense_run_per_seed_unless_the_schedul
     dense jobs are 2 runs (the target kept: it makes them dense); with ``trainer.finetune_steps`` the schedule's end
     sets the training length, and each schedule keeps its dense run."""
     from prunelab.config import validate
-    from prunelab.sweeper import canonical_jobs
+    from prunelab.sweeper import canonical_jobs, is_dense
 
     jobs = [[f"schedule={k}", *(["schedule.end_step=40"] if k == "iterative" else []), f"schedule.target_sparsity={t}",
              f"seed={s}", "trainer.max_steps=100"] for k in ("at_init", "oneshot", "iterative") for t in ("0.0", "0.8")
@@ -390,6 +390,15 @@ def test_a_sweep_over_schedules_trains_one_dense_run_per_seed_unless_the_schedul
                   "+experiment=criteria_fmnist", "trainer.max_steps=40"] for s in (0, 1)]
         assert canonical_jobs(short, lambda o: compose("config", overrides=o)).jobs == [
             [*j, "criterion=magnitude"] for j in short]  # the preset's window (to 1,800) would not fit 40 steps
+        # a re-run of a sweep that an earlier version ran (its at_init dense job kept schedule=at_init): that dense
+        # job keeps the form its directory records, so the re-run hands back its result instead of being refused
+        at_init = lambda c: is_dense(c) and c.schedule.end == 0.0 and c.schedule.pruning_frequency == 1  # noqa: E731
+        kept, n_dense = canonical_jobs(jobs, lambda o: compose("config", overrides=o), recorded=at_init)
+        assert n_dense == 4 and [j for j in kept if "schedule.target_sparsity=0.0" in j] == [
+            *(["schedule=at_init", "schedule.target_sparsity=0.0", f"seed={s}", "trainer.max_steps=100",
+               "criterion=magnitude"] for s in (0, 1)),
+            *(["schedule.target_sparsity=0.0", f"seed={s}", "trainer.max_steps=100", "criterion=magnitude"]
+              for s in (0, 1))]
         tuned = [[*j, "trainer.finetune_steps=100"] for j in jobs]
         kept, n_dense = canonical_jobs(tuned, lambda o: compose("config", overrides=o))
         assert n_dense == 6 and all(j[0].startswith("schedule=") for j in kept)

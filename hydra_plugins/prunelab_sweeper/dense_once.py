@@ -21,15 +21,24 @@ class DenseOnceSweeper(BasicSweeper):
         self.dense_criterion = dense_criterion
 
     def split_arguments(self, overrides: List[Override], max_batch_size: Optional[int]) -> List[List[List[str]]]:  # type: ignore[override]
-        from prunelab.sweeper import announce, canonical_jobs
+        from prunelab.sweeper import announce, canonical_jobs, recorded_by
 
         jobs = [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
-        plan = canonical_jobs(jobs, self._compose, self.dense_criterion)
+        plan = canonical_jobs(jobs, self._compose, self.dense_criterion, recorded_by(self._sweep_dir()))
         announce(len(jobs), plan)
         kept = plan.jobs
         if max_batch_size is None:
             return [kept]
         return list(BasicSweeper.split_overrides_to_chunks(kept, max_batch_size))
+
+    def _sweep_dir(self) -> str:
+        """The sweep's directory (its manifest says whether this is a re-run); "" if it cannot be resolved yet."""
+        from omegaconf import OmegaConf
+
+        try:
+            return str(OmegaConf.select(self.config, "hydra.sweep.dir") or "")
+        except Exception:  # noqa: BLE001 - an interpolation only a job resolves: a new sweep's directory
+            return ""
 
     def _compose(self, overrides: List[str]) -> Any:
         assert self.hydra_context is not None and self.config is not None
