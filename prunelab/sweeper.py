@@ -39,21 +39,20 @@ def is_dense(cfg: Any) -> bool:
 
 
 #: the config groups a dense job leaves at their defaults: nothing is pruned, nothing regrown, so which criterion,
-#: pattern, distribution or regrowth a sweep's jobs chose changes nothing a dense run computes (the report's
-#: :func:`~prunelab.report.data.dense_inert`); a sweep over patterns trains one dense run per seed, not one per pattern
-DENSE_DROPS = ("criterion", "regrowth", "pattern", "distribution")
-#: and the schedule (all but its target, 0, which makes the job dense), unless ``trainer.finetune_steps`` lets the
-#: schedule's end set the training length or the schedule's defaults would not fit the job: a sweep over schedules
-#: (at_init, oneshot, iterative) trains one dense run per seed, not one per schedule
+#: pattern, distribution, regrowth or schedule a sweep's jobs chose changes nothing a dense run computes (the
+#: report's :func:`~prunelab.report.data.dense_inert`); a sweep over patterns or schedules trains one dense run per
+#: seed, not one per pattern or schedule. The schedule's target stays (0 makes the job dense), and the schedule
+#: stays where ``trainer.finetune_steps`` lets its end set the training length or its defaults would not fit the
+#: job (:func:`dense_form`).
+DENSE_DROPS = ("criterion", "regrowth", "pattern", "distribution", "schedule")
 TARGET = "schedule.target_sparsity"
 
 
-def dense_job(overrides: Sequence[str], dense_criterion: str = DENSE_CRITERION,
-              keep_schedule: bool = False, keep: Sequence[str] = ()) -> list[str]:
+def dense_job(overrides: Sequence[str], dense_criterion: str = DENSE_CRITERION, keep: Sequence[str] = ()) -> list[str]:
     """A dense job's overrides without those of :data:`DENSE_DROPS` (``criterion=...``, ``criterion.*``, ...) but
-    the groups in ``keep`` and, unless ``keep_schedule``, the schedule's but its target; run with
-    ``dense_criterion`` (its directory name comes from :mod:`prunelab.naming`: ``dense-seed<seed>_<fp>``)."""
-    drops = tuple(g for g in (DENSE_DROPS if keep_schedule else (*DENSE_DROPS, "schedule")) if g not in keep)
+    the schedule's target and the groups in ``keep``; run with ``dense_criterion`` (its directory name comes from
+    :mod:`prunelab.naming`: ``dense-seed<seed>_<fp>``)."""
+    drops = tuple(g for g in DENSE_DROPS if g not in keep)
     below = tuple(f"{g}." for g in drops)
     kept = [o for o in overrides if override_key(o) == TARGET
             or not (override_key(o) in drops or override_key(o).startswith(below))]
@@ -127,7 +126,7 @@ def dense_form(job: list[str], cfg: Any, compose: Callable[[list[str]], Any], de
                 return list(form)
     if not length_follows_schedule(cfg) and valid(compose(plain)):
         return plain
-    return dense_job(job, dense_criterion, keep_schedule=True)
+    return dense_job(job, dense_criterion, keep=("schedule",))
 
 
 def recorded_by(sweep_dir: Any) -> Callable[[Any], bool] | None:

@@ -341,7 +341,7 @@ def test_a_target_set_by_a_group_option_counts_too():
     with initialize_config_module("prunelab.conf", version_base=None):
         assert canonical_jobs(jobs, lambda o: compose("config", overrides=o)) == (jobs, 0)  # oneshot: 0.9, not dense
     zero = {"schedule": {"target_sparsity": 0.0}}
-    assert canonical_jobs(jobs, lambda o: zero) == ([dense_job(jobs[0], keep_schedule=True)], 1)  # not checkable
+    assert canonical_jobs(jobs, lambda o: zero) == ([dense_job(jobs[0], keep=("schedule",))], 1)  # not checkable
     own_dir = ["criterion=snip", "hydra.sweep.subdir=x"]
     assert dense_job(own_dir) == ["hydra.sweep.subdir=x", "criterion=magnitude"]  # the user's folder name stays
     regrown = ["criterion=rigl", "++regrowth.delta_t=50", "regrowth.t_end=0.5", "regrowth=set", "seed=1"]
