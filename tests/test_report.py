@@ -223,6 +223,33 @@ def test_a_setting_is_named_by_the_config_group_option_it_was_composed_from(swee
         "schedule.end=0.0, schedule.start=0.0", "schedule.end=0.6, schedule.start=0.1"}
 
 
+def test_a_criterion_option_that_differs_makes_two_methods_not_one_averaged_series(tmp_path):
+    """snip_momentum at alpha 0.5 and 0.99 (2 seeds each) beside magnitude, random (its seed key follows the run's
+    seed) and the dense baseline: two methods of n=2, each paired with magnitude in the one setting; never one
+    series of n=4 averaging both alphas."""
+    for seed in (0, 1):
+        for alpha, acc in ((0.5, 0.70), (0.99, 0.80)):
+            run = write_fake_run(tmp_path / f"sm-{alpha}-{seed}", "snip_momentum", 0.9, seed, acc + seed / 100)
+            cfg = run / "config.yaml"
+            cfg.write_text(cfg.read_text().replace("criterion:\n", f"criterion:\n  alpha: {alpha}\n  beta: 1.0\n"))
+        write_fake_run(tmp_path / f"mag-{seed}", "magnitude", 0.9, seed, 0.75 + seed / 100)
+        run = write_fake_run(tmp_path / f"rand-{seed}", "random", 0.9, seed, 0.6)
+        cfg = run / "config.yaml"
+        cfg.write_text(cfg.read_text().replace("criterion:\n", f"criterion:\n  seed: {seed}\n"))
+        write_fake_run(tmp_path / f"dense-{seed}", "magnitude", 0.0, seed, 0.9)
+    runs = load_runs([tmp_path])
+    assert {r.series for r in runs} == {"snip_momentum (alpha=0.5)", "snip_momentum (alpha=0.99)", "magnitude",
+                                        "random", "dense"}
+    assert report.main([str(tmp_path), "--out", str(tmp_path / "out")]) == 0
+    md = (tmp_path / "out" / "report.md").read_text()
+    rows = {r[0]: r[1] for r in md_table(md, "criterion / target sparsity")[1:]}
+    assert rows["snip_momentum (alpha=0.99)"].startswith("**80.50 ± 0.71 (n=2)") and "(n=2)" in rows[
+        "snip_momentum (alpha=0.5)"], rows
+    vs_magnitude = {r[0]: r[1] for r in md_table(md, "Δ vs magnitude")[1:]}
+    assert vs_magnitude["snip_momentum (alpha=0.5)"].startswith("-5.00") and \
+        vs_magnitude["snip_momentum (alpha=0.99)"].startswith("+5.00"), vs_magnitude  # paired by seed, by hand
+
+
 def dst_run(path: Path, arm: str, target: float, seed: int, acc: float) -> Path:
     """A hand-made run of one arm of the dst_fmnist comparison: the keys its criterion option sets for itself
     (criterion=static_erk and criterion=gmp label their method)."""

@@ -30,6 +30,8 @@ DENSE = "dense"  # the series of the dense baseline (target sparsity 0), one run
 # loader, ...), and how often it was evaluated
 EXECUTION_KEYS = (*rundir.EXECUTION_KEYS, "hydra", "trainer.eval_every")
 CRITERION_KEYS = ("criterion",)
+#: the criterion keys that name a run's series (:attr:`Run.criterion`) rather than tell its variants apart
+SERIES_KEYS = ("criterion.criterion_type", "criterion.ablation", "criterion.label")
 #: the keys a criterion option may choose for itself: only these can belong to a series rather than split it into
 #: settings. A model, dataset, optimizer or training length that differs between criteria always splits them.
 METHOD_KEYS = rundir.METHOD_KEYS
@@ -52,6 +54,7 @@ class Run:
     setting: str = ""  # what distinguishes this run's comparison from others in the report ("" if only one)
     setting_keys: dict[str, str] = field(default_factory=dict, repr=False)  # the config keys its setting compares
     choices: dict[str, str] = field(default_factory=dict, repr=False)  # config group -> option (Hydra's choices)
+    variant: str = ""  # the criterion's own options that differ between its runs (``alpha=0.5``), see label_variants
     _masks: Any = field(default=None, repr=False)  # masks.pt, once load_run has read it
 
     @property
@@ -64,7 +67,8 @@ class Run:
         name = rundir.method_name({"criterion": {"label": self.config.get("criterion.label"),
                                                  "criterion_type": criterion}, "regrowth": {"name": self.regrowth}})
         ablation = self.summary.get("ablation") or self.config.get("criterion.ablation") or "none"
-        return name if ablation == "none" else f"{name} [{ablation}]"
+        name = name if ablation == "none" else f"{name} [{ablation}]"
+        return f"{name} ({self.variant})" if self.variant else name
 
     @property
     def regrowth(self) -> str | None:
@@ -329,11 +333,33 @@ def find_run_dirs(roots: Iterable[Path]) -> list[Path]:
 def load_runs(roots: Iterable[Path]) -> list[Run]:
     """All runs under ``roots``, with their comparison settings labelled (see :func:`label_settings`)."""
     runs = [load_run(d) for d in find_run_dirs(roots)]
+    label_variants(runs)
     label_settings(runs)
     return sorted(runs, key=lambda r: (r.series, r.target if r.target is not None else -1.0, r.seed or 0, str(r.path)))
 
 
 # ---------------------------------------------------------------------------------------------- settings
+
+
+def label_variants(runs: list[Run]) -> None:
+    """Name each criterion's runs by the criterion's own options that differ between its finished pruned runs
+    (``snip_momentum (alpha=0.5)`` and ``snip_momentum (alpha=0.99)``): two methods, compared with each other and
+    with every other criterion, never one series averaged over both. Keys that name the series (type, ablation,
+    label), execution keys and keys equal to the seed (``criterion.seed: ${seed}``) do not count."""
+    by_method: dict[str, list[Run]] = defaultdict(list)
+    for run in runs:
+        if run.finished and not run.dense:
+            by_method[run.criterion].append(run)
+    for method, members in by_method.items():
+        names = sorted({k for r in members for k in r.config if under(k, CRITERION_KEYS)
+                        and not under(k, (*SERIES_KEYS, *EXECUTION_KEYS))})
+        values = {n: [json.dumps(r.config.get(n), sort_keys=True, default=str) for r in members] for n in names}
+        differ = [n for n in names if len(set(values[n])) > 1
+                  and not all(v == json.dumps(r.seed) for v, r in zip(values[n], members))]
+        for run in runs:
+            if not run.dense and run.criterion == method and differ:
+                run.variant = ", ".join(f"{n.split('.', 1)[1]}={_short(json.dumps(run.config.get(n), default=str))}"
+                                        for n in differ)
 
 
 def comparable_key(config: dict[str, Any], drop: Sequence[str]) -> tuple[tuple[str, str], ...]:
