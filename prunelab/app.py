@@ -252,6 +252,8 @@ def _train(cfg: DictConfig, run_dir: Path, tc: TrainerConfig, dist: distributed.
     except BaseException as exc:
         status = "interrupted" if isinstance(exc, (KeyboardInterrupt, Interrupted)) else "failed"
         claim.end(status, error=f"{type(exc).__name__}: {exc}", name=run_name(cfg))
+        if isinstance(exc, KeyboardInterrupt):
+            exc.run_dir = run_dir  # type: ignore[attr-defined] - its one line says how to go on
         if tracker is not None:
             tracker.finish(status)
         raise

@@ -86,6 +86,12 @@ def stopped(exc: KeyboardInterrupt, started: bool) -> None:
     that nothing was written), exit 128 + the signal (130 Ctrl-C, 143 SIGTERM)."""
     what = "stopped by signal SIGTERM" if isinstance(exc, Terminated) else "interrupted (Ctrl-C)"
     where = "" if started else " before the run started; nothing was written"
+    run_dir = getattr(exc, "run_dir", None)  # a started run, stopped outside its training loop (which says more)
+    if run_dir is not None:
+        import shlex
+
+        where = (f" outside its training loop; the same command with hydra.run.dir={shlex.quote(str(run_dir))} "
+                 "trainer.resume=auto goes on (from its last checkpoint, or from step 0 where it has none)")
     print(f"prunelab: error: {what}{where}", file=sys.stderr, flush=True)
     sys.exit(128 + (Terminated.signum if isinstance(exc, Terminated) else int(signal.SIGINT)))
 

@@ -199,12 +199,18 @@ def test_a_signal_during_start_up_leaves_nothing(tmp_path, sig, where):
 
 def test_a_signal_after_the_start_marks_the_run_stopped(tmp_path):
     """SIGTERM once the start is written but before training (the tracker opening): the run's summary says
-    interrupted (not "running" with a dead process), one line, exit 143."""
+    interrupted (not "running" with a dead process), one line that says how to go on, exit 143; doing so runs it."""
     run_dir = tmp_path / "run"
-    proc = cli(["logger=none", f"hydra.run.dir={run_dir}"], cwd=tmp_path, **faulty("sigterm@tracker"))
+    args = ["logger=none", "trainer.max_steps=20", "trainer.progress=none", f"hydra.run.dir={run_dir}"]
+    proc = cli(args, cwd=tmp_path, **faulty("sigterm@tracker"))
     assert proc.returncode == 143, proc.stderr[-2000:]
-    assert proc.stderr.strip().splitlines()[-1] == "prunelab: error: stopped by signal SIGTERM"
+    assert proc.stderr.strip().splitlines()[-1] == "prunelab: error: stopped by signal SIGTERM outside its training " \
+        f"loop; the same command with hydra.run.dir={run_dir} trainer.resume=auto goes on (from its last " \
+        "checkpoint, or from step 0 where it has none)"
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "interrupted"
+    again = cli([*args, "trainer.resume=auto"], cwd=tmp_path)
+    assert again.returncode == 0 and json.loads((run_dir / "summary.json").read_text())["status"] == "finished", \
+        again.stderr[-2000:]
 
 
 def test_a_refused_or_never_started_run_leaves_its_directory_reusable(tmp_path):
