@@ -146,8 +146,9 @@ def recorded_by(sweep_dir: Any) -> Callable[[Any], bool] | None:
 def describe(before: int, plan: Plan) -> str:
     """One line for the sweep's start: how many jobs run, and how many dense duplicates were dropped."""
     dropped = before - len(plan.jobs)
-    return (f"[prunelab] sweep: {len(plan.jobs)} jobs" + (f" ({plan.dense} dense: one per seed and setting; {dropped} "
-            "duplicate dense jobs dropped)" if dropped else ""))
+    dense = f"{plan.dense} of them dense baselines (one per seed and setting" + (
+        f"; {dropped} duplicate dense jobs dropped)" if dropped else ")")
+    return f"[prunelab] sweep: {len(plan.jobs)} jobs" + (f", {dense}" if plan.dense else "")
 
 
 def announce(before: int, plan: Plan) -> None:

@@ -403,6 +403,11 @@ def test_a_sweep_over_schedules_trains_one_dense_run_per_seed_unless_the_schedul
         kept, n_dense = canonical_jobs(tuned, lambda o: compose("config", overrides=o))
         assert n_dense == 6 and all(j[0].startswith("schedule=") for j in kept)
     assert len(kept) == 12 and len(jobs) == 12
+    from prunelab.sweeper import Plan, describe  # the start line counts the dense jobs, dropped duplicates or not
+
+    assert describe(12, Plan(kept, n_dense)) == "[prunelab] sweep: 12 jobs, 6 of them dense baselines (one per seed " \
+        "and setting)"
+    assert describe(3, Plan([["a"], ["b"]], 1)).endswith("(one per seed and setting; 1 duplicate dense jobs dropped)")
 
 
 # ------------------------------------------------------------------------------- the committed comparison preset
@@ -450,7 +455,8 @@ def test_a_tiny_criteria_fmnist_runs_end_to_end(tmp_path):
                cwd=tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     # Hydra really ran prunelab's sweeper (its line, and one dense job where the basic sweeper would run two)
-    assert "[prunelab] sweep: 3 jobs (1 dense: one per seed and setting; 1 duplicate dense jobs dropped)" in proc.stdout
+    assert "[prunelab] sweep: 3 jobs, 1 of them dense baselines (one per seed and setting; 1 duplicate dense jobs " \
+        "dropped)" in proc.stdout
     jobs = {p.name.rsplit("_", 1)[0]: json.loads((p / "summary.json").read_text()) for p in sweep.iterdir()
             if p.is_dir() and not p.name.startswith(".")}  # <name>_<fingerprint>
     assert sorted(jobs) == ["dense-seed0", "magnitude-s0.984375-seed0", "random-s0.984375-seed0"]
