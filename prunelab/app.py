@@ -17,7 +17,6 @@ import logging
 import os
 import shutil
 import socket
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -40,9 +39,7 @@ from .training import distributed
 from .training.calibration import check_calibration
 from .training.callbacks import PruningCallback, TrackingCallback
 from .training.checkpoint import seed_everything
-from .training.accel import check_levers
-from .training.batches import check_loader
-from .training.trainer import Interrupted, Trainer, TrainerConfig, resolve_device
+from .training.trainer import Interrupted, Trainer, TrainerConfig
 
 log = logging.getLogger("prunelab")
 

@@ -36,7 +36,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from . import rundir
-from .errors import Abort, ConfigError, Terminated, catch_interrupts
+from .errors import Abort, ConfigError, catch_interrupts
 from .naming import earlier_names
 
 EXIT_FAILED_JOBS = 1
