@@ -87,9 +87,10 @@ def test_the_lock_dies_with_the_run_not_with_its_forked_workers(tmp_path):
 
     run_dir = tmp_path / "run"
     run_dir.mkdir()
+    # each line in one write (a pipe keeps a write under PIPE_BUF whole; print's two writes can interleave)
     script = (f"import os, sys, time\nfrom prunelab import rundir\nrundir.RunLock({str(run_dir)!r}).acquire()\n"
-              "child = os.fork()\nif child == 0:\n    print('ready', flush=True)\n    time.sleep(60)\n"
-              "    os._exit(0)\nprint(child, flush=True)\ntime.sleep(60)\n")
+              "child = os.fork()\nif child == 0:\n    os.write(1, b'ready\\n')\n    time.sleep(60)\n"
+              "    os._exit(0)\nos.write(1, f'{child}\\n'.encode())\ntime.sleep(60)\n")
     run = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     # the worker has run its after-fork hooks once it prints (on a loaded machine it may not have been scheduled
     # yet when the parent prints its pid: killing the parent then would race the worker's hook)
