@@ -119,12 +119,15 @@ def dense_form(job: list[str], cfg: Any, compose: Callable[[list[str]], Any], de
     """The overrides a dense job runs with: the form the sweep directory records, if an earlier one; else without
     its schedule's overrides where its length does not follow the schedule and the defaults fit; else with them."""
     plain = dense_job(job, dense_criterion)
+    composed: dict[tuple[str, ...], Any] = {}  # each form composed once
     if recorded is not None:
         earlier = [dense_job(job, dense_criterion, keep=k) for k in EARLIER_DENSE_KEEPS]
         for form in dict.fromkeys(map(tuple, [plain, *earlier])):
-            if recorded(compose(list(form))):
+            composed[form] = compose(list(form))
+            if recorded(composed[form]):
                 return list(form)
-    if not length_follows_schedule(cfg) and valid(compose(plain)):
+    if not length_follows_schedule(cfg) and valid(composed[tuple(plain)] if tuple(plain) in composed
+                                                  else compose(plain)):
         return plain
     return dense_job(job, dense_criterion, keep=("schedule",))
 

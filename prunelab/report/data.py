@@ -348,18 +348,18 @@ def label_variants(runs: list[Run]) -> None:
     label), execution keys and keys equal to the seed (``criterion.seed: ${seed}``) do not count."""
     by_method: dict[str, list[Run]] = defaultdict(list)
     for run in runs:
-        if run.finished and not run.dense:
+        if not run.dense:
             by_method[run.criterion].append(run)
-    for method, members in by_method.items():
+    for method_runs in by_method.values():
+        members = [r for r in method_runs if r.finished]
         names = sorted({k for r in members for k in r.config if under(k, CRITERION_KEYS)
                         and not under(k, (*SERIES_KEYS, *EXECUTION_KEYS))})
         values = {n: [json.dumps(r.config.get(n), sort_keys=True, default=str) for r in members] for n in names}
         differ = [n for n in names if len(set(values[n])) > 1
                   and not all(v == json.dumps(r.seed) for v, r in zip(values[n], members))]
-        for run in runs:
-            if not run.dense and run.criterion == method and differ:
-                run.variant = ", ".join(f"{n.split('.', 1)[1]}={_short(json.dumps(run.config.get(n), default=str))}"
-                                        for n in differ)
+        for run in method_runs if differ else ():
+            run.variant = ", ".join(f"{n.split('.', 1)[1]}={_short(json.dumps(run.config.get(n), default=str))}"
+                                    for n in differ)
 
 
 def comparable_key(config: dict[str, Any], drop: Sequence[str]) -> tuple[tuple[str, str], ...]:
@@ -387,7 +387,8 @@ def label_settings(runs: list[Run]) -> dict[str, dict[str, str]]:
     for run in runs:
         run.setting_keys = keys[id(run)]
     done = [keys[id(r)] for r in runs if r.finished]
-    distinct = sorted({tuple(sorted(k.items())) for k in done})
+    setting_of = {id(r): tuple(sorted(keys[id(r)].items())) for r in runs}  # each run's setting, as a key
+    distinct = sorted({setting_of[id(r)] for r in runs if r.finished})
     if len(distinct) <= 1:
         return {}
     varying = [n for n in sorted(set().union(*done)) if len({k.get(n) for k in done}) > 1]
@@ -400,14 +401,14 @@ def label_settings(runs: list[Run]) -> dict[str, dict[str, str]]:
     recorded = sorted(g for g in {n.split(".")[0] for n in varying} if all(g in r.choices for r in finished))
     for i, key in enumerate(distinct):
         diff = {n: _short(dict(key).get(n, "-")) for n in varying}
-        chose = [r.choices for r in finished if tuple(sorted(keys[id(r)].items())) == key]
+        chose = [r.choices for r in finished if setting_of[id(r)] == key]
         options = {g: "/".join(sorted({c[g] for c in chose})) for g in recorded}
         shown = dict(sorted({**{g: options[g] for g in named},
                              **{n: v for n, v in diff.items() if not any(n in ns for ns in named.values())}}.items()))
         label = ", ".join(f"{n}={v}" for n, v in shown.items()) if len(shown) <= 2 else f"setting {i + 1:0{width}d}"
         legend[label] = {**options, **diff}
         for run in runs:
-            if tuple(sorted(keys[id(run)].items())) == key:
+            if setting_of[id(run)] == key:
                 run.setting = label
     return legend
 
