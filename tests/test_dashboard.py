@@ -120,7 +120,7 @@ def runset_refs(rs: dict[str, Any], run_ids: set[str]) -> list[tuple[str, str]]:
         elif key == {"section": "run", "name": "group"}:
             assert f["value"] == GROUP
         else:
-            assert key == {"section": "run", "name": "name"} and set(f["value"]) == run_ids, f
+            assert key == {"section": "run", "name": "name"} and set(f["value"]) <= run_ids, f
     for col in rs.get("runFeed", {}).get("columnPinned", {}):
         section, key = col.split(":", 1)
         if section != "run":
@@ -146,14 +146,22 @@ def report_grids(spec: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
 
 
 def selected(rs: dict[str, Any], runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The runs a run set's config filters select (evaluated on W&B's record of each run's config)."""
+    """The runs a run set's config and run-id filters select (evaluated on W&B's record of each run's config and
+    id)."""
     def value(config: dict[str, Any], path: str) -> Any:
         for part in path.split("."):
-            config = config[part]
+            config = config.get(part) if isinstance(config, dict) else None
         return config
 
-    conds = [(f["key"]["name"], f["value"]) for f in rs["filters"]["filters"] if f["key"]["section"] == "config"]
-    return [r for r in runs if all(value(r["config"], k) == v for k, v in conds)]
+    def ok(run: dict[str, Any], f: dict[str, Any]) -> bool:
+        if f["key"]["section"] == "config":
+            return value(run["config"], f["key"]["name"]) == f["value"]
+        if f["key"] == {"section": "run", "name": "name"}:
+            assert f["op"] == "IN"
+            return run["run"]["run_id"] in f["value"]
+        return True  # the group
+
+    return [r for r in runs if all(ok(r, f) for f in rs["filters"]["filters"])]
 
 
 # --- tests ----------------------------------------------------------------------------------------------------
@@ -252,25 +260,89 @@ def test_offline_preview_draws_every_report_panel(sweep, spec):
 
 
 @pytest.mark.slow
-def test_varied_axis_gets_its_own_comparison(sweep):
-    """A sweep that varies the distribution: the workspace groups by it too and adds a panel grouped by it; the
-    report has one comparison grid per distribution."""
+def test_no_grid_averages_runs_of_different_configs(sweep):
+    """A sweep that varies the distribution for every criterion, and snip's own option for snip alone: W&B groups a
+    panel's runs by the method only, so each report grid must hold one distribution and one value of snip's
+    option (magnitude, which has no such option, in both), every grid the dense baselines; the workspace groups
+    the runs table by both keys and says to filter by them."""
     from prunelab.tracking.dashboard.comparison import Comparison
     from prunelab.tracking.dashboard.runs import read_sweep_dir
     from prunelab.tracking.dashboard.spec import specs
 
     runs = read_sweep_dir(sweep["dir"])
-    for r in runs[: len(runs) // 2]:
+    views = copy.deepcopy(sweep["runs"])  # W&B's record of each run, edited as the runs are
+    by_id = {v["run"]["run_id"]: v for v in views}
+    for r in runs:
         r.config = copy.deepcopy(r.config)
-        r.config["distribution"]["name"] = "uniform"
+        crit, seed, target = r.config["criterion"]["criterion_type"], r.config["seed"], r.config["schedule"]["target_sparsity"]
+        if target:
+            r.config["distribution"]["name"] = ["global", "uniform"][seed]
+        if crit == "snip" and target:
+            r.config["criterion"]["alpha"] = 0.5 if seed == 0 else 0.9  # a fake option, one value per seed
+        by_id[r.id]["config"] = r.config
     doc = specs(Comparison.from_runs(runs, source="test"))
     assert doc["workspace"]["spec"]["section"]["runSets"][0]["grouping"] == [
-        CRITERION_GROUP, {"section": "config", "name": "distribution.value.name"}]
-    groupbys = [p["config"].get("groupBy") for p in workspace_sections(doc)["Comparison"]]
-    assert "distribution.value.name" in groupbys
-    by_value = [g["runSets"][0]["filters"]["filters"][-1] for h, g in report_grids(doc) if h == "Comparison"][1:]
-    assert [(f["key"]["name"], f["value"]) for f in by_value] == [("distribution.name", "global"),
-                                                                  ("distribution.name", "uniform")]
+        CRITERION_GROUP, {"section": "config", "name": "criterion.value.alpha"},
+        {"section": "config", "name": "distribution.value.name"}]
+    texts = [p["config"]["value"] for p in workspace_sections(doc, text=True)["Training curves"]
+             if p["viewType"] == "Markdown Panel"]
+    assert "also varies criterion.alpha, distribution.name" in texts[0]
+    grids = [g for h, g in report_grids(doc) if h == "Comparison"]
+    picked = [selected(g["runSets"][0], views) for g in grids]
+    shapes = [sorted((v["config"]["method"], v["config"]["schedule"]["target_sparsity"], v["config"]["seed"])
+                     for v in p) for p in picked]
+    dense = [("magnitude", 0.0, 0), ("magnitude", 0.0, 1)]
+    assert shapes == [sorted(dense + [("magnitude", 0.75, 0), ("snip", 0.75, 0)]),
+                      sorted(dense + [("magnitude", 0.75, 1), ("snip", 0.75, 1)])]
+    for grid, p in zip(grids, picked):  # within a grid no method mixes two distributions or two alphas
+        for method in ("magnitude", "snip"):
+            pruned = [v["config"] for v in p if v["config"]["method"] == method and v["config"]["schedule"]["target_sparsity"]]
+            assert len({(c["distribution"]["name"], c["criterion"].get("alpha")) for c in pruned}) == 1
+    labels = [g.get("runSets")[0]["name"] for g in grids]
+    assert labels == ["distribution.name=global, snip (alpha=0.5)", "distribution.name=uniform, snip (alpha=0.9)"]
+    # the per-target sections hold the same split, the score grids one run per method and variant
+    curves = [selected(g["runSets"][0], views) for h, g in report_grids(doc) if h == "Training curves"]
+    assert [len(p) for p in curves] == [2, 2]
+    scores = [selected(g["runSets"][0], views) for h, g in report_grids(doc) if h == "Score distributions"]
+    assert [[(v["config"]["method"], v["config"]["criterion"].get("alpha")) for v in p] for p in scores] == [
+        [("magnitude", None)], [("snip", 0.5)], [("snip", 0.9)]]
+
+
+def test_a_method_without_variants_joins_every_variant_and_dense_runs_serve_their_setting():
+    """A learning rate swept for every run (the dense baselines too) and snip_momentum's alpha: four grids, one per
+    learning rate and alpha; magnitude in the two of its learning rate, the dense runs of that learning rate
+    in both, never those of the other."""
+    from prunelab.tracking.dashboard.comparison import Comparison
+    from prunelab.tracking.dashboard.runs import LoggedRun
+
+    made: list[LoggedRun] = []
+
+    def run(method: str, target: float, seed: int, lr: float, alpha: float | None = None) -> LoggedRun:
+        criterion = {"criterion_type": method, "ablation": "none", **({"alpha": alpha} if alpha else {})}
+        made.append(LoggedRun(id=f"r{len(made)}", group="g", project="p", config={
+            "seed": seed, "method": method, "criterion": criterion, "schedule": {"target_sparsity": target},
+            "optimizer": {"lr": lr}}))
+        return made[-1]
+
+    for seed in (0, 1):
+        for lr in (0.1, 0.01):
+            run("magnitude", 0.0, seed, lr)
+            run("magnitude", 0.9, seed, lr)
+            for alpha in (0.5, 0.9):
+                run("snip_momentum", 0.9, seed, lr, alpha)
+    comp = Comparison.from_runs(made)
+    assert comp.axes() == ["criterion.alpha", "optimizer.lr"]
+    cells = {c.label: sorted((r.config["method"], r.config["schedule"]["target_sparsity"], r.config["optimizer"]["lr"],
+                              r.config["criterion"].get("alpha")) for r in made if r.id in c.run_ids)
+             for c in comp.cohorts}
+    assert list(cells) == [f"optimizer.lr={lr}, snip_momentum (alpha={a})" for lr in (0.01, 0.1) for a in (0.5, 0.9)]
+    for label, members in cells.items():
+        lr, alpha = float(label.split("=")[1].split(",")[0]), float(label.split("alpha=")[1].rstrip(")"))
+        assert members == sorted([("magnitude", 0.0, lr, None)] * 2 + [("magnitude", 0.9, lr, None)] * 2 +
+                                 [("snip_momentum", 0.9, lr, alpha)] * 2)
+    one = Comparison.from_runs([r for r in made if r.config["optimizer"]["lr"] == 0.1 and
+                                r.config["criterion"].get("alpha") in (None, 0.5)])
+    assert [c.label for c in one.cohorts] == [""] and one.axes() == []  # nothing else varies: one cohort
 
 
 @pytest.mark.slow

@@ -1,19 +1,24 @@
 """A comparison: the runs of one W&B group (or one sweep directory), what they logged, and what the sweep varied.
 
 The dashboard asks only this object which keys exist, so every panel refers to a key that some run of the
-comparison logged (history), holds in its summary, or has in its config.
+comparison logged (history), holds in its summary, or has in its config. It also splits the runs into
+:class:`Cohort` s: W&B groups a panel's runs by one config key (the method), so a panel that took the runs of two
+models, two learning rates or two of snip_momentum's alphas would average them into one line.
 """
 from __future__ import annotations
 
 import shlex
 from collections.abc import Sequence
+import json
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from ...errors import ConfigError
+from ...report.data import Run, label_settings, label_variants, serves
 from ...rundir import METHOD_KEYS, method_name, under
+from ...rundir import flatten as flat_leaves
 from .runs import EXECUTION_CONFIG, LoggedRun, flatten
 
 #: what runs are grouped by: the method (``rigl``, ``static_erk``, ``snip``), which prunelab adds to the W&B config
@@ -23,12 +28,25 @@ TYPE = "criterion.criterion_type"   # nested run config keys (W&B addresses them
 TARGET = "schedule.target_sparsity"
 SEED = "seed"
 STEP = "trainer/step"                     # every row's x-axis
-#: config keys a sweep may vary besides criterion, target and seed; each one that varies gets its own comparison
-AXES = ("criterion.ablation", "distribution.name", "pattern.type")
+ABLATION = "criterion.ablation"
 #: config keys derived from others (never a swept axis of their own)
 DERIVED_CONFIG = ("criterion.seed",)
 #: the sparsity keys that are not a layer's
 OVERALL_SPARSITY = ("sparsity/target", "sparsity/actual", "sparsity/masked")
+
+
+@dataclass(frozen=True)
+class Cohort:
+    """Runs that a panel may group by method without averaging runs of different configs: one setting (what the
+    runs differ in besides method, target and seed: a model, a learning rate, a distribution swept for every
+    criterion, as the offline report's settings), one ablation, one variant of each method whose own options
+    differ between its runs (``snip_momentum`` with ``alpha=0.5``; methods without variants join every variant's
+    cohort), and the dense baselines that serve that setting."""
+
+    label: str                   #: what the cohort's runs share: ``optimizer.lr=0.1, snip_momentum (alpha=0.5)``
+    run_ids: tuple[str, ...]
+    keys: tuple[str, ...] = ()   #: the config keys the cohorts differ in (what the label names)
+    setting: str = ""            #: the label without the method variant: ``optimizer.lr=0.1``
 
 
 @dataclass
@@ -137,8 +155,54 @@ class Comparison:
         return {k: v for k, v in self.varied().items() if k not in self.chosen}
 
     def axes(self) -> list[str]:
-        """:data:`AXES` that this sweep varies (not those a method chooses for itself)."""
-        return [a for a in AXES if a in self.swept()]
+        """The config keys the cohorts differ in (none where the comparison is one cohort)."""
+        return sorted({k for c in self.cohorts for k in c.keys})
+
+    @cached_property
+    def labelled(self) -> tuple[dict[str, Run], dict[str, dict[str, str]]]:
+        """Each run (by id) as the offline report sees it, its setting and variant labelled; the settings' legend
+        (``label -> {key: value}``; empty where there is one setting)."""
+        runs = {r.id: as_report_run(r) for r in self.runs}
+        label_variants(list(runs.values()))
+        return runs, label_settings(list(runs.values()))
+
+    @cached_property
+    def cohorts(self) -> list[Cohort]:
+        """The runs split so that no panel averages runs of different configs (:class:`Cohort`); one cohort of
+        every run where nothing but method, target and seed varies."""
+        runs, legend = self.labelled
+        pruned = [r for r in runs.values() if not r.dense]
+        ablations = len({r.config.get(ABLATION) or "none" for r in pruned}) > 1
+        cells: dict[tuple[str, str, str], set[str]] = {}  # (setting, ablation, method variant) -> run ids
+        for rid, run in runs.items():
+            if not run.dense:
+                key = (run.setting, str(run.config.get(ABLATION) or "none") if ablations else "", variant_of(run))
+                cells.setdefault(key, set()).add(rid)
+        for (setting, ablation, variant), ids in list(cells.items()):
+            if not variant and any(s == setting and a == ablation and v for s, a, v in cells):
+                del cells[(setting, ablation, variant)]  # a method without variants joins every variant's cohort
+                for key in [k for k in cells if k[:2] == (setting, ablation)]:
+                    cells[key] |= ids
+        if len(cells) <= 1:
+            return [Cohort("", tuple(r.id for r in self.runs))]
+        variant_keys = sorted({f"criterion.{part.split('=')[0]}" for *_, v in cells if v
+                               for part in v.split(" (", 1)[1][:-1].split(", ") if "=" in part})
+        keys = tuple([*sorted({k for keys in legend.values() for k in keys}), *[ABLATION] * ablations,
+                      *variant_keys])
+        settings = {r.setting: r.setting_keys for r in pruned}  # as the report's dense baselines find theirs
+        served = {rid: serves(r, settings) or [r.setting] for rid, r in runs.items() if r.dense}
+        out = []
+        for (setting, ablation, variant), ids in sorted(cells.items()):
+            dense = {rid for rid, labels in served.items() if setting in labels}
+            label = [f"{k}={v}" for k, v in legend.get(setting, {}).items()] + [f"{ABLATION}={ablation}"] * bool(ablation)
+            out.append(Cohort(", ".join(label + [variant] * bool(variant)),
+                              tuple(r.id for r in self.runs if r.id in ids | dense), keys, ", ".join(label)))
+        return out
+
+    def series(self, run_id: str) -> str:
+        """The run's method with its variant (``snip_momentum (alpha=0.5)``), as the offline report names it."""
+        run = self.labelled[0][run_id]
+        return "dense" if run.dense else run.criterion.replace(f" [{run.config.get(ABLATION)}]", "")
 
     def criteria(self) -> list[str]:
         return [str(c) for c in self.values.get(CRITERION, [])]
@@ -149,6 +213,19 @@ class Comparison:
 
     def seeds(self) -> list[Any]:
         return self.values.get(SEED, [])
+
+
+def as_report_run(run: LoggedRun) -> Run:
+    """A W&B run as the offline report's :class:`~prunelab.report.data.Run` (config flattened to leaves, without
+    what W&B and prunelab add for logging), so that settings and variants mean what they mean in the report."""
+    config = {k: v for k, v in run.config.items() if k not in EXECUTION_CONFIG and k != CRITERION}
+    return Run(path=run.path or Path(run.id), summary=dict(run.summary), config=flat_leaves(config),
+               status="finished")
+
+
+def variant_of(run: Run) -> str:
+    """``snip_momentum (alpha=0.5)``: the run's variant with its method's name (label_variants), or ""."""
+    return f"{run.criterion.split(' ')[0]} ({run.variant})" if run.variant else ""
 
 
 def _order(x: Any) -> tuple[int, float, str]:

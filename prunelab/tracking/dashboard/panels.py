@@ -3,7 +3,8 @@
 W&B's model decides the split. A workspace has one run set, so its panels cannot filter runs: they group them
 (by the criterion, the run config key ``criterion.criterion_type``; W&B aggregates each group's runs: mean, with a
 band of one standard deviation). A report's panel grid has a run set of its own, so the report repeats a
-section's panels per target sparsity, per value of a varied axis, or per criterion (score histograms: W&B draws
+section's panels per cohort (:class:`~.comparison.Cohort`: one setting, ablation and method variant, so that no
+line averages runs of different configs) and target sparsity, or per criterion (score histograms: W&B draws
 one run's histograms per panel, so each criterion's grid holds one run).
 """
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 import wandb_workspaces.reports.v2 as wr
 from wandb_workspaces import expr
 
-from .comparison import CRITERION, SEED, STEP, TARGET, Comparison
+from .comparison import CRITERION, SEED, STEP, TARGET, Cohort, Comparison
 
 Panel = Any  # a wandb_workspaces.reports.v2 panel
 
@@ -54,13 +55,26 @@ def line(y: str | list[str], title: str, x: str = STEP, groupby: str | None = CR
                        **grouped, **kw)
 
 
+def within(comp: Comparison, cohort: Cohort) -> list[Any]:
+    """The filter that narrows a run set to ``cohort`` (none where the comparison is one cohort)."""
+    return [expr.Metric("ID").isin(list(cohort.run_ids))] if len(comp.cohorts) > 1 else []
+
+
+def labelled(cohort: Cohort, text: str) -> str:
+    return f"{cohort.label}: {text}" if cohort.label else text
+
+
 def per_target(comp: Comparison, panels: Callable[[], list[Panel]]) -> list[Grid]:
-    """One grid per pruning target, grouped by criterion (dense baselines left out); one grid of every run if the
-    sweep prunes nothing."""
+    """One grid per cohort and pruning target, grouped by criterion (dense baselines left out); one grid per
+    cohort if the sweep prunes nothing."""
     targets = comp.targets()
-    if not targets:
-        return [Grid(None, [], panels())]
-    return [Grid(f"target sparsity {t:g}", [expr.Config(TARGET) == t], panels()) for t in targets]
+    grids = []
+    for cohort in comp.cohorts:
+        ids = set(cohort.run_ids)
+        held = [t for t in targets if any(r.id in ids and r.config_value(TARGET) == t for r in comp.runs)]
+        grids += [Grid(labelled(cohort, f"target sparsity {t:g}"), [*within(comp, cohort), expr.Config(TARGET) == t],
+                       panels()) for t in held] or [Grid(cohort.label or None, within(comp, cohort), panels())]
+    return grids
 
 
 def comparison(comp: Comparison) -> Part | None:
@@ -83,15 +97,13 @@ def comparison(comp: Comparison) -> Part | None:
         return out
 
     panels = main() + ([acc_vs_compression(a) for a in comp.axes()] if curve else [])
-    grids = [Grid(None, [], main())]
-    for axis in comp.axes() if curve else []:
-        grids += [Grid(f"{axis} = {v}", [expr.Config(axis) == v], [acc_vs_compression()])
-                  for v in comp.values[axis]]
-    axes = f" The sweep varies {', '.join(comp.axes())}: one comparison per value follows." if comp.axes() else ""
+    grids = [Grid(c.label or None, within(comp, c), main()) for c in comp.cohorts]
+    axes = (f" The sweep varies {', '.join(comp.axes())} besides the criterion, target and seed: one comparison "
+            "per combination follows, each with the dense baselines that serve it." if comp.axes() else "")
     text = ("Final test accuracy against compression (1 / (1 - final sparsity)), one line per criterion: the mean "
             "over seeds, with a band of one standard deviation. Dense baselines (target sparsity 0) sit at "
             f"compression 1.{axes}")
-    return Part("Comparison", text, panels, grids)
+    return Part("Comparison", text, panels, grids, cohort_note(comp))
 
 
 def training_curves(comp: Comparison) -> Part | None:
@@ -104,7 +116,7 @@ def training_curves(comp: Comparison) -> Part | None:
 
     return Part("Training curves", "Validation (eval/*) and training (train/*) accuracy and loss against the "
                 "trainer's step, one line per criterion (mean ± std over seeds) at each target sparsity.",
-                panels(), per_target(comp, panels), PER_TARGET_NOTE)
+                panels(), per_target(comp, panels), PER_TARGET_NOTE + cohort_note(comp))
 
 
 def sparsity(comp: Comparison) -> Part | None:
@@ -120,7 +132,7 @@ def sparsity(comp: Comparison) -> Part | None:
     return Part("Sparsity", "The schedule's target, the actual sparsity (zeros in the pruned weights), the masked "
                 "fraction (weights the masks remove), and each layer's sparsity and masked fraction: where a "
                 "criterion prunes (regrowth keeps each layer's masked fraction constant).",
-                panels(), per_target(comp, panels), PER_TARGET_NOTE)
+                panels(), per_target(comp, panels), PER_TARGET_NOTE + cohort_note(comp))
 
 
 def score_distributions(comp: Comparison) -> Part | None:
@@ -132,17 +144,43 @@ def score_distributions(comp: Comparison) -> Part | None:
         zeros = [line(k, f"{k} by criterion") for k in ("scores_zeros/all",) if comp.logs(k)]
         return [line(k, f"{k} (histogram over training)", groupby=None) for k in keys] + zeros
 
-    # one run per criterion: the highest target, the first seed and the first value of any varied axis
-    picks = {TARGET: comp.targets()[-1:], SEED: comp.seeds()[:1], **{a: comp.values[a][:1] for a in comp.axes()}}
-    fixed = {k: v[0] for k, v in picks.items() if v}
-    where = ", ".join(f"{'target sparsity' if k == TARGET else k} {v}" for k, v in fixed.items())
-    grids = [Grid(f"{c} ({where})" if where else c, [expr.Config(CRITERION) == c] +
-                  [expr.Config(k) == v for k, v in fixed.items()], panels()) for c in comp.criteria()]
+    grids = []
+    for series, cohort, target, seed in score_picks(comp):
+        fixed = {k: v for k, v in ((TARGET, target), (SEED, seed)) if v is not None}
+        where = ", ".join([f"{'target sparsity' if k == TARGET else k} {v}" for k, v in fixed.items()] +
+                          [cohort.setting] * bool(cohort.setting))
+        grids.append(Grid(f"{series} ({where})" if where else series, [
+            expr.Config(CRITERION) == series.split(" ")[0], *[expr.Config(k) == v for k, v in fixed.items()],
+            *within(comp, cohort)], panels()))
     text = ("The criterion's scores at every pruning step (and every tracking.log_scores_every steps): one "
             "histogram panel per pruned layer and for all layers together (bins over log10(score) by default, "
             "zeros counted apart in scores_zeros/*). W&B draws one run's histograms per panel: the workspace "
             "shows the first visible run (pin one), the report one run per criterion.")
     return Part("Score distributions", text, panels(), grids)
+
+
+def score_picks(comp: Comparison) -> list[tuple[str, Cohort, Any, Any]]:
+    """One run per method and variant for the score grids: ``(series, cohort, target, seed)``, the highest target
+    and the lowest seed of the first cohort that holds the series (dense runs left out)."""
+    top, first = (comp.targets() or [None])[-1], (comp.seeds() or [None])[0]
+    picks: dict[str, tuple[Cohort, Any, Any]] = {}
+    for cohort in comp.cohorts:
+        ids = set(cohort.run_ids)
+        for run in (r for r in comp.runs if r.id in ids):
+            series = comp.series(run.id)
+            if series != "dense" and series not in picks:
+                held = [r for r in comp.runs if r.id in ids and comp.series(r.id) == series]
+                target = max((t for r in held if isinstance(t := r.config_value(TARGET), (int, float))), default=top)
+                seed = min((r.config_value(SEED) for r in held if r.config_value(TARGET) == target), default=first)
+                picks[series] = (cohort, target, seed)
+    return [(s, *picks[s]) for s in sorted(picks)]
+
+
+def cohort_note(comp: Comparison) -> str:
+    """What the workspace's panels average over that the report splits: the cohorts' keys."""
+    keys = comp.axes()
+    return (f" The sweep also varies {', '.join(keys)}, which these panels do not split: filter the runs table by "
+            "them too (the report has one grid per combination)." if keys else "")
 
 
 def mask_churn(comp: Comparison) -> Part | None:
@@ -154,7 +192,7 @@ def mask_churn(comp: Comparison) -> Part | None:
 
     return Part("Mask churn", "Weights whose mask flipped at each mask update: new pruning, and regrowth where a "
                 "criterion or updater brings weights back.", panels(), per_target(comp, panels),
-                PER_TARGET_NOTE)
+                PER_TARGET_NOTE + cohort_note(comp))
 
 
 def run_comparer(comp: Comparison) -> Part:
