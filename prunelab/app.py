@@ -57,6 +57,7 @@ def run(cfg: DictConfig, run_dir: str | Path, hydra_files: dict[str, Any] | None
     ``run_dir/.hydra`` once the checks passed.
     """
     validate(cfg)
+    config_mod.check_overrides(cfg, list((hydra_files or {}).get("overrides.yaml") or []))
     tc = TrainerConfig.from_config(cfg.trainer)
     dist = distributed.init(tc.device)
     try:
@@ -232,7 +233,7 @@ def _train(cfg: DictConfig, run_dir: Path, tc: TrainerConfig, dist: distributed.
            model: Any, data: Any, trainer: Trainer, pruner: Pruner, pruning: PruningCallback, end_step: int,
            total: int, resume_state: dict[str, Any] | None, decision: rundir.Decision) -> dict[str, Any]:
     if not dist.is_main:
-        return trainer.fit(model, data, [pruning], end_step=end_step, resume_state=resume_state)
+        return trainer.fit(model, data, [pruning], end_step=end_step, resume_state=resume_state, decided=True)
     print(f"[prunelab] {run_name(cfg)}: {pruner.criterion.name}, pattern {pruner.pattern.pattern} "
           f"({pruner.distribution.name}), target {pruner.schedule.target_sparsity}, {total} steps -> {run_dir}\n"
           f"{pruner.describe()}", flush=True)
@@ -245,7 +246,9 @@ def _train(cfg: DictConfig, run_dir: Path, tc: TrainerConfig, dist: distributed.
         tracker = build_tracker(cfg, run_dir, total_steps=total, name=run_name(cfg), start_step=start,
                                 resume=resumes_here)
         callbacks = [pruning, TrackingCallback(tracker, pruning, log_scores_every=every)]
-        summary = trainer.fit(model, data, callbacks, end_step=end_step, resume_state=resume_state)
+        # the run directory's decision (rundir.decide) stands: a restart of an attempt stopped before its first
+        # checkpoint starts from step 0 also under trainer.resume=true, which names a checkpoint that is not there
+        summary = trainer.fit(model, data, callbacks, end_step=end_step, resume_state=resume_state, decided=True)
     except BaseException as exc:
         status = "interrupted" if isinstance(exc, (KeyboardInterrupt, Interrupted)) else "failed"
         claim.end(status, error=f"{type(exc).__name__}: {exc}", name=run_name(cfg))

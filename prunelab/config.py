@@ -25,7 +25,7 @@ import secrets
 import time
 import typing
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -387,6 +387,21 @@ def training_steps(cfg: Mapping[str, Any]) -> int | None:
     if tr.get("finetune_steps") is None and tr.get("max_steps") is not None:
         return int(tr["max_steps"])
     return None
+
+
+def check_overrides(cfg: DictConfig | Mapping[str, Any], overrides: Sequence[str]) -> None:
+    """What the composed config alone cannot show, checked against the overrides as typed: ``pattern.scope=local``
+    (the wave-1 alias of ``distribution=uniform``) with ``distribution=global`` asked for explicitly. Global is
+    also the default, which the scope alias replaces, so the composed config reads the same as with the default
+    and the run would prune uniformly while its config said global."""
+    scope = (cfg.get("pattern") or {}).get("scope")
+    if scope != "local":
+        return
+    for override in overrides:
+        key, _, value = str(override).lstrip("+~").partition("=")
+        if key in ("distribution", "distribution.name") and value.strip("'\"") == "global":
+            raise ConfigError("pattern.scope", scope, f"null with {override} (scope=local is the wave-1 alias of "
+                              "distribution=uniform)")
 
 
 def validate(cfg: DictConfig | Mapping[str, Any]) -> None:

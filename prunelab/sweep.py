@@ -280,7 +280,7 @@ def check_sweep(config: DictConfig, jobs: list[Job]) -> None:
     directory holds another sweep, or holds this one without ``trainer.resume=auto``; then record the jobs."""
     from hydra.core.hydra_config import HydraConfig
 
-    from .config import validate
+    from .config import check_overrides, validate
 
     sweep_dir = Path(str(config.hydra.sweep.dir)).absolute()
     seen: dict[str, Job] = {}
@@ -289,6 +289,7 @@ def check_sweep(config: DictConfig, jobs: list[Job]) -> None:
         HydraConfig.instance().set_config(job.config)
         try:
             validate(job.config)
+            check_overrides(job.config, job.overrides)
             check_layers(job.config, models)
         except ConfigError as exc:
             raise ConfigError(exc.key, exc.value, f"{exc.allowed} ({job.label})") from None

@@ -82,6 +82,9 @@ MORE = [  # 70 more, beyond the issue's list
     (["pattern.block_reduce=median"], "pattern.block_reduce", "median", "mean, sum, max"),
     (["pattern.scope=everywhere"], "pattern.scope", "everywhere", "global, local"),
     (["distribution=uniform", "pattern.scope=global"], "pattern.scope", "global", "distribution=uniform"),
+    # global is also the default that the alias replaces: asked for explicitly it contradicts the alias too
+    (["distribution=global", "pattern.scope=local"], "pattern.scope", "local", "null with distribution=global"),
+    (["distribution.name=global", "pattern.scope=local"], "pattern.scope", "local", "with distribution.name=global"),
     (["+distribution.k=3"], "distribution.k", "3", "distribution global"),
     (["prune.op_types=[Linaer]"], "prune.op_types", "Linaer", "torch.nn layer classes"),
     (["prune.exclude_head=maybe"], "prune.exclude_head", "maybe", "true or false"),
@@ -248,6 +251,8 @@ def test_the_optimizer_check_builds_no_parameter_group():
 @pytest.mark.parametrize("args, key, value", [
     (["model=lenet5,mlp", "prune.include=[conv*]"], "prune.include", "conv*"),  # only lenet5 has conv layers
     (["model=lenet5,mlp", "model.head=fc3"], "model.head", "fc3"),  # the mlp's head is "head"
+    # the second job asks for global explicitly, which the scope's alias would silently replace with uniform
+    (["pattern.scope=local", "distribution=uniform,global"], "pattern.scope", "local"),
 ])
 def test_a_sweep_whose_later_job_fails_on_its_model_is_refused_before_any_job_runs(tmp_path, args, key, value):
     """What a run checks on its model (a glob that matches no layer, the head) is checked for every job of a sweep

@@ -179,6 +179,30 @@ def test_random_reproducible_and_seeded():
     assert torch.equal(d1.scores["a"], d2.scores["a"])
 
 
+def test_random_scores_are_not_the_models_initial_weights():
+    """The model is initialised from ``torch.manual_seed(seed)`` and the run's seed is random's seed: a generator
+    seeded with that same number draws the same uniforms that ``kaiming_uniform`` turned into the first layer's
+    weights (W = b (2u - 1)), so random pruning kept exactly that layer's most positive initial weights. Random
+    scores must be independent of the weights: their correlation with W is ~0 (sd 1/sqrt(n) ~ 0.002 here) and the
+    kept set holds both signs. ``stream: model_init`` keeps the old draw (to reproduce old runs): correlation 1."""
+    from prunelab.models import build as build_model
+
+    for seed in (0, 3):
+        torch.manual_seed(seed)  # as the app does before building the model
+        net = build_model({"name": "mlp", "hidden_sizes": [300, 100], "input_shape": [1, 28, 28],
+                           "num_classes": 10, "head": "head"})
+        first = net.fc1.weight.detach().flatten()
+        for stream, want in (("independent", 0.0), ("model_init", 1.0)):
+            crit = get_criterion({"criterion_type": "random", "seed": seed, "stream": stream}, {"fc1": net.fc1})
+            scores = crit.scores["fc1"].flatten()
+            corr = float(torch.corrcoef(torch.stack([scores, first]))[0, 1])
+            assert corr == pytest.approx(want, abs=0.01), (seed, stream)
+            kept = first[scores >= scores.quantile(0.8)]  # the 20% a 0.8 target keeps
+            assert (float((kept > 0).float().mean()) == pytest.approx(0.5, abs=0.01)) == (stream == "independent")
+    with pytest.raises(ConfigError, match="criterion.stream='init': independent or model_init"):
+        get_criterion({"criterion_type": "random", "stream": "init"}, {"fc1": net.fc1})
+
+
 # --- get_criterion: config forms ---
 @dataclass
 class SnipMomentumConfig:

@@ -24,7 +24,9 @@ CASES = {
     "gradient": ["criterion=gradient"],
     "snip": ["criterion=snip"],
     "snip_momentum": ["criterion=snip_momentum"],
-    "random": ["criterion=random"],
+    # the first wave drew random's scores from the model initialisation's own stream (fixed 2026-12-08); the key
+    # that keeps that draw must still give its runs bit for bit
+    "random": ["criterion=random", "criterion.stream=model_init"],
     "magnitude-4x1-local": ["criterion=magnitude", "pattern=4x1", "pattern.scope=local"],
     "snip_momentum-2in4": ["criterion=snip_momentum", "pattern=2in4"],
     "snip-channel": ["criterion=snip", "pattern=channel", "schedule.target_sparsity=0.5"],

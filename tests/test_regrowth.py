@@ -336,6 +336,7 @@ def test_updates_keep_per_layer_counts_and_reset_grown_state(kind, opt_name, com
     pruner.on_train_begin()
     kept0 = None
     updates = 0
+    moved = dict.fromkeys(pruner.names, 0)
     for step, (x, y) in enumerate(batches(20)):
         if step == 7:  # new optimizer state tensors (a state reloaded): the next update zeroes those
             opt.load_state_dict(copy.deepcopy(opt.state_dict()))
@@ -361,13 +362,15 @@ def test_updates_keep_per_layer_counts_and_reset_grown_state(kind, opt_name, com
             for n in pruner.names:
                 w, new = getattr(model, n).weight, pruner.masks[n]
                 grown, dropped = new & ~old[n], old[n] & ~new
-                assert int(grown.sum()) == int(dropped.sum()) > 0
+                # an update may leave a layer as it was (RigL: the weights it drops have the largest gradients)
+                assert int(grown.sum()) == int(dropped.sum())
+                moved[n] += int(grown.sum())
                 assert pruner.changed[n] == int(grown.sum() + dropped.sum())
                 # grown restart at 0, dropped are 0 at once; a revived weight that stays pruned is zeroed by the
                 # step's mask apply (checked below), as at any step: the update writes only what it changes
                 assert torch.all(w[grown] == 0) and torch.all(w[dropped] == 0)
                 assert torch.equal(w[new & old[n]], weights[n][new & old[n]])  # the kept ones untouched
-                if kind == "rigl":  # every grown weight has a gradient at least as large as any not grown
+                if kind == "rigl" and grown.any():  # every grown weight's gradient is >= any not grown
                     g = grads[n].abs()
                     assert g[grown].min() >= g[~new].max()
                 for key, v in opt.state[w].items():
@@ -386,6 +389,7 @@ def test_updates_keep_per_layer_counts_and_reset_grown_state(kind, opt_name, com
         for n, m in pruner.masks.items():  # every pruned weight 0 again after the step, the revived ones too
             assert torch.all(getattr(model, n).weight[~m] == 0), (step, n)
     assert updates == 5  # steps 3, 6, 9, 12, 15
+    assert all(moved.values()), moved  # every layer's mask moved at some update
 
 
 def test_set_growth_is_seeded_by_seed_and_step():

@@ -197,8 +197,10 @@ def test_runs_started_together_never_share_a_directory(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_restart_from_step_zero_never_appends_to_the_earlier_attempt(tmp_path):
-    """Killed before its first checkpoint (every 50 steps), the run restarts from step 0 with resume=auto; the
+@pytest.mark.parametrize("mode", ["auto", "true"])
+def test_a_restart_from_step_zero_never_appends_to_the_earlier_attempt(tmp_path, mode):
+    """Killed before its first checkpoint (every 50 steps), the run restarts from step 0 with resume=auto, and with
+    resume=true as the README says (it said so, then refused: the trainer looked for the checkpoint again); the
     earlier attempt's records move to .attempts/1/ and the new ones hold every step once."""
     run_dir = tmp_path / "run"
     args = [*SHORT, "trainer.max_steps=60", "trainer.eval_every=50", "trainer.log_every=5", f"hydra.run.dir={run_dir}"]
@@ -207,7 +209,7 @@ def test_a_restart_from_step_zero_never_appends_to_the_earlier_attempt(tmp_path)
     old = (run_dir / "metrics.jsonl").read_bytes()
     before = [r["step"] for r in metrics(run_dir)]
     assert before and max(before) < 33
-    again = cli([*args, "trainer.resume=auto"], cwd=tmp_path)
+    again = cli([*args, f"trainer.resume={mode}"], cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "restarting from step 0" in again.stdout
     assert (run_dir / ".attempts" / "1" / "metrics.jsonl").read_bytes() == old

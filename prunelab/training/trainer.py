@@ -286,13 +286,14 @@ class Trainer:
         return loop
 
     def fit(self, model: nn.Module, data: Any, callbacks: Sequence[Callback] = (), end_step: int | None = None,
-            resume_state: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """Train (from ``resume_state``, a checkpoint, if given; else from the checkpoint ``trainer.resume`` names,
-        if any); returns the summary (accuracies, parameters kept, wall time, and what callbacks add).
-        ``end_step`` is the last step at which masks change (for ``trainer.finetune_steps``)."""
+            resume_state: Mapping[str, Any] | None = None, decided: bool = False) -> dict[str, Any]:
+        """Train (from ``resume_state``, a checkpoint, if given; else, unless the caller ``decided`` already, from the
+        checkpoint ``trainer.resume`` names, if any); returns the summary (accuracies, parameters kept, wall time,
+        and what callbacks add). ``end_step`` is the last step at which masks change (for
+        ``trainer.finetune_steps``)."""
         t_start = time.perf_counter()
         cbs = Callbacks([*callbacks, CheckpointCallback(self.cfg.checkpoint_every, self.cfg.eval_every)])
-        if resume_state is None and (path := self.resume_path()) is not None:
+        if resume_state is None and not decided and (path := self.resume_path()) is not None:
             resume_state = self.load_checkpoint(path)
         loop = self._setup(model, data, end_step, resume_state)
         # through a weak reference: a closure over the loop stored in it would be a reference cycle that keeps the
