@@ -269,3 +269,45 @@ def test_train_and_eval_transforms_of_different_shapes_are_one_line(tmp_path):
             data.build(OmegaConf.merge(cfg, {"input_shape": shape} if shape else {}))
     with pytest.raises(ConfigError, match=r"make train_transforms and eval_transforms give one shape"):
         data.build(OmegaConf.merge(cfg, {"input_shape": [3, 12, 12]}))
+
+
+def test_imagefolder_evaluation_resize_follows_image_size():
+    """The evaluation resizes to 8/7 of ``image_size`` before center-cropping it (ImageNet's 256 -> 224); it was a
+    fixed 73, so with image_size=16 validation and test saw the middle 5% of each image (22% of its side), while
+    training's RandomResizedCrop saw 8-100% of it. An explicit resize still wins."""
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module("prunelab.conf", version_base=None):
+        sizes = {n: compose("config", overrides=["dataset=imagefolder", "dataset.num_classes=3",
+                                                 *([f"dataset.image_size={n}"] if n else [])]) for n in (0, 16, 32, 224)}
+        own = compose("config", overrides=["dataset=imagefolder", "dataset.num_classes=3", "dataset.image_size=16",
+                                           "dataset.resize=20"])
+    resolved = {n: OmegaConf.to_container(c.dataset, resolve=True) for n, c in sizes.items()}
+    assert {n: r["resize"] for n, r in resolved.items()} == {0: 73, 16: 18, 32: 37, 224: 256}
+    for r in resolved.values():
+        resize, crop = r["eval_transforms"]
+        assert resize["Resize"]["size"] == r["resize"] and crop["CenterCrop"]["size"] == r["image_size"]
+    assert OmegaConf.to_container(own.dataset, resolve=True)["eval_transforms"][0]["Resize"]["size"] == 20
+
+
+def test_a_torchvision_class_without_a_split_argument_needs_its_test_data_and_classes_are_counted(tmp_path):
+    """``dataset=torchvision dataset.cls=ImageFolder`` took neither train= nor split=, so train and test opened the
+    same folder and the test accuracy was the training data's (1.0 on a toy tree): refused unless test_kwargs say
+    where the test data is (a root of their own wins over dataset.root). num_classes is checked against the data
+    (it trained a 10-way head on 3 classes, or crashed mid-run on a label beyond it)."""
+    tree = write_image_folder(tmp_path, classes=("cat", "ant", "bee"), per_class={"train": 4, "val": 2})
+    cfg = _cfg("torchvision", root=str(tmp_path / "train"), cls="ImageFolder", input_shape=[3, 16, 16],
+               num_classes=3, eval_transforms=[{"Resize": {"size": [16, 16]}}], val_fraction=0.25)
+    with pytest.raises(ConfigError, match=r"^dataset.test_kwargs=None: the keyword arguments that open ImageFolder's "
+                                          r"test data.*both splits would be the same images"):
+        data.build(cfg)
+    s = data.build(OmegaConf.merge(cfg, {"test_kwargs": {"root": str(tmp_path / "val")}, "in_memory": False}))
+    assert (len(s.train) + len(s.val), len(s.test)) == (len(tree["train"]), len(tree["val"])) == (12, 6)
+    assert sorted(s.test.base.samples) == sorted((str(p), c) for p, c, _ in tree["val"])
+    for wrong in (2, 10):
+        with pytest.raises(ConfigError, match=rf"^dataset.num_classes={wrong}: the ImageFolder data has 3 classes"):
+            data.build(OmegaConf.merge(cfg, {"test_kwargs": {"root": str(tmp_path / "val")}, "num_classes": wrong}))
+    write_mnist(tmp_path, "MNIST", gz=False)  # a class with labels and a classes list: 10
+    mnist = _cfg("torchvision", root=str(tmp_path), cls="MNIST", input_shape=[1, 28, 28], num_classes=5)
+    with pytest.raises(ConfigError, match=r"^dataset.num_classes=5: the MNIST data has 10 classes"):
+        data.build(mnist)

@@ -33,15 +33,33 @@ def _kwargs(cfg: Any, key: str, cls: type) -> dict[str, Any]:
 
 
 def _open(cls: type, cfg: Any, key: str, root: str, download: bool) -> Any:
-    kwargs = _kwargs(cfg, key, cls)
+    """``cls`` opened on ``root`` with the split's keyword arguments (a ``root`` among them wins: ImageFolder's test
+    data is another folder)."""
+    given = _kwargs(cfg, key, cls)
     try:
-        return cls(root=root, download=download, **kwargs) if download else cls(root=root, **kwargs)
+        return cls(**{"root": root, **({"download": True} if download else {}), **given})
     except TypeError as exc:
-        raise ConfigError(f"dataset.{key}", kwargs, f"arguments {cls.__name__} accepts ({exc})") from None
+        raise ConfigError(f"dataset.{key}", given, f"arguments {cls.__name__} accepts ({exc})") from None
     except RuntimeError as exc:  # torchvision's "Dataset not found or corrupted"
         raise ConfigError("dataset.root", root, f"{cls.__name__} files there ({str(exc).splitlines()[0]}; classes "
                           "that check their files' checksums take the official files only); set "
                           "dataset.download=true to fetch them") from None
+
+
+def classes_in(*datasets: Any) -> int | None:
+    """How many classes the datasets hold: the length of their ``classes`` list, else their largest label + 1
+    (None where a dataset has neither: its labels would be read image by image, too slow for a check)."""
+    found = []
+    for ds in datasets:
+        names = getattr(ds, "classes", None)
+        labels = next((v for a in ("targets", "labels", "_labels") if (v := getattr(ds, a, None)) is not None), None)
+        if names is not None and len(names):
+            found.append(len(names))
+        elif labels is not None and len(labels):
+            found.append(int(torch.as_tensor(labels).max()) + 1)
+        else:
+            return None
+    return max(found) if found else None
 
 
 def _as_arrays(ds: Any) -> Any:
@@ -83,12 +101,19 @@ def build_torchvision(cfg: Any) -> DataSplits:
     if shape is None or classes is None:
         raise ConfigError("dataset.input_shape" if shape is None else "dataset.num_classes", None,
                           f"the {name} data's shape [C, H, W] and number of classes")
+    if not split_kwargs(cls, "test") and option(cfg, "test_kwargs", None) is None:
+        raise ConfigError("dataset.test_kwargs", None, f"the keyword arguments that open {name}'s test data, e.g. "
+                          "{root: /path/to/test} (it takes neither train= nor split=: both splits would be the same "
+                          "images, and the test accuracy the training data's; a folder tree: dataset=imagefolder)")
     channels = int(shape[0])
     mean = constant_option(cfg, "mean", (0.5,) * channels)
     std = constant_option(cfg, "std", (0.5,) * channels)
     root, download = data_root(cfg), bool(option(cfg, "download", False))
-    train_base = _as_arrays(_open(cls, cfg, "train_kwargs", root, download))
-    test_base = _as_arrays(_open(cls, cfg, "test_kwargs", root, download))
+    train_raw, test_raw = (_open(cls, cfg, key, root, download) for key in ("train_kwargs", "test_kwargs"))
+    found = classes_in(train_raw, test_raw)
+    if found is not None and found != int(classes):
+        raise ConfigError("dataset.num_classes", classes, f"the {name} data has {found} classes")
+    train_base, test_base = _as_arrays(train_raw), _as_arrays(test_raw)
     plain = Pipeline(build_transforms(option(cfg, "eval_transforms"), "eval_transforms"), mean, std)
     augment = build_transforms(option(cfg, "train_transforms"), "train_transforms")
     train_idx, val_idx = val_split(len(train_base), fraction_option(cfg, "val_fraction", 0.1),
