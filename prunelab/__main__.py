@@ -163,7 +163,16 @@ def _start_up() -> None:
     os.environ[RUN_ID_ENV] = new_run_id()  # this invocation's name part, shared by the processes of a sweep
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and int(os.environ.get("RANK", "0")) > 0:
         sys.argv.append("hydra.run.dir=.")  # torchrun: rank 0 owns the run directory (broadcast to the others)
+    multirun_first()
     register_plugins()
+
+
+def multirun_first() -> None:
+    """``-m`` / ``--multirun`` anywhere on the command line, as before the overrides: Hydra's argument parser takes
+    it only there (after an override it printed its usage and "unrecognized arguments")."""
+    flags = [a for a in sys.argv[1:] if a in ("-m", "--multirun")]
+    if flags:
+        sys.argv[1:] = [flags[0], *(a for a in sys.argv[1:] if a not in ("-m", "--multirun"))]
 
 
 def force_add_in_sweep(exc: BaseException) -> bool:

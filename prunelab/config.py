@@ -497,6 +497,11 @@ def as_config_error(exc: BaseException) -> ConfigError | None:
             value = _command_line_value(f"+{key}")
             return ConfigError(key, value if value is not None else "?", f"a key the config already has: set it "
                                f"without '+' ({key}=...), or with '++' to set it whether or not a job's config has it")
+        ambiguous = re.match(r"Ambiguous value for argument '([^=']+)=([^']*)'", str(exc))
+        if ambiguous:  # key=a,b without -m
+            key, value = ambiguous.groups()
+            return ConfigError(key, value, f"one value in a single run: to sweep over {value} add -m (prunelab -m "
+                               f"{key}={value} ...); a list is written {key}=[{value}]")
         text = str(exc).splitlines()[0] if str(exc) else "cannot be composed"
         return ConfigError("config", _override_of(exc) or "?", text)
     return None

@@ -86,6 +86,8 @@ MORE = [  # 70 more, beyond the issue's list
     (["distribution=global", "pattern.scope=local"], "pattern.scope", "local", "null with distribution=global"),
     (["distribution.name=global", "pattern.scope=local"], "pattern.scope", "local", "with distribution.name=global"),
     (["+distribution.k=3"], "distribution.k", "3", "distribution global"),
+    # a sweep's values without -m: Hydra's "Ambiguous value" read as config='?'
+    (["schedule.target_sparsity=0.8,0.95"], "schedule.target_sparsity", "0.8,0.95", "to sweep over 0.8,0.95 add -m"),
     (["prune.op_types=[Linaer]"], "prune.op_types", "Linaer", "torch.nn layer classes"),
     (["prune.exclude_head=maybe"], "prune.exclude_head", "maybe", "true or false"),
     (["tracking.histogram_bins=0"], "tracking.histogram_bins", "0", ">= 1"),

@@ -22,6 +22,15 @@ def _jobs(sweep: Path) -> dict[str, dict]:
             if p.is_dir() and not p.name.startswith(".")}
 
 
+def test_multirun_flag_after_the_overrides(tmp_path):
+    """``-m`` after an override is taken as before them (Hydra's parser printed its usage and exit 2)."""
+    sweep = tmp_path / "sweep"
+    proc = cli([*FAST, "logger=none", "-m", "seed=0,1", f"hydra.sweep.dir={sweep}"],
+               cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "2 of 2 jobs finished" in proc.stderr and len(_jobs(sweep)) == 2
+
+
 @pytest.mark.slow
 def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path):
     sweep = tmp_path / "sweep"

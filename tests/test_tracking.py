@@ -231,6 +231,9 @@ def test_final_masks_table_and_summary(offline_run):
         assert s[key] == local[key], key
     assert s["status"] == "finished"
     assert s["sparsity/layers"] == local["sparsity/layers"]
+    # compression is weights over weights kept, exactly (1 / (1 - s) of the rounded fraction is off in the last bits)
+    zeros, total = sum(int((~m).sum()) for m in masks.values()), sum(m.numel() for m in masks.values())
+    assert s["compression"] == local["compression"] == total / (total - zeros)
 
 
 def test_no_secret_written(offline_run):

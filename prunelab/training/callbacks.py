@@ -151,7 +151,8 @@ class PruningCallback(Callback):
         summary.update({
             "sparsity/target": self.pruner.schedule.target_sparsity, "sparsity/actual": sp["overall"],
             "sparsity/masked": self.pruner.masked_fraction(), "sparsity/layers": sp["layers"],
-            "compression": 1.0 / max(1.0 - sp["overall"], 1e-12),
+            # weights over weights kept, exactly (1 / (1 - s) of the rounded fraction read 19.999999999999982 for 20x)
+            "compression": sp["total"] / max(sp["total"] - sp["zeros"], 1e-12),
             "pruned_params": sp["total"], "pruned_zeros": sp["zeros"],
         })
         targets = self.pruner.layer_targets()  # what the distribution gave each layer (None: global ranking)
