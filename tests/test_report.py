@@ -750,3 +750,28 @@ def test_nothing_overflows_at_desktop_and_phone_width(built, wide, tmp_path, wid
         assert facts["overflow"] == [], f"{page.parent.name} at {width} px: {facts['overflow']}"
     planted = layout_facts(wide, width, tmp_path, extra_html=TOO_WIDE)
     assert [o["id"] for o in planted["overflow"]] == ["planted-too-wide"], planted["overflow"]
+
+
+def test_the_shared_line_says_how_the_pruned_runs_were_pruned(tmp_path):
+    """An at-init comparison read as a gradual one: the dense runs keep the schedule's defaults, so the schedule
+    was shared by no run and the line named only an irrelevant decay type. What only pruning depends on is shared
+    when the pruned runs share it; the schedule option they chose (Hydra's record) opens the line."""
+    import yaml
+
+    from prunelab.report.blocks import Context
+    from prunelab.report.results import setup_text
+
+    def run(name: str, target: float, seed: int, schedule: str, keys: str) -> None:
+        path = write_fake_run(tmp_path / name, "random" if target else "magnitude", target, seed, 0.8)
+        cfg = path / "config.yaml"
+        cfg.write_text(cfg.read_text().replace("schedule:\n", f"schedule:\n{keys}"))
+        (path / ".hydra").mkdir()
+        (path / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump({"hydra": {"runtime": {"choices": {
+            "schedule": schedule}}}}))
+
+    for seed in (0, 1):
+        run(f"p{seed}", 0.9, seed, "at_init", "  start: 0.0\n  end: 0.0\n  sparsity_decay_type: exp\n")
+        run(f"d{seed}", 0.0, seed, "iterative", "  start: 0.1\n  end: 0.6\n  sparsity_decay_type: exp\n")
+    text = setup_text(Context(load_runs([tmp_path]), [tmp_path], tmp_path / "out", {}))
+    shared = text.split("Shared: ")[1]
+    assert shared.startswith("schedule `at_init`, ") and "schedule.start `0.0`, schedule.end `0.0`" in shared, text

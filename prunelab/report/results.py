@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 
+from ..rundir import under
 from . import data as rd
 from . import figures as rf
 from . import stats
@@ -17,9 +18,11 @@ from .blocks import Block, Context, Section, Table, mean_std, target_label
 REFERENCES = ("random", "static_erk", "magnitude", "gmp")
 SIZING_DELTAS = (0.0025, 0.005, 0.01, 0.02)  # differences (accuracy fractions) the sizing table is given for
 SHARED_KEYS = ("model.name", "model.hidden_sizes", "model.arch", "model.depth", "dataset.name", "pattern.type",
-               "distribution.name", "pattern.scope", "schedule.start_step", "schedule.end_step",
-               "schedule.pruning_frequency", "schedule.sparsity_decay_type", "trainer.max_steps", "trainer.epochs",
-               "trainer.batch_size", "optimizer._target_", "optimizer.lr", "dataset.limit")
+               "distribution.name", "pattern.scope", "schedule.start", "schedule.end", "schedule.start_step",
+               "schedule.end_step", "schedule.pruning_frequency", "schedule.sparsity_decay_type", "trainer.max_steps",
+               "trainer.epochs", "trainer.batch_size", "optimizer._target_", "optimizer.lr", "dataset.limit")
+#: what only pruning depends on: shared if the pruned runs share it (a dense run keeps the defaults)
+PRUNING_KEYS = ("schedule", "distribution", "pattern", "regrowth")
 
 
 def series_name(criterion: str, setting: str) -> str:
@@ -62,11 +65,15 @@ def seeds_text(d: stats.PairedDiff) -> str:
 def setup_text(ctx: Context) -> str:
     """One paragraph: what was compared, on what, how many seeds and runs."""
     done = ctx.finished
-    shared = rd.shared_config(done)
+    pruned = rd.pruned_runs(done)
+    shared, by_pruned = rd.shared_config(done), rd.shared_config(pruned)
+    shared = {k: by_pruned.get(k) if under(k, PRUNING_KEYS) else shared.get(k) for k in SHARED_KEYS}
     seeds = sorted({r.seed for r in done if r.seed is not None})
-    criteria = sorted({r.criterion for r in rd.pruned_runs(done)})
-    facts = ", ".join(f"{k} `{shared[k]}`" for k in SHARED_KEYS if shared.get(k) is not None)
-    targets, dense = len({r.target for r in rd.pruned_runs(done)}), sum(r.dense for r in done)
+    criteria = sorted({r.criterion for r in pruned})
+    schedules = {r.choices.get("schedule") for r in pruned}  # the option the pruned runs chose (Hydra's record)
+    chosen = [f"schedule `{next(iter(schedules))}`"] if len(schedules) == 1 and None not in schedules else []
+    facts = ", ".join(chosen + [f"{k} `{shared[k]}`" for k in SHARED_KEYS if shared.get(k) is not None])
+    targets, dense = len({r.target for r in pruned}), sum(r.dense for r in done)
     dense_seeds = len({r.seed for r in done if r.dense})
     dense_text = "none of them dense" if not dense else f"{dense} of them dense (" + (
         "one per seed)" if dense == dense_seeds else f"{count(dense_seeds, 'seed')}: sweeps of several settings)")

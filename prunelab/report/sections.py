@@ -72,8 +72,10 @@ def scores_section(ctx: Context) -> Section:
     if not zero_rows:
         return Section("Score distributions", note or ["No scores.jsonl in the finished runs."])
     blocks += note
-    blocks.append("Fraction of zero scores at the last logged step (a pruning step: the scores it ranked, so the "
-                  "zeros are the weights pruned before it):")
+    blocks.append("Fraction of zero scores at the last logged step (a pruning step: the scores it ranked). For a "
+                  "criterion scored during training the zeros are mostly weights pruned before it (|W| = 0 scores "
+                  "0); at initialization nothing was pruned before, and zeros are the criterion's own (SynFlow's "
+                  "iterative rounds score what they pruned 0; a gradient that is exactly 0):")
     blocks.append(Table(["criterion", "target"] + layers_seen,
                         [r + ["-"] * (len(layers_seen) + 2 - len(r)) for r in zero_rows]))
     return Section("Score distributions", blocks)
