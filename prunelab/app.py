@@ -285,8 +285,8 @@ def format_summary(s: dict[str, Any]) -> str:
                                      f"({s['params/kept_fraction']:.2%})"),
         ("batch (global)", f"{s['batch_size']} x {s.get('world_size', 1)} ranks = {s.get('global_batch_size', s['batch_size'])}"
          if s.get("world_size", 1) > 1 else str(s["batch_size"])),
-        ("wall time", f"{s['wall_time_s']:.1f} s" + (f" (attempt {s['attempt']}, since its resume)"
-                                                     if int(s.get("attempt", 1) or 1) > 1 else "")),
+        ("wall time", f"{s['wall_time_s']:.1f} s of training and its evaluations (not start-up or loading data)"
+                      + (f"; attempt {s['attempt']}, since its resume" if int(s.get("attempt", 1) or 1) > 1 else "")),
     ]
     if s.get("samples_per_s") and s.get("data_path"):
         threads = s.get("num_threads", "?")

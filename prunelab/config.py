@@ -268,6 +268,7 @@ def check_registered(cfg: Mapping[str, Any]) -> None:
 
     crit = cfg.get("criterion") or {}
     parse_options(CRITERIA.get(str(crit.get("criterion_type"))), crit)
+    check_criterion_values(crit)
     for registry, group in ((models_mod.MODELS, "model"), (data_mod.DATASETS, "dataset")):
         node = cfg.get(group) or {}
         name = str(node.get("name"))
@@ -278,6 +279,23 @@ def check_registered(cfg: Mapping[str, Any]) -> None:
         name = str(dist.get("name", "global"))
         DISTRIBUTIONS.get(name)
         DISTRIBUTIONS.parse(name, dist, ignore=("name",))
+
+
+def check_criterion_values(crit: Mapping[str, Any]) -> None:
+    """A criterion's own value checks (``criterion.rounds=0``, ``criterion.alpha=-1``), which its constructor makes,
+    run on a stand-in layer before the data is loaded: a bad value is refused at once, not after seconds of
+    loading. Only the one-line refusal counts; anything else the stand-in cannot take is left to the real run."""
+    from torch import nn
+
+    from .criteria import CRITERIA
+
+    cls = CRITERIA.get(str(crit.get("criterion_type")))
+    try:
+        cls({"probe": nn.Linear(4, 4)}, {k: v for k, v in crit.items() if k not in ("ablation", "label")})
+    except ConfigError:
+        raise
+    except Exception:  # noqa: BLE001 - e.g. a criterion that needs a model or data: checked when the run builds it
+        pass
 
 
 def check_op_types(op_types: Any) -> None:
@@ -409,8 +427,8 @@ def validate(cfg: DictConfig | Mapping[str, Any]) -> None:
     if isinstance(cfg, DictConfig) and isinstance(cfg.get("dataset"), DictConfig):
         for key in ("input_shape", "num_classes"):  # models are built from them, before the data
             if OmegaConf.is_missing(cfg.dataset, key):
-                raise ConfigError(f"dataset.{key}", "???", f"a value for dataset {cfg.dataset.get('name')} "
-                                  f"(set dataset.{key}=...)")
+                raise ConfigError(f"dataset.{key}", None, f"a value for dataset {cfg.dataset.get('name')}, which "
+                                  f"leaves it to you (models are built before the data): dataset.{key}=...")
     plain = task_config(cfg) if isinstance(cfg, DictConfig) else config_to_dict(cfg)
     check_keys(plain)
     check_rules(plain)  # the checks up to here import no torch: a typo is answered at once

@@ -312,9 +312,9 @@ def check_sweep(config: DictConfig, jobs: list[Job]) -> None:
     states = {j.subdir: rundir.inspect(sweep_dir / j.subdir) for j in jobs}
     ran = [j for j in jobs if states[j.subdir].has_run]
     if ran and rundir.resume_mode(jobs[0].config.trainer.resume) == rundir.RESUME_OFF:
-        raise ConfigError("hydra.sweep.dir", str(sweep_dir), f"a directory where this sweep has not run yet "
-                          f"({len(ran)} of its {len(jobs)} jobs ran there before): trainer.resume=auto continues the "
-                          "sweep (finished jobs are reused, unfinished ones resumed), or choose a new hydra.sweep.dir")
+        raise ConfigError("hydra.sweep.dir", str(sweep_dir), f"a new directory, or this one with trainer.resume=auto "
+                          f"to continue the sweep there ({len(ran)} of its {len(jobs)} jobs ran there before: finished "
+                          "jobs are reused, unfinished ones resumed)")
     for job in jobs:
         try:
             rundir.decide(states[job.subdir], job.fingerprint, job.config.trainer.resume, 1,

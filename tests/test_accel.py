@@ -24,7 +24,7 @@ REFUSED = [
     (["trainer.workers=-1"], r"^trainer.workers=-1: an integer >= 0$"),
     (["trainer.prefetch_factor=0"], r"^trainer.prefetch_factor=0: an integer >= 1$"),
     (["trainer.pin_memory=always"], r"^trainer.pin_memory='always': auto, true or false$"),
-    (["dataset=imagefolder"], r"^dataset.num_classes='\?\?\?': a value for dataset imagefolder"),
+    (["dataset=imagefolder"], r"^dataset.num_classes=None: a value for dataset imagefolder, which leaves it to you"),
 ]
 
 

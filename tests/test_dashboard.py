@@ -274,7 +274,8 @@ def test_no_grid_averages_runs_of_different_configs(sweep):
     by_id = {v["run"]["run_id"]: v for v in views}
     for r in runs:
         r.config = copy.deepcopy(r.config)
-        crit, seed, target = r.config["criterion"]["criterion_type"], r.config["seed"], r.config["schedule"]["target_sparsity"]
+        crit, seed = r.config["criterion"]["criterion_type"], r.config["seed"]
+        target = r.config["schedule"]["target_sparsity"]
         if target:
             r.config["distribution"]["name"] = ["global", "uniform"][seed]
         if crit == "snip" and target:
@@ -296,7 +297,8 @@ def test_no_grid_averages_runs_of_different_configs(sweep):
                       sorted(dense + [("magnitude", 0.75, 1), ("snip", 0.75, 1)])]
     for grid, p in zip(grids, picked):  # within a grid no method mixes two distributions or two alphas
         for method in ("magnitude", "snip"):
-            pruned = [v["config"] for v in p if v["config"]["method"] == method and v["config"]["schedule"]["target_sparsity"]]
+            pruned = [v["config"] for v in p
+                      if v["config"]["method"] == method and v["config"]["schedule"]["target_sparsity"]]
             assert len({(c["distribution"]["name"], c["criterion"].get("alpha")) for c in pruned}) == 1
     labels = [g.get("runSets")[0]["name"] for g in grids]
     assert labels == ["distribution.name=global, snip (alpha=0.5)", "distribution.name=uniform, snip (alpha=0.9)"]

@@ -279,7 +279,8 @@ def test_imagefolder_evaluation_resize_follows_image_size():
 
     with initialize_config_module("prunelab.conf", version_base=None):
         sizes = {n: compose("config", overrides=["dataset=imagefolder", "dataset.num_classes=3",
-                                                 *([f"dataset.image_size={n}"] if n else [])]) for n in (0, 16, 32, 224)}
+                                                 *([f"dataset.image_size={n}"] if n else [])])
+                 for n in (0, 16, 32, 224)}
         own = compose("config", overrides=["dataset=imagefolder", "dataset.num_classes=3", "dataset.image_size=16",
                                            "dataset.resize=20"])
     resolved = {n: OmegaConf.to_container(c.dataset, resolve=True) for n, c in sizes.items()}

@@ -122,7 +122,7 @@ def test_stopped_then_resumed_is_bitwise_identical(tmp_path, reference_runs, cas
     assert len(parts) == 2 and f"upload it with: wandb sync {' '.join(parts)}" in resumed.stderr, resumed.stderr[-2000:]
     s = summary(run_dir)
     assert s["status"] == "finished" and s["attempt"] == 2
-    assert "s (attempt 2, since its resume)" in resumed.stdout  # the wall time is the last attempt's, and says so
+    assert "(not start-up or loading data); attempt 2, since its resume" in resumed.stdout  # the last attempt's
     _assert_same(_final_state(run_dir), reference_runs[criterion])
 
     # asked again (with the case's resume mode: true and auto across the cases), the finished run of this config

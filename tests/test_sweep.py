@@ -29,6 +29,11 @@ def test_multirun_flag_after_the_overrides(tmp_path):
                cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "2 of 2 jobs finished" in proc.stderr and len(_jobs(sweep)) == 2
+    again = cli([*FAST, "logger=none", "-m", "seed=0,1", f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
+    assert again.returncode == 2 and again.stderr.strip().splitlines() == [
+        f"prunelab: error: hydra.sweep.dir='{sweep}': a new directory, or this one with trainer.resume=auto to "
+        "continue the sweep there (2 of its 2 jobs ran there before: finished jobs are reused, unfinished ones "
+        "resumed)"], again.stderr
 
 
 @pytest.mark.slow

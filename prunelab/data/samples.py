@@ -115,7 +115,8 @@ class Pipeline:
         x = x.as_subclass(Tensor)  # a tv_tensors.Image -> plain tensor
         if x.shape[-3] != self.mean.shape[0]:
             raise ValueError(f"{x.shape[-3]}-channel images, {self.mean.shape[0]} mean/std constants: set "
-                             "dataset.input_shape (channels), mean and std to match")
+                             "the channels (dataset.channels for imagefolder, else dataset.input_shape), "
+                             "mean and std to match")
         x = x.to(torch.float32).div_(255.0) if x.dtype == torch.uint8 else x.to(torch.float32)
         return x.sub_(self.mean).div_(self.std)
 

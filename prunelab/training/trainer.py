@@ -165,7 +165,13 @@ class Trainer:
         raise ConfigError("trainer.max_steps", None, "a number of steps, or set trainer.epochs")
 
     def check_length(self, n_train: int, end_step: int | None) -> int:
-        """The training length in steps; pruning (which ends at ``end_step``) must end inside it."""
+        """The training length in steps; pruning (which ends at ``end_step``) must end inside it. A global batch
+        larger than the training split is refused: every step would take the whole split, fewer samples than the
+        batch the run reports (and its samples/s) say."""
+        if self.global_batch_size > n_train:
+            ranks = f" ({self.cfg.batch_size} x {self.dist.world_size} ranks)" if self.dist.world_size > 1 else ""
+            raise ConfigError("trainer.batch_size", self.cfg.batch_size, f"a global batch{ranks} of at most the "
+                              f"{n_train} training samples (a larger one is the whole split every step)")
         total = self.total_steps(n_train, end_step)
         if end_step is not None and end_step >= total:
             raise ConfigError("schedule.end_step", end_step,

@@ -194,7 +194,8 @@ class Comparison:
         out = []
         for (setting, ablation, variant), ids in sorted(cells.items()):
             dense = {rid for rid, labels in served.items() if setting in labels}
-            label = [f"{k}={v}" for k, v in legend.get(setting, {}).items()] + [f"{ABLATION}={ablation}"] * bool(ablation)
+            label = [f"{k}={v}" for k, v in legend.get(setting, {}).items()]
+            label += [f"{ABLATION}={ablation}"] * bool(ablation)
             out.append(Cohort(", ".join(label + [variant] * bool(variant)),
                               tuple(r.id for r in self.runs if r.id in ids | dense), keys, ", ".join(label)))
         return out
