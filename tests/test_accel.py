@@ -20,6 +20,7 @@ REFUSED = [
     (["trainer.amp=fp16"], r"^trainer.amp='fp16': none or bf16 on cpu \(fp16 with a GradScaler needs CUDA\)$"),
     (["trainer.amp=fp32"], r"^trainer.amp='fp32': none, bf16 or fp16$"),
     (["trainer.cudnn_benchmark=true"], r"^trainer.cudnn_benchmark=true: auto or false on cpu \(cudnn needs CUDA\)$"),
+    (["trainer.pin_memory=true"], r"^trainer.pin_memory=true: auto or false on cpu \(pinned memory speeds copies"),
     (["trainer.cudnn_benchmark=sometimes"], r"^trainer.cudnn_benchmark='sometimes': auto, true or false$"),
     (["trainer.workers=-1"], r"^trainer.workers=-1: an integer >= 0$"),
     (["trainer.prefetch_factor=0"], r"^trainer.prefetch_factor=0: an integer >= 1$"),

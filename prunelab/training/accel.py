@@ -60,6 +60,9 @@ def check_levers(cfg: Any, device: torch.device) -> None:
     cudnn = tristate("trainer.cudnn_benchmark", cfg.cudnn_benchmark)
     if cudnn and device.type != "cuda":
         raise ConfigError("trainer.cudnn_benchmark", True, f"auto or false on {device.type} (cudnn needs CUDA)")
+    if tristate("trainer.pin_memory", cfg.pin_memory) and device.type != "cuda":
+        raise ConfigError("trainer.pin_memory", True, f"auto or false on {device.type} (pinned memory speeds copies "
+                          "to a GPU; it was ignored here)")
     if cudnn and cfg.deterministic:
         raise ConfigError("trainer.cudnn_benchmark", True,
                           "auto or false with trainer.deterministic=true (autotuning may pick other algorithms)")
