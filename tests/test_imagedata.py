@@ -312,3 +312,18 @@ def test_a_torchvision_class_without_a_split_argument_needs_its_test_data_and_cl
     mnist = _cfg("torchvision", root=str(tmp_path), cls="MNIST", input_shape=[1, 28, 28], num_classes=5)
     with pytest.raises(ConfigError, match=r"^dataset.num_classes=5: the MNIST data has 10 classes"):
         data.build(mnist)
+
+
+def test_a_transforms_dtype_is_written_by_name():
+    """YAML has no torch dtypes: ``{ToDtype: {dtype: float32, scale: true}}`` was refused as a string; a name that is
+    no dtype stays one line."""
+    import torchvision.transforms.v2 as v2
+
+    from prunelab.data.samples import build_transforms
+
+    (t,) = build_transforms([{"ToDtype": {"dtype": "float32", "scale": True}}], "train_transforms")
+    assert isinstance(t, v2.ToDtype)
+    out = t(torch.full((1, 2, 2), 255, dtype=torch.uint8))
+    assert out.dtype == torch.float32 and torch.equal(out, torch.ones(1, 2, 2))  # scaled: 255 -> 1.0
+    with pytest.raises(ConfigError, match=r"^dataset.train_transforms=.*a torch dtype name for dtype"):
+        build_transforms([{"ToDtype": {"dtype": "float33"}}], "train_transforms")

@@ -84,6 +84,11 @@ def build_transforms(spec: Any, key: str) -> list[Callable[..., Any]]:
         cls = getattr(v2, str(name), None)
         if not (isinstance(cls, type) and issubclass(cls, v2.Transform)):
             raise ConfigError(f"dataset.{key}", name, "a torchvision.transforms.v2 transform class, e.g. RandomCrop")
+        if isinstance(kwargs.get("dtype"), str):  # YAML has no dtypes: {ToDtype: {dtype: float32, scale: true}}
+            dtype = getattr(torch, kwargs["dtype"], None)
+            if not isinstance(dtype, torch.dtype):
+                raise ConfigError(f"dataset.{key}", {name: kwargs}, "a torch dtype name for dtype, e.g. float32")
+            kwargs["dtype"] = dtype
         try:
             out.append(cls(**kwargs))
         except (TypeError, ValueError) as exc:
