@@ -302,7 +302,9 @@ class OursRunner:
         return dict(self.pruner.masks)
 
     def sparsity(self) -> float:
-        return float(self.pruner.sparsity()["overall"])
+        """The fraction the masks remove (not zeros in the weights: a weight RigL or SET just grew is 0 until a
+        gradient moves it, and one grown into a dead unit stays 0)."""
+        return float(self.pruner.masked_fraction())
 
 
 class TorchPruneRunner:

@@ -33,7 +33,7 @@ CONF_DIR = Path(conf.__file__).parent  # the config groups (conf/ in the reposit
 
 EXIT_CONFIG, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
 #: ``prunelab <name> ...`` runs ``<module>.main(argv)``; anything else is the Hydra app
-SUBCOMMANDS = {"report": ".report", "list": ".listing", "dashboard": ".tracking.dashboard", "collapse": ".collapse"}
+SUBCOMMANDS = {"report": ".report", "list": ".listing", "dashboard": ".dashboard", "collapse": ".collapse"}
 #: write errors that end a run with one line (the run is marked failed where that can still be written)
 DISK_ERRORS = (errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES, errno.EIO)
 

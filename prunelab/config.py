@@ -126,9 +126,12 @@ def register_schemas() -> None:
     """Store the schemas in Hydra's ConfigStore (idempotent) and register the resolvers the configs use."""
     from hydra.core.config_store import ConfigStore
 
+    from . import resolvers
+
     ConfigStore.instance().store(name=SCHEMA_NAME, node=PrunelabSchema)
+    resolvers.register()  # those the data layer shares
     resolvers = (("prunelab.run_id", run_id), ("prunelab.fingerprint", fingerprint_resolver),
-                 ("prunelab.run_name", run_name_resolver), ("prunelab.eval_resize", eval_resize))
+                 ("prunelab.run_name", run_name_resolver))
     for name, fn in resolvers:
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
@@ -645,15 +648,6 @@ def run_id() -> str:
     if not _PROCESS_RUN_ID:
         _PROCESS_RUN_ID.append(new_run_id())
     return _PROCESS_RUN_ID[0]
-
-
-def eval_resize(image_size: Any) -> Any:
-    """``${prunelab.eval_resize:${.image_size}}``: the side an evaluation resizes images to before it center-crops
-    ``image_size``, 8/7 of it (ImageNet's 256 -> 224: 73 for 64, 18 for 16); a value that is no size is handed on
-    as it is, for the dataset's checks to name."""
-    if isinstance(image_size, bool) or not isinstance(image_size, int):
-        return image_size
-    return int(image_size * 8 / 7 + 0.5)
 
 
 def fingerprint_resolver(*, _root_: DictConfig) -> str:

@@ -193,7 +193,8 @@ def test_sections_grouping_and_report(sweep, spec):
     assert ws_runset["grouping"] == [CRITERION_GROUP]
     # W&B's nested-config address works because the run config is nested, not flat; the method is logged with it
     assert all(r["config"]["criterion"]["criterion_type"] in CRITERIA for r in sweep["runs"])
-    assert all(r["config"]["method"] == r["config"]["criterion"]["criterion_type"] for r in sweep["runs"])
+    assert all(r["config"]["method"] == ("dense" if r["config"]["schedule"]["target_sparsity"] == 0 else
+                                         r["config"]["criterion"]["criterion_type"]) for r in sweep["runs"])
     (acc,) = [p["config"] for p in sections["Comparison"] if p["config"].get("xAxis") == "compression"]
     assert (acc["metrics"], acc["groupBy"], acc["groupAgg"], acc["groupArea"]) == (
         ["test/acc"], "method.value", "mean", "stddev")
@@ -265,9 +266,9 @@ def test_no_grid_averages_runs_of_different_configs(sweep):
     panel's runs by the method only, so each report grid must hold one distribution and one value of snip's
     option (magnitude, which has no such option, in both), every grid the dense baselines; the workspace groups
     the runs table by both keys and says to filter by them."""
-    from prunelab.tracking.dashboard.comparison import Comparison
-    from prunelab.tracking.dashboard.runs import read_sweep_dir
-    from prunelab.tracking.dashboard.spec import specs
+    from prunelab.dashboard.comparison import Comparison
+    from prunelab.dashboard.runs import read_sweep_dir
+    from prunelab.dashboard.spec import specs
 
     runs = read_sweep_dir(sweep["dir"])
     views = copy.deepcopy(sweep["runs"])  # W&B's record of each run, edited as the runs are
@@ -292,7 +293,7 @@ def test_no_grid_averages_runs_of_different_configs(sweep):
     picked = [selected(g["runSets"][0], views) for g in grids]
     shapes = [sorted((v["config"]["method"], v["config"]["schedule"]["target_sparsity"], v["config"]["seed"])
                      for v in p) for p in picked]
-    dense = [("magnitude", 0.0, 0), ("magnitude", 0.0, 1)]
+    dense = [("dense", 0.0, 0), ("dense", 0.0, 1)]
     assert shapes == [sorted(dense + [("magnitude", 0.75, 0), ("snip", 0.75, 0)]),
                       sorted(dense + [("magnitude", 0.75, 1), ("snip", 0.75, 1)])]
     for grid, p in zip(grids, picked):  # within a grid no method mixes two distributions or two alphas
@@ -314,8 +315,8 @@ def test_a_method_without_variants_joins_every_variant_and_dense_runs_serve_thei
     """A learning rate swept for every run (the dense baselines too) and snip_momentum's alpha: four grids, one per
     learning rate and alpha; magnitude in the two of its learning rate, the dense runs of that learning rate
     in both, never those of the other."""
-    from prunelab.tracking.dashboard.comparison import Comparison
-    from prunelab.tracking.dashboard.runs import LoggedRun
+    from prunelab.dashboard.comparison import Comparison
+    from prunelab.dashboard.runs import LoggedRun
 
     made: list[LoggedRun] = []
 
@@ -340,7 +341,7 @@ def test_a_method_without_variants_joins_every_variant_and_dense_runs_serve_thei
     assert list(cells) == [f"optimizer.lr={lr}, snip_momentum (alpha={a})" for lr in (0.01, 0.1) for a in (0.5, 0.9)]
     for label, members in cells.items():
         lr, alpha = float(label.split("=")[1].split(",")[0]), float(label.split("alpha=")[1].rstrip(")"))
-        assert members == sorted([("magnitude", 0.0, lr, None)] * 2 + [("magnitude", 0.9, lr, None)] * 2 +
+        assert members == sorted([("dense", 0.0, lr, None)] * 2 + [("magnitude", 0.9, lr, None)] * 2 +
                                  [("snip_momentum", 0.9, lr, alpha)] * 2)
     one = Comparison.from_runs([r for r in made if r.config["optimizer"]["lr"] == 0.1 and
                                 r.config["criterion"].get("alpha") in (None, 0.5)])
@@ -415,6 +416,9 @@ def test_job_type_is_dense_for_a_dense_baseline():
                      "regrowth": {"name": "none"}}) == "static_erk"
     config = wandb_config(cfg(0.0, scope="local"))
     assert config["logger"]["job_type"] == "dense"
+    # the config's method, what every panel groups by, is dense too: its own line at compression 1 (it was the
+    # criterion's, so the dense point was the first of that criterion's line and no other line had one)
+    assert config["method"] == "dense" and wandb_config(cfg(0.5))["method"] == "snip"
     # the tags name the method too (a tag filter for rigl finds rigl, not every run of the random criterion), even
     # where logger.job_type says something else
     from prunelab.tracking.build import run_tags
@@ -428,16 +432,19 @@ def test_job_type_is_dense_for_a_dense_baseline():
 def test_runs_are_grouped_by_method_also_when_logged_before_it():
     """rigl, set and static_erk all prune their initial masks with the random criterion: grouped by criterion type
     they were one line. The method is logged (``method``); a run logged before it gets it from its config here."""
-    from prunelab.tracking.dashboard.comparison import Comparison
-    from prunelab.tracking.dashboard.runs import LoggedRun
+    from prunelab.dashboard.comparison import Comparison
+    from prunelab.dashboard.runs import LoggedRun
 
     def run(i: int, **config: Any) -> LoggedRun:
         return LoggedRun(id=f"r{i}", group="g", project="p", config={"seed": 0, **config})
 
     runs = [run(0, criterion={"criterion_type": "random"}, regrowth={"name": "rigl"}),  # before `method` was logged
             run(1, criterion={"criterion_type": "random", "label": "static_erk"}, regrowth={"name": "none"}),
-            run(2, criterion={"criterion_type": "random"}, regrowth={"name": "set"}, method="set")]
-    assert Comparison.from_runs(runs).criteria() == ["rigl", "set", "static_erk"]
+            run(2, criterion={"criterion_type": "random"}, regrowth={"name": "set"}, method="set"),
+            # a dense baseline logged while its method was its criterion's: the dense line, not magnitude's
+            run(3, criterion={"criterion_type": "magnitude"}, schedule={"target_sparsity": 0.0}, method="magnitude")]
+    comp = Comparison.from_runs(runs)
+    assert comp.criteria() == ["rigl", "set", "static_erk"] and runs[3].config["method"] == "dense"
 
 
 def test_what_a_method_chooses_for_itself_is_no_axis_of_the_sweep():
@@ -445,10 +452,10 @@ def test_what_a_method_chooses_for_itself_is_no_axis_of_the_sweep():
     comparison per distribution, and its score grids pick each criterion's own run (not one filtered on rigl's
     erk, which the other criteria never ran with); the config block lists them as set by each method. A
     distribution swept for every criterion stays an axis."""
-    from prunelab.tracking.dashboard.comparison import Comparison
-    from prunelab.tracking.dashboard.panels import score_distributions
-    from prunelab.tracking.dashboard.runs import LoggedRun
-    from prunelab.tracking.dashboard.spec import sweep_config_yaml
+    from prunelab.dashboard.comparison import Comparison
+    from prunelab.dashboard.panels import score_distributions
+    from prunelab.dashboard.runs import LoggedRun
+    from prunelab.dashboard.spec import sweep_config_yaml
 
     def run(i: int, method: str, target: float, distribution: str, end: float) -> LoggedRun:
         return LoggedRun(id=f"r{i}", group="g", project="p", history={"scores/fc1": "histogram"},

@@ -186,7 +186,8 @@ def test_imagefolder_in_grayscale_and_transform_failures_are_one_line(tmp_path):
             data.build(OmegaConf.merge(rgb, override))
         assert len(str(err.value).splitlines()) == 1
     with pytest.raises(ConfigError, match=r"^dataset.eval_transforms=.*\(ValueError: 1-channel images, 3 mean/std "
-                                          r"constants: set dataset.input_shape \(channels\), mean and std to match\)$"):
+                                          r"constants: set the channels \(dataset.channels for imagefolder, else "
+                                          r"dataset.input_shape\), mean and std to match\)$"):
         data.build(OmegaConf.merge(rgb, {"eval_transforms": [{"Grayscale": {}}, {"Resize": {"size": 16}},
                                                               {"CenterCrop": {"size": 16}}],
                                          "train_transforms": []}))

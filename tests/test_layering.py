@@ -16,13 +16,13 @@ import pytest
 PACKAGE = Path(__file__).parents[1] / "prunelab"
 
 LAYERS = [
-    {"errors", "registry", "options"},
+    {"errors", "registry", "options", "resolvers"},
     {"criteria", "sparsity", "schedule", "rundir", "data", "models"},
     {"layers", "regrowth", "pruner"},
     {"tracking"},
     {"training"},
-    {"app", "naming", "sweep", "sweeper", "listing", "report", "collapse", "config", "checks", "saved", "streams",
-     "__main__", "__init__", "conf"},
+    {"app", "naming", "sweep", "sweeper", "listing", "report", "dashboard", "collapse", "config", "checks", "saved",
+     "streams", "__main__", "__init__", "conf"},
 ]
 RANK = {unit: i for i, layer in enumerate(LAYERS) for unit in layer}
 #: core pieces and the only other units of their own layer they may import

@@ -5,7 +5,7 @@ import functools
 import os
 from typing import Any
 
-from .. import config as _config  # noqa: F401 - registers ${prunelab.eval_resize:}, which imagefolder.yaml uses
+from .. import resolvers as _resolvers  # noqa: F401 - registers ${prunelab.eval_resize:}, which imagefolder.yaml uses
 from ..errors import ConfigError
 from .base import DATASETS, DataSplits, constant_option, data_root, fraction_option, option, val_split
 from .samples import Pipeline, SampleDataset, build_transforms

@@ -92,7 +92,8 @@ def run_method(cfg: Any) -> str | None:
 def wandb_config(cfg: Any) -> dict[str, Any]:
     """The W&B run config: the resolved config, nested, with what prunelab derives filled in, so a panel can group
     by it: ``distribution.name`` after the ``pattern.scope`` alias, ``logger.job_type`` (:func:`job_type`) and
-    ``method`` (:func:`prunelab.rundir.method_name`: the dashboards' grouping)."""
+    ``method`` (:func:`run_method`: the dashboards' grouping; ``dense`` for a dense baseline, its own line at
+    compression 1, not the first point of its nominal criterion's)."""
     from omegaconf import OmegaConf
 
     config = OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else copy.deepcopy(dict(cfg))
@@ -103,7 +104,7 @@ def wandb_config(cfg: Any) -> dict[str, Any]:
     if isinstance(config.get("logger"), dict):
         config["logger"]["job_type"] = job_type(cfg)
     if _get(cfg, "criterion.criterion_type") is not None:
-        config["method"] = method_name(cfg)  # what dashboards group by: rigl and static_erk both prune with random
+        config["method"] = run_method(cfg)  # what dashboards group by: rigl and static_erk both prune with random
     return config
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ...errors import ConfigError
+from ..errors import ConfigError
 
 #: config sections that say how a run was executed or logged, never what was compared
 EXECUTION_CONFIG = ("_wandb", "logger", "tracking", "hydra")

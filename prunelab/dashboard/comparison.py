@@ -15,10 +15,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from ...errors import ConfigError
-from ...report.data import Run, label_settings, label_variants, serves
-from ...rundir import METHOD_KEYS, method_name, under
-from ...rundir import flatten as flat_leaves
+from ..errors import ConfigError
+from ..report.data import Run, label_settings, label_variants, serves
+from ..rundir import METHOD_KEYS, under
+from ..tracking.build import DENSE_JOB_TYPE, run_method
+from ..rundir import flatten as flat_leaves
 from .runs import EXECUTION_CONFIG, LoggedRun, flatten
 
 #: what runs are grouped by: the method (``rigl``, ``static_erk``, ``snip``), which prunelab adds to the W&B config
@@ -74,9 +75,11 @@ class Comparison:
             raise ConfigError("--project", None, f"one of the runs' projects {projects}")
         ent = entity if entity is not None else next((str(v) for r in runs if (v := r.entity or
                                                       r.config_value("logger.entity"))), "")
-        for r in runs:  # logged before the method was: its criterion's (or updater's) name
-            if r.config_value(CRITERION) is None and r.config_value(TYPE) is not None:
-                r.config[CRITERION] = method_name(r.config)
+        for r in runs:  # logged before the method was: its criterion's (or updater's) name, or dense; a dense run
+            # logged while its method was its criterion's: dense (its own line at compression 1)
+            if r.config_value(CRITERION) is None and r.config_value(TYPE) is not None or \
+                    run_method(r.config) == DENSE_JOB_TYPE:
+                r.config[CRITERION] = run_method(r.config)
         return cls(list(runs), groups[0], projects[0], ent, command or guess_command(runs), source,
                    [r.id for r in runs] if by_id else None)
 
@@ -206,7 +209,8 @@ class Comparison:
         return "dense" if run.dense else run.criterion.replace(f" [{run.config.get(ABLATION)}]", "")
 
     def criteria(self) -> list[str]:
-        return [str(c) for c in self.values.get(CRITERION, [])]
+        """The methods compared (the dense baseline is none of them)."""
+        return [str(c) for c in self.values.get(CRITERION, []) if c != DENSE_JOB_TYPE]
 
     def targets(self) -> list[float]:
         """The pruning targets (dense baselines, target 0, left out)."""

@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ...errors import ConfigError
-from ..wandb import wandb_credentials_available
+from ..errors import ConfigError
+from ..tracking.wandb import wandb_credentials_available
 
 EXIT_USAGE = 2
 
