@@ -775,3 +775,34 @@ def test_the_shared_line_says_how_the_pruned_runs_were_pruned(tmp_path):
     text = setup_text(Context(load_runs([tmp_path]), [tmp_path], tmp_path / "out", {}))
     shared = text.split("Shared: ")[1]
     assert shared.startswith("schedule `at_init`, ") and "schedule.start `0.0`, schedule.end `0.0`" in shared, text
+
+
+def test_dense_runs_of_two_settings_are_two_curves_and_two_lines(tmp_path):
+    """The validation curves drew one dense curve, the mean of the dense runs of two learning rates; the key figure
+    drew both settings' dense baselines as the same black dashes. One dense curve per setting, each its own dash."""
+    import matplotlib.pyplot as plt
+
+    for lr, acc in ((0.02, 0.5), (0.2, 0.9)):
+        for name, target in (("magnitude", 0.5), ("dense", 0.0)):
+            path = write_fake_run(tmp_path / f"{name}-{lr}", "magnitude", target, 0, acc)
+            cfg = path / "config.yaml"
+            cfg.write_text(cfg.read_text() + f"optimizer:\n  lr: {lr}\n")
+            rows = [{"step": s, "eval/acc": acc + s / 1000} for s in (10, 20)]
+            (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    runs = load_runs([tmp_path])
+    dense = [r for r in runs if r.dense]
+    fig = rf.eval_curves(rd.by_series_and_target(rd.pruned_runs(runs)), rf.colours(sorted({r.series for r in runs})),
+                         dense)
+    lines = {ln.get_label(): ln for ln in fig.axes[0].get_lines() if ln.get_label().startswith("dense")}
+    assert sorted(lines) == ["dense [optimizer.lr=0.02] (n=1)", "dense [optimizer.lr=0.2] (n=1)"]
+    assert [round(float(y), 6) for y in lines["dense [optimizer.lr=0.2] (n=1)"].get_ydata()] == [91.0, 92.0]
+    assert len({str(ln.get_linestyle()) for ln in lines.values()}) == 2
+    plt.close(fig)
+    acc = rd.aggregate(rd.pruned_runs(runs), lambda r: r.test_acc)
+    actual = rd.aggregate(rd.pruned_runs(runs), lambda r: r.actual)
+    fig = rf.accuracy_vs_sparsity(acc, actual, rd.shared_baselines(rd.dense_baselines(runs)),
+                                  rf.colours(sorted({s for s, _ in acc})))
+    styles = {ln.get_label(): str(ln.get_linestyle()) for ln in fig.axes[0].get_lines()
+              if ln.get_label().startswith("dense")}
+    assert len(styles) == 2 and len(set(styles.values())) == 2, styles
+    plt.close(fig)

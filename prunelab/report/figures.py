@@ -91,8 +91,8 @@ def accuracy_vs_sparsity(acc: dict[tuple[str, float], Stat], actual: dict[tuple[
         ax.errorbar(x, y, yerr=err, marker="o", markersize=4, capsize=3, linewidth=1.4, color=colour[name],
                     label=f"{name} (n={min(st.n for _, st, _ in cells)}–{max(st.n for _, st, _ in cells)})"
                     if len({st.n for _, st, _ in cells}) > 1 else f"{name} (n={cells[0][1].n})")
-    for setting, base in baselines.items():
-        ax.axhline(base.mean * 100, color="black", linestyle="--", linewidth=1,
+    for i, (setting, base) in enumerate(baselines.items()):
+        ax.axhline(base.mean * 100, color="black", linestyle=DENSE_STYLES[i % len(DENSE_STYLES)], linewidth=1,
                    label=f"dense{f' [{setting}]' if setting else ''} (n={base.n})")
         if base.n > 1:
             ax.axhspan((base.mean - base.std) * 100, (base.mean + base.std) * 100, color="black", alpha=0.08)
@@ -149,15 +149,22 @@ def sparsity_curves(groups: dict[str, dict[float, list[Run]]], colour: dict[str,
     return fig
 
 
+#: the dense baselines' line styles, one per setting (all black: the criteria have the colours)
+DENSE_STYLES = ("--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)), (0, (8, 2)))
+
+
 def eval_curves(groups: dict[str, dict[float, list[Run]]], colour: dict[str, str],
                 dense: Sequence[Run] = ()) -> Figure | None:
     """One panel per target sparsity (> 0): ``eval/acc`` over steps, one line per series, mean over seeds; the
-    dense runs' curve (black, dashed) in every panel."""
+    dense runs' curve (black, dashed; one per setting, each its own dash) in every panel."""
     targets = sorted({t for ts in groups.values() for t in ts if t > 0})
     if not targets:
         return None
     fig, axes = _grid(len(targets), 3, 4.6, 3.4)
-    d_steps, d_curve = mean_curve(list(dense), "eval/acc")
+    by_setting: dict[str, list[Run]] = {}
+    for run in dense:  # one curve per setting's dense runs (two learning rates are two baselines, never averaged)
+        by_setting.setdefault(run.series, []).append(run)
+    dense_curves = [(series, len(runs), *mean_curve(runs, "eval/acc")) for series, runs in sorted(by_setting.items())]
     drawn = False
     for ax, target in zip(axes, targets):
         for series, by_target in groups.items():
@@ -165,8 +172,10 @@ def eval_curves(groups: dict[str, dict[float, list[Run]]], colour: dict[str, str
             if len(steps):
                 ax.plot(steps, curve * 100, marker=".", color=colour[series], label=series)
                 drawn = True
-        if len(d_steps):
-            ax.plot(d_steps, d_curve * 100, color="black", linestyle="--", linewidth=1, label=f"dense (n={len(dense)})")
+        for i, (series, n, d_steps, d_curve) in enumerate(dense_curves):
+            if len(d_steps):
+                ax.plot(d_steps, d_curve * 100, color="black", linestyle=DENSE_STYLES[i % len(DENSE_STYLES)],
+                        linewidth=1, label=f"{series} (n={n})")
         ax.set_title(f"target sparsity {sparsity_text(target)}")
         ax.set_xlabel("step")
         ax.set_ylabel("eval accuracy (%)")
