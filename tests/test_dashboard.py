@@ -478,3 +478,23 @@ def test_what_a_method_chooses_for_itself_is_no_axis_of_the_sweep():
     swept = [run(4 + i, m, 0.9, d, 0.6) for i, (m, d) in enumerate(
         [("magnitude", "global"), ("magnitude", "erk"), ("taylor", "global"), ("taylor", "erk")])]
     assert Comparison.from_runs(swept).axes() == ["distribution.name"]
+
+
+@pytest.mark.slow
+def test_an_empty_w_and_b_part_of_a_run_killed_at_once_is_left_out(sweep, tmp_path, capsys):
+    """A run killed right after W&B began its file leaves a part with only the file's header; restarted in the same
+    directory it logs a new W&B run beside it. The dashboard refused the whole comparison over that empty part; it
+    leaves it out and says so."""
+    import shutil
+
+    from prunelab.dashboard.runs import read_sweep_dir
+
+    copy_dir = tmp_path / "sweep"
+    shutil.copytree(sweep["dir"], copy_dir)
+    real = next(copy_dir.glob("*/wandb/offline-run-*/run-*.wandb"))
+    stale = real.parent.parent / "offline-run-20261208_000000-zzzzzzzz" / "run-zzzzzzzz.wandb"
+    stale.parent.mkdir()
+    stale.write_bytes(real.read_bytes()[:7])  # the header W&B writes first, and nothing after it
+    runs = read_sweep_dir(copy_dir)
+    assert len(runs) == len(sweep["runs"])
+    assert f"{stale} holds no W&B run record" in capsys.readouterr().err

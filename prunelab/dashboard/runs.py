@@ -86,6 +86,8 @@ def leet_records(run_file: Path, timeout: float = 120) -> list[dict[str, Any]]:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         if out.returncode == 0 and out.stdout.strip():
             return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+        if out.returncode == 0:  # read, and nothing in it: a part W&B began and never wrote (a run killed at once)
+            return []
         error = (out.stderr.strip().splitlines() or [f"exit {out.returncode}"])[-1]
     raise ConfigError("sweep", str(run_file), f"a W&B run file that `wandb leet inspect` reads ({error})")
 
@@ -168,7 +170,9 @@ def read_sweep_dir(sweep_dir: str | Path) -> list[LoggedRun]:
     for f in run_files(root):
         records = leet_records(f)
         rid = next((str(r["run"].get("run_id")) for r in records if r.get("type") == "run"), "")
-        if not rid:
+        if not rid:  # an empty part (W&B began it, the process was killed before a record): nothing to read
+            print(f"[prunelab] dashboard: {f} holds no W&B run record (a run killed as it started?); left out",
+                  file=sys.stderr, flush=True)
             continue
         run = run_from_records(records, runs.get(rid))
         run.path = f.parent.parent.parent
