@@ -446,6 +446,11 @@ def validate(cfg: DictConfig | Mapping[str, Any]) -> None:
 
     check_registered(plain)
     tr = plain["trainer"]
+    limit, batch = (plain.get("dataset") or {}).get("limit"), tr.get("batch_size")
+    if isinstance(limit, int) and isinstance(batch, int) and 0 < limit < batch:  # the run checks it on the data too;
+        # here a sweep's pre-check sees it before any job runs
+        raise ConfigError("trainer.batch_size", batch, f"a global batch of at most the {limit} training samples "
+                          "(dataset.limit; a larger one is the whole split every step)")
     if tr.get("max_steps") is None and tr.get("epochs") is None and tr.get("finetune_steps") is None:
         raise ConfigError("trainer.max_steps", None, "a number of steps >= 1 (or set trainer.epochs)")
     sched = plain["schedule"]

@@ -88,6 +88,8 @@ MORE = [  # 70 more, beyond the issue's list
     (["+distribution.k=3"], "distribution.k", "3", "distribution global"),
     # a batch beyond the training split: every step took the 100 samples while the run said 1000
     (["dataset.limit=100", "trainer.batch_size=1000"], "trainer.batch_size", "1000", "of at most the 100 training"),
+    # the same found on the data (digits' training split, no limit): after loading it, before any file
+    (["trainer.batch_size=2000"], "trainer.batch_size", "2000", "training samples (a larger one is the whole split"),
     # a sweep's values without -m: Hydra's "Ambiguous value" read as config='?'
     (["schedule.target_sparsity=0.8,0.95"], "schedule.target_sparsity", "0.8,0.95", "to sweep over 0.8,0.95 add -m"),
     (["prune.op_types=[Linaer]"], "prune.op_types", "Linaer", "torch.nn layer classes"),
@@ -255,6 +257,8 @@ def test_the_optimizer_check_builds_no_parameter_group():
 @pytest.mark.parametrize("args, key, value", [
     (["model=lenet5,mlp", "prune.include=[conv*]"], "prune.include", "conv*"),  # only lenet5 has conv layers
     (["model=lenet5,mlp", "model.head=fc3"], "model.head", "fc3"),  # the mlp's head is "head"
+    # the second job's data is smaller than a batch: refused before the first job trains
+    (["dataset.limit=500,50"], "trainer.batch_size", "64"),
     # the second job asks for global explicitly, which the scope's alias would silently replace with uniform
     (["pattern.scope=local", "distribution=uniform,global"], "pattern.scope", "local"),
 ])
