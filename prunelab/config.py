@@ -611,7 +611,8 @@ def _omegaconf_error(err: Any, context: str) -> ConfigError:
         value = o.split("=", 1)[1] if o else value
         names = [f.name for f in dataclasses.fields(schema)] if schema else []
         if names:
-            return ConfigError(key, value, f"{'a key of ' + group if group else 'a top-level key'}: {', '.join(names)}")
+            return ConfigError(key, value, f"{'a key of ' + group if group else 'a top-level key'}: {', '.join(names)}"
+                               f"{did_you_mean(leaf, names)}")
         node = getattr(err, "parent_node", None)  # the chosen option's node: its keys are the allowed ones
         chosen = [str(k) for k in node.keys()] if hasattr(node, "keys") else []
         named = next((k for k in ("name", "criterion_type") if k in chosen), None)  # what the option is called
@@ -622,7 +623,8 @@ def _omegaconf_error(err: Any, context: str) -> ConfigError:
                                f"{node.get(named)}.yaml does not set: add it with +{key}={value}")
         chosen += [d for d in declared if d not in chosen]
         if chosen:
-            return ConfigError(key, value, f"a key of the chosen {group or 'config'}{name}: {', '.join(chosen)}")
+            return ConfigError(key, value, f"a key of the chosen {group or 'config'}{name}: {', '.join(chosen)}"
+                               f"{did_you_mean(leaf, chosen)}")
         return ConfigError(key, value, f"a key the chosen {group or 'config'} has (prunelab --cfg job lists them)")
     if isinstance(err, ConfigTypeError) and "deletion" in msg:
         return ConfigError(f"~{key}", "", "a key that may be removed (this one is part of the schema; set it to "
@@ -633,6 +635,14 @@ def _omegaconf_error(err: Any, context: str) -> ConfigError:
         return ConfigError(key, value, rule.allowed(kind.removesuffix(" or null")) if rule and rule.choices is None
                            else kind)
     return ConfigError(key or "config", value, msg)
+
+
+def did_you_mean(word: str, names: Sequence[str]) -> str:
+    """`` (did you mean alpha?)`` for the closest of ``names`` to a mistyped ``word``, or ""."""
+    import difflib
+
+    close = difflib.get_close_matches(word, list(names), n=1, cutoff=0.75)
+    return f" (did you mean {close[0]}?)" if close else ""
 
 
 # ----------------------------------------------------------------------------------------------- resolvers

@@ -42,6 +42,8 @@ MORE = [  # 70 more, beyond the issue's list
     (["+trainer.foo=1"], "trainer.foo", "1", "a key of trainer"),
     (["++logger.foo=1"], "logger.foo", "1", "a key of logger"),
     (["foo=1"], "foo", "1", "a top-level key"),
+    (["criterion=snip_momentum", "criterion.alpah=0.5"], "criterion.alpah", "0.5", "beta, fused, ablation, label "
+     "(did you mean alpha?)"),
     (["+foo=1"], "foo", "1", "a top-level key"),
     (["seed=-1"], "seed", "-1", "[0, 4294967295]"),
     (["seed=4294967296"], "seed", "4294967296", "[0, 4294967295]"),

@@ -255,7 +255,7 @@ def test_offline_preview_draws_every_report_panel(sweep, spec):
     assert page.count("<table>") == 1  # the run comparer
     assert all(f"<h2>{name}</h2>" in page for name in SECTIONS)
     # the grids' run sets select what the report says: all 6 runs, 4 per pruning target, 1 per score grid
-    counts = [int(n) for n in re.findall(r"<p class='runs'>(\d+) runs</p>", page)]
+    counts = [int(n) for n in re.findall(r"<p class='runs'>(\d+) runs?</p>", page)]
     assert counts == [len(selected(g["runSets"][0], sweep["runs"])) for _, g in report_grids(spec)]
     assert sorted(set(counts)) == [1, 4, 6]
 

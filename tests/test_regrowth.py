@@ -286,9 +286,10 @@ def test_a_misspelled_key_lists_the_keys_of_the_chosen_option():
 
     cases = [(["criterion=rigl", "regrowth.delta_tt=50"],
               r"^regrowth.delta_tt='50': a key of the chosen regrowth \(rigl\): name, delta_t, t_end, drop_fraction, "
-              r"decay$"),
+              r"decay \(did you mean delta_t\?\)$"),
              (["dataset.memory_bugdet_gb=1"], r"^dataset.memory_bugdet_gb='1': a key of the chosen dataset \(digits\): "
-              r"name, input_shape, .*, in_memory, memory_budget_gb$"),  # the options it declares but leaves unset too
+              r"name, input_shape, .*, in_memory, memory_budget_gb \(did you mean memory_budget_gb\?\)$"),  # the
+             # options it declares but leaves unset too
              (["dataset.memory_budget_gb=1"], r"^dataset.memory_budget_gb='1': an option of dataset digits that "
               r"conf/dataset/digits.yaml does not set: add it with \+dataset.memory_budget_gb=1$"),
              (["criterion=magnitude", "criterion.alpha=0.5"],  # a criterion is named by its criterion_type

@@ -215,7 +215,8 @@ def block_html(block: dict[str, Any], comp: Comparison, local: Local, out_dir: P
         for panel in meta["panelBankSectionConfig"]["panels"]:
             counter[0] += 1
             cells.append(panel_html(panel, runs, local, out_dir, counter[0]))
-        return f"<p class='runs'>{len(runs)} runs</p><div class='grid'>{''.join(cells)}</div>"
+        count = f"{len(runs)} run{'' if len(runs) == 1 else 's'}"
+        return f"<p class='runs'>{count}</p><div class='grid'>{''.join(cells)}</div>"
     return ""
 
 
