@@ -254,6 +254,18 @@ def recorded_job(job: Job, recorded: dict[str, str], sweep_dir: Path) -> bool:
     return True
 
 
+def ran_otherwise(job: Job, recorded: dict[str, str], sweep_dir: Path) -> str:
+    """Where the sweep's manifest holds a job of ``job``'s run name that computed another config (the same command
+    under an earlier version, whose options composed differently): ``; its run random-s0.50-seed0_1a2b3c4d there
+    had criterion.stream (unset there, "independent" here)``; else ""."""
+    name = job.subdir.rpartition("_")[0]
+    for d in (d for d in recorded if d.rpartition("_")[0] == name):
+        differ = rundir.config_file_differences(sweep_dir / d, job.plain)
+        if differ:
+            return f"; its run {d} there had {differ}"
+    return ""
+
+
 def check_layers(cfg: DictConfig, models: dict[str, Any]) -> None:
     """What a run checks on its model before it writes anything (``model.head``, the ``prune.include`` and
     ``prune.exclude`` globs, a layer left to prune by the pattern), checked for a sweep's job before any job runs:
@@ -308,7 +320,7 @@ def check_sweep(config: DictConfig, jobs: list[Job]) -> None:
     if recorded and new:
         raise ConfigError("hydra.sweep.dir", str(sweep_dir), f"a directory without another sweep (it holds a sweep "
                           f"of {len(recorded)} jobs; {len(new)} of these {len(jobs)} are not among them, e.g. "
-                          f"{new[0].label}): choose a new hydra.sweep.dir")
+                          f"{new[0].label}{ran_otherwise(new[0], recorded, sweep_dir)}): choose a new hydra.sweep.dir")
     states = {j.subdir: rundir.inspect(sweep_dir / j.subdir) for j in jobs}
     ran = [j for j in jobs if states[j.subdir].has_run]
     if ran and rundir.resume_mode(jobs[0].config.trainer.resume) == rundir.RESUME_OFF:

@@ -539,3 +539,28 @@ def test_the_joblib_start_line_says_the_threads_each_job_gets(monkeypatch, capsy
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     assert sweep.job_threads(2, jobs(None, None)) is None
     assert "3 torch thread(s) each (OMP_NUM_THREADS); 2 x 3 threads on 4 CPUs run slower than 4" in capsys.readouterr().out
+
+
+def test_a_rerun_refused_as_another_sweep_names_what_an_earlier_version_composed_otherwise(tmp_path):
+    """The same command re-run where an earlier version ran it: a job whose options compose another config now
+    (random gained criterion.stream on 2026-12-08) is no job of that sweep, and the refusal says why, naming the
+    run that is there and the keys that differ, not only "another sweep"."""
+    import re
+
+    sweep = tmp_path / "sweep"
+    args = [*FAST, "logger=none", "-m", "criterion=random", "seed=0", f"hydra.sweep.dir={sweep}"]
+    first = cli(args, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-2000:]
+    (job,) = [p for p in sweep.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    cfg = job / "config.yaml"  # as the earlier version wrote it: no stream key
+    cfg.write_text(re.sub(r"\n  stream: independent", "", cfg.read_text()))
+    summary = json.loads((job / "summary.json").read_text())
+    (job / "summary.json").write_text(json.dumps({**summary, "fingerprint": "0000beef" * 8}))
+    old = job.with_name(job.name.rpartition("_")[0] + "_0000beef")
+    job.rename(old)
+    (sweep / "sweep.json").write_text(json.dumps({"jobs": {old.name: "0000beef" * 8}}))
+    again = cli([*args, "trainer.resume=auto"], cwd=tmp_path)
+    assert again.returncode == 2, again.stderr[-2000:]
+    (line,) = again.stderr.strip().splitlines()
+    assert f"; its run {old.name} there had criterion.stream (unset there, \"independent\" here)): choose a new " \
+        "hydra.sweep.dir" in line, line
