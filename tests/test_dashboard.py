@@ -346,6 +346,10 @@ def test_a_method_without_variants_joins_every_variant_and_dense_runs_serve_thei
     one = Comparison.from_runs([r for r in made if r.config["optimizer"]["lr"] == 0.1 and
                                 r.config["criterion"].get("alpha") in (None, 0.5)])
     assert [c.label for c in one.cohorts] == [""] and one.axes() == []  # nothing else varies: one cohort
+    from prunelab.dashboard.spec import sweep_config_yaml
+
+    swept = sweep_config_yaml(comp).split("# swept\n")[1].split("# shared")[0]
+    assert "criterion.alpha: [0.5, 0.9]  # snip_momentum only\n" in swept and "optimizer.lr: [0.01, 0.1]\n" in swept
 
 
 @pytest.mark.slow

@@ -88,11 +88,20 @@ def report(comp: Comparison, sections: list[Part] | None = None, resolve_project
 
 def sweep_config_yaml(comp: Comparison) -> str:
     """The swept keys with their values, then the config every run shares (nested YAML)."""
-    swept = "\n".join(f"{k}: [{', '.join(map(str, v))}]" for k, v in comp.swept().items()) or "# (a single run)"
+    swept = "\n".join(swept_line(comp, k, v) for k, v in comp.swept().items()) or "# (a single run)"
     chosen = "".join(f"{k}: {{{', '.join(f'{m}: {v}' for m, v in by.items())}}}\n" for k, by in comp.chosen.items())
     first = {k: v for k, v in comp.runs[0].config.items() if k not in EXECUTION_CONFIG}
     shared = OmegaConf.to_yaml(OmegaConf.create(_without(first, set(comp.varied()) | {SEED, CRITERION, TARGET})))
     return f"# swept\n{swept}\n" + (f"# set by each method\n{chosen}" if chosen else "") + f"# shared\n{shared}"
+
+
+def swept_line(comp: Comparison, key: str, values: list[Any]) -> str:
+    """``key: [values]``; a key that only some methods have (a criterion's own option) says which, and the runs
+    without it add no ``None`` (``criterion.alpha: [0.5, 0.9]  # snip_momentum only``)."""
+    holders = sorted({str(r.config_value(CRITERION)) for r in comp.runs if r.config_value(key) is not None
+                      and r.config_value(TARGET) != 0})
+    only = f"  # {', '.join(holders)} only" if holders and set(holders) != set(comp.criteria()) else ""
+    return f"{key}: [{', '.join(str(v) for v in values if v is not None or not only)}]{only}"
 
 
 def _without(d: dict[str, Any], drop: set[str], prefix: str = "") -> dict[str, Any]:
