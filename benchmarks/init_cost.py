@@ -28,7 +28,6 @@ Run::
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import logging
 import os

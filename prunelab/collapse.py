@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 from .errors import ConfigError
@@ -260,7 +259,7 @@ def run(criteria: Sequence[str], seeds: Sequence[int] | None, overrides: Sequenc
             lo, hi, emptied, evals = critical_compression(job.empty_layers, upper, tol)
             results.append(Result(name, int(seed), lo, hi, emptied, evals))
             log(f"[prunelab collapse] {name} seed {seed}: no empty layer up to {_fmt(lo)}x"
-                + (f", {', '.join(emptied)} empty at {_fmt(hi)}x" if hi else f" (the bound N / L)")
+                + (f", {', '.join(emptied)} empty at {_fmt(hi)}x" if hi else " (the bound N / L)")
                 + f" ({len(evals)} evaluations)")
     return results, upper, first
 

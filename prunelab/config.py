@@ -126,10 +126,10 @@ def register_schemas() -> None:
     """Store the schemas in Hydra's ConfigStore (idempotent) and register the resolvers the configs use."""
     from hydra.core.config_store import ConfigStore
 
-    from . import resolvers
+    from .resolvers import register as register_shared
 
     ConfigStore.instance().store(name=SCHEMA_NAME, node=PrunelabSchema)
-    resolvers.register()  # those the data layer shares
+    register_shared()  # the resolvers the data layer uses too
     resolvers = (("prunelab.run_id", run_id), ("prunelab.fingerprint", fingerprint_resolver),
                  ("prunelab.run_name", run_name_resolver))
     for name, fn in resolvers:

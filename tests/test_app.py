@@ -3,8 +3,6 @@ errors, and a plain (non-editable) install run from another directory."""
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest

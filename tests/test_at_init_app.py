@@ -5,7 +5,6 @@ back with W&B's own reader), the summary and the report's series; bad combinatio
 written."""
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 

@@ -567,7 +567,7 @@ def test_no_runs_is_an_error(tmp_path, capsys):
 
 
 def test_only_broken_runs_still_give_a_report(tmp_path):
-    broken = write_broken_runs(tmp_path)
+    write_broken_runs(tmp_path)
     out = tmp_path / "out"
     assert report.main([str(tmp_path), "--out", str(out)]) == 0
     md = (out / "report.md").read_text()

@@ -3,7 +3,6 @@ traceback), and runs that differ only in how they were executed (threads, device
 period) stay one series. Real run directories, corrupted one input each; the report through its CLI."""
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from appkit import FAST, cli, faulty, metrics, parallel, summary
+from appkit import cli, faulty, metrics, parallel, summary
 from prunelab import rundir
 from prunelab.errors import ConfigError
 

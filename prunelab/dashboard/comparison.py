@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Sequence
-import json
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -18,8 +17,8 @@ from typing import Any
 from ..errors import ConfigError
 from ..report.data import Run, label_settings, label_variants, serves
 from ..rundir import METHOD_KEYS, under
-from ..tracking.build import DENSE_JOB_TYPE, run_method
 from ..rundir import flatten as flat_leaves
+from ..tracking.build import DENSE_JOB_TYPE, run_method
 from .runs import EXECUTION_CONFIG, LoggedRun, flatten
 
 #: what runs are grouped by: the method (``rigl``, ``static_erk``, ``snip``), which prunelab adds to the W&B config

@@ -4,11 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from collections import OrderedDict
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Sequence
 
-import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import nn
 
 from ..errors import ConfigError
 from .base import MODELS, ModelOptions, input_shape, num_classes, option

@@ -3,11 +3,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
 
-import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import nn
 
 from ..errors import ConfigError
 from .base import MODELS, ModelOptions, input_shape, num_classes, option
