@@ -2,6 +2,7 @@
 ImageFolder tree of PNGs, and any torchvision.datasets class by name."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -309,6 +310,10 @@ def test_a_torchvision_class_without_a_split_argument_needs_its_test_data_and_cl
     for wrong in (2, 10):
         with pytest.raises(ConfigError, match=rf"^dataset.num_classes={wrong}: the ImageFolder data has 3 classes"):
             data.build(OmegaConf.merge(cfg, {"test_kwargs": {"root": str(tmp_path / "val")}, "num_classes": wrong}))
+    shutil.rmtree(tmp_path / "val" / "bee")  # a test folder without one class: its labels would be shifted
+    with pytest.raises(ConfigError, match=r"^dataset.test_kwargs=.*a test split with the training split's classes "
+                                          r"in its order \(3 there, 2 here; in one only: bee\)$"):
+        data.build(OmegaConf.merge(cfg, {"test_kwargs": {"root": str(tmp_path / "val")}}))
     write_mnist(tmp_path, "MNIST", gz=False)  # a class with labels and a classes list: 10
     mnist = _cfg("torchvision", root=str(tmp_path), cls="MNIST", input_shape=[1, 28, 28], num_classes=5)
     with pytest.raises(ConfigError, match=r"^dataset.num_classes=5: the MNIST data has 10 classes"):

@@ -1,8 +1,8 @@
 """The dashboard's sections: for each, its panels in the workspace and its panel grids in the report.
 
 W&B's model decides the split. A workspace has one run set, so its panels cannot filter runs: they group them
-(by the criterion, the run config key ``criterion.criterion_type``; W&B aggregates each group's runs: mean, with a
-band of one standard deviation). A report's panel grid has a run set of its own, so the report repeats a
+(by the method, the run config key ``method``: the criterion, the updater or the preset's label, ``dense`` for
+the dense baselines; W&B aggregates each group's runs: mean, with a band of one standard deviation). A report's panel grid has a run set of its own, so the report repeats a
 section's panels per cohort (:class:`~.comparison.Cohort`: one setting, ablation and method variant, so that no
 line averages runs of different configs) and target sparsity, or per criterion (score histograms: W&B draws
 one run's histograms per panel, so each criterion's grid holds one run).
@@ -101,8 +101,8 @@ def comparison(comp: Comparison) -> Part | None:
     axes = (f" The sweep varies {', '.join(comp.axes())} besides the criterion, target and seed: one comparison "
             "per combination follows, each with the dense baselines that serve it." if comp.axes() else "")
     text = ("Final test accuracy against compression (1 / (1 - final sparsity)), one line per criterion: the mean "
-            "over seeds, with a band of one standard deviation. Dense baselines (target sparsity 0) sit at "
-            f"compression 1.{axes}")
+            "over seeds, with a band of one standard deviation. The dense baselines (target sparsity 0) are a line "
+            f"of their own, at compression 1.{axes}")
     return Part("Comparison", text, panels, grids, cohort_note(comp))
 
 

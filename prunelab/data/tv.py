@@ -110,6 +110,12 @@ def build_torchvision(cfg: Any) -> DataSplits:
     std = constant_option(cfg, "std", (0.5,) * channels)
     root, download = data_root(cfg), bool(option(cfg, "download", False))
     train_raw, test_raw = (_open(cls, cfg, key, root, download) for key in ("train_kwargs", "test_kwargs"))
+    names = [list(getattr(ds, "classes", None) or []) for ds in (train_raw, test_raw)]
+    if all(names) and names[0] != names[1]:  # class indices are positions in these lists: the labels would not match
+        only = sorted(set(names[0]) ^ set(names[1]))
+        raise ConfigError("dataset.test_kwargs", option(cfg, "test_kwargs", None), f"a test split with the training "
+                          f"split's classes in its order ({len(names[0])} there, {len(names[1])} here"
+                          f"{'; in one only: ' + ', '.join(map(str, only[:5])) if only else ''})")
     found = classes_in(train_raw, test_raw)
     if found is not None and found != int(classes):
         raise ConfigError("dataset.num_classes", classes, f"the {name} data has {found} classes")
