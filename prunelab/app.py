@@ -44,9 +44,9 @@ from .training.trainer import Interrupted, Trainer, TrainerConfig
 log = logging.getLogger("prunelab")
 
 
-def validate(cfg: DictConfig) -> None:
+def validate(cfg: DictConfig, trains: bool = True) -> None:
     """Check the whole composed config before any data or model is built (each error: one line)."""
-    config_mod.validate(cfg)
+    config_mod.validate(cfg, trains=trains)
 
 
 def run(cfg: DictConfig, run_dir: str | Path, hydra_files: dict[str, Any] | None = None) -> dict[str, Any]:

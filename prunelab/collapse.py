@@ -81,7 +81,7 @@ class InitPruning:
         from .training.checkpoint import seed_everything
         from .training.trainer import resolve_device
 
-        validate(cfg)
+        validate(cfg, trains=False)
         self.cfg = cfg
         self.device = resolve_device(str(cfg.trainer.device))
         seed_everything(int(cfg.seed))

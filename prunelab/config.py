@@ -425,8 +425,9 @@ def check_overrides(cfg: DictConfig | Mapping[str, Any], overrides: Sequence[str
                               "distribution=uniform)")
 
 
-def validate(cfg: DictConfig | Mapping[str, Any]) -> None:
-    """Every check the config alone allows, before any data, model or file (each error: one line)."""
+def validate(cfg: DictConfig | Mapping[str, Any], trains: bool = True) -> None:
+    """Every check the config alone allows, before any data, model or file (each error: one line). ``trains``:
+    False for a command that uses the config without training it (``prunelab collapse``: no batch to fill)."""
     if isinstance(cfg, DictConfig) and isinstance(cfg.get("dataset"), DictConfig):
         for key in ("input_shape", "num_classes"):  # models are built from them, before the data
             if OmegaConf.is_missing(cfg.dataset, key):
@@ -447,7 +448,7 @@ def validate(cfg: DictConfig | Mapping[str, Any]) -> None:
     check_registered(plain)
     tr = plain["trainer"]
     limit, batch = (plain.get("dataset") or {}).get("limit"), tr.get("batch_size")
-    if isinstance(limit, int) and isinstance(batch, int) and 0 < limit < batch:  # the run checks it on the data too;
+    if trains and isinstance(limit, int) and isinstance(batch, int) and 0 < limit < batch:  # the run checks it on the data too;
         # here a sweep's pre-check sees it before any job runs
         raise ConfigError("trainer.batch_size", batch, f"a global batch of at most the {limit} training samples "
                           "(dataset.limit; a larger one is the whole split every step)")
@@ -526,8 +527,9 @@ def as_config_error(exc: BaseException) -> ConfigError | None:
         ambiguous = re.match(r"Ambiguous value for argument '([^=']+)=([^']*)'", str(exc))
         if ambiguous:  # key=a,b without -m
             key, value = ambiguous.groups()
+            listed = f"; a list is written {key}=[{value}]" if "." in key else ""  # a group takes one option
             return ConfigError(key, value, f"one value in a single run: to sweep over {value} add -m (prunelab -m "
-                               f"{key}={value} ...); a list is written {key}=[{value}]")
+                               f"{key}={value} ...){listed}")
         text = str(exc).splitlines()[0] if str(exc) else "cannot be composed"
         return ConfigError("config", _override_of(exc) or "?", text)
     return None

@@ -186,8 +186,35 @@ def config_fingerprint(cfg: Mapping[str, Any], world_size: int = 1,
     d.pop("hydra", None)
     for key in execution_keys:
         _drop(d, key)
+    for key, value in ADDED_KEYS.items():  # the value that computes what configs without the key computed
+        if _get(d, key, None) == value:
+            _drop(d, key)
     d["world_size"] = int(world_size)
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+#: config keys a later version added -> the value that computes what a config without the key computed (its run's
+#: fingerprint is that of the config without it, so a run of an earlier version resumes, and is reused, under it):
+#: random's ``criterion.stream`` (2026-12-08; ``model_init``: the draw of the model initialisation's stream)
+ADDED_KEYS = {"criterion.stream": "model_init"}
+
+
+def with_added_keys(config: dict[str, Any]) -> dict[str, Any]:
+    """A flattened config of an earlier version with :data:`ADDED_KEYS` filled in where its criterion has them
+    (a random criterion without ``criterion.stream`` drew ``model_init``), so its runs read as what they computed."""
+    if config.get("criterion.criterion_type") == "random":
+        for key, value in ADDED_KEYS.items():
+            config.setdefault(key, value)
+    return config
+
+
+def _get(d: Mapping[str, Any], dotted: str, default: Any) -> Any:
+    node: Any = d
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return default
+        node = node[part]
+    return node
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -218,14 +245,20 @@ def differences(old: Mapping[str, Any], new: Mapping[str, Any], execution_keys: 
     ``optimizer.lr (0.1 there, 0.5 here), seed (0 there, 1 here)``; at most ``most`` of them, then how many
     more; '' if none."""
     a, b = flatten(json.loads(json.dumps(old, default=str))), flatten(json.loads(json.dumps(new, default=str)))
-    keys = [k for k in sorted(set(a) | set(b)) if a.get(k, _UNSET) != b.get(k, _UNSET)
-            and not under(k, ("hydra", *execution_keys))]
+    keys = differing_keys(a, b, execution_keys)
     shown = [f"{k} ({_value(a.get(k, _UNSET))} {labels[0]}, {_value(b.get(k, _UNSET))} {labels[1]})"
              for k in keys[:most]]
     return ", ".join(shown) + (f" and {len(keys) - most} more" if len(keys) > most else "")
 
 
 _UNSET = object()
+
+
+def differing_keys(a: Mapping[str, Any], b: Mapping[str, Any], execution_keys: Sequence[str] = EXECUTION_KEYS
+                   ) -> list[str]:
+    """The keys two flattened configs set differently, outside ``execution_keys`` (sorted)."""
+    return [k for k in sorted(set(a) | set(b)) if a.get(k, _UNSET) != b.get(k, _UNSET)
+            and not under(k, ("hydra", *execution_keys))]
 
 
 def _value(v: Any) -> str:
@@ -235,15 +268,19 @@ def _value(v: Any) -> str:
 def config_file_differences(run_dir: str | os.PathLike, config: Mapping[str, Any] | None) -> str:
     """:func:`differences` between the run in ``run_dir`` (its resolved ``config.yaml``) and ``config``; ''
     where either is unknown."""
+    old = read_config_file(run_dir) if config is not None else None
+    return differences(old, config) if old is not None and config is not None else ""
+
+
+def read_config_file(run_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """The run's resolved ``config.yaml`` (nested), or None where it cannot be read."""
     import yaml
 
-    if config is None:
-        return ""
     try:
         old = yaml.safe_load((Path(run_dir) / CONFIG).read_text())
     except (OSError, ValueError, yaml.YAMLError):
-        return ""
-    return differences(old, config) if isinstance(old, dict) else ""
+        return None
+    return old if isinstance(old, dict) else None
 
 
 # ----------------------------------------------------------------------------------------------- lock

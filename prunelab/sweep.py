@@ -255,15 +255,18 @@ def recorded_job(job: Job, recorded: dict[str, str], sweep_dir: Path) -> bool:
 
 
 def ran_otherwise(job: Job, recorded: dict[str, str], sweep_dir: Path) -> str:
-    """Where the sweep's manifest holds a job of ``job``'s run name that computed another config (the same command
-    under an earlier version, whose options composed differently): ``; its run random-s0.50-seed0_1a2b3c4d there
-    had criterion.stream (unset there, "independent" here)``; else ""."""
-    name = job.subdir.rpartition("_")[0]
-    for d in (d for d in recorded if d.rpartition("_")[0] == name):
-        differ = rundir.config_file_differences(sweep_dir / d, job.plain)
-        if differ:
-            return f"; its run {d} there had {differ}"
-    return ""
+    """Where the sweep's manifest holds a job of ``job``'s run name (or a name it had before) that computed
+    another config (the same command under an earlier version, whose options composed differently), the closest
+    such run: ``; its run random-s0.50-seed0_1a2b3c4d there had criterion.stream (unset there, "independent"
+    here)``; else ""."""
+    names = {job.subdir.rpartition("_")[0], *earlier_names(job.config)}
+    new = rundir.flatten(json.loads(json.dumps(job.plain, default=str)))
+    found = []
+    for d in (d for d in recorded if d.rpartition("_")[0] in names):
+        old = rundir.read_config_file(sweep_dir / d)
+        if old is not None and (keys := rundir.differing_keys(rundir.flatten(old), new)):
+            found.append((len(keys), d, rundir.differences(old, job.plain)))
+    return f"; its run {min(found)[1]} there had {min(found)[2]}" if found else ""
 
 
 def check_layers(cfg: DictConfig, models: dict[str, Any]) -> None:

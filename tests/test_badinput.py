@@ -282,3 +282,17 @@ def test_a_criterions_own_bad_value_is_refused_before_the_data_is_loaded(tmp_pat
                cwd=tmp_path)
     check_refused(proc, "criterion.rounds", "0", "an integer >= 1")
     assert "dataset" not in proc.stdout and not (tmp_path / "run").exists(), proc.stdout
+
+
+def test_the_limit_below_a_batch_check_leaves_commands_that_do_not_train_alone():
+    """``prunelab collapse`` composes the run's config but trains nothing: a dataset.limit below the batch is no
+    mistake there (the batch only sizes calibration), while a run with it is refused."""
+    from appkit import compose
+
+    from prunelab.config import validate
+    from prunelab.errors import ConfigError
+
+    cfg = compose(["dataset.limit=32"])
+    validate(cfg, trains=False)
+    with pytest.raises(ConfigError, match=r"^trainer.batch_size=64: a global batch of at most the 32 training"):
+        validate(cfg)

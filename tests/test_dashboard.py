@@ -346,6 +346,15 @@ def test_a_method_without_variants_joins_every_variant_and_dense_runs_serve_thei
     one = Comparison.from_runs([r for r in made if r.config["optimizer"]["lr"] == 0.1 and
                                 r.config["criterion"].get("alpha") in (None, 0.5)])
     assert [c.label for c in one.cohorts] == [""] and one.axes() == []  # nothing else varies: one cohort
+    # the pruned runs of one learning rate with the dense runs of both: the other rate's dense runs are no
+    # baseline of theirs, and have a cohort of their own (one cohort of all would average the two dense lines)
+    mixed = Comparison.from_runs([r for r in made if r.config["optimizer"]["lr"] == 0.1 and
+                                  r.config["criterion"].get("alpha") in (None, 0.5) or
+                                  r.config["schedule"]["target_sparsity"] == 0])
+    held = {c.label: sorted((r.config["method"], r.config["optimizer"]["lr"]) for r in made if r.id in c.run_ids)
+            for c in mixed.cohorts}
+    assert held == {"optimizer.lr=0.1": [("dense", 0.1)] * 2 + [("magnitude", 0.1)] * 2 + [("snip_momentum", 0.1)] * 2,
+                    "optimizer.lr=0.01 (dense runs only)": [("dense", 0.01)] * 2}
     from prunelab.dashboard.spec import sweep_config_yaml
 
     swept = sweep_config_yaml(comp).split("# swept\n")[1].split("# shared")[0]

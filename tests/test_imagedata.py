@@ -333,3 +333,6 @@ def test_a_transforms_dtype_is_written_by_name():
     assert out.dtype == torch.float32 and torch.equal(out, torch.ones(1, 2, 2))  # scaled: 255 -> 1.0
     with pytest.raises(ConfigError, match=r"^dataset.train_transforms=.*a torch dtype name for dtype"):
         build_transforms([{"ToDtype": {"dtype": "float33"}}], "train_transforms")
+    # a float image is taken as in [0, 1]: unscaled, the model would see 0-255 and train badly without a word
+    with pytest.raises(ConfigError, match=r"^dataset.train_transforms=.*scale: true with a float dtype"):
+        build_transforms([{"ToDtype": {"dtype": "float32"}}], "train_transforms")

@@ -247,3 +247,38 @@ def test_a_killed_run_of_an_earlier_version_resumes(tmp_path):
     s = summary(run_dir)
     assert s["status"] == "finished" and s["attempt"] == 2 and s["fingerprint"] == rundir.config_fingerprint(cfg, 1)
     assert metrics(run_dir) == metrics(tmp_path / "ref") and s["test/acc"] == summary(tmp_path / "ref")["test/acc"]
+
+
+@pytest.mark.slow
+def test_a_random_run_of_an_earlier_version_resumes_with_its_draw(tmp_path):
+    """random gained criterion.stream (2026-12-08); a run killed under an earlier version has no such key and drew
+    from the model initialisation's stream. It resumes with criterion.stream=model_init (the same computation: a
+    config with the value has the fingerprint of one without the key) and ends as the uninterrupted run; with the
+    new default it is another config, refused naming the key. The report reads it as stream=model_init."""
+    import torch
+    import yaml
+
+    from prunelab.report.data import load_run
+
+    args = [*SHORT, "criterion=random", "trainer.max_steps=60", "trainer.eval_every=20", "trainer.checkpoint_every=20"]
+    cli([*args, "criterion.stream=model_init", f"hydra.run.dir={tmp_path / 'ref'}"], cwd=tmp_path)
+    run_dir = tmp_path / "run"
+    killed = cli([*args, "criterion.stream=model_init", f"hydra.run.dir={run_dir}"], cwd=tmp_path, **faulty("kill@45"))
+    assert killed.returncode == -9
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    del cfg["criterion"]["stream"]  # as the earlier version wrote it, with the fingerprint it recorded
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg))
+    old = rundir.config_fingerprint(cfg, 1)
+    assert old == rundir.config_fingerprint({**cfg, "criterion": {**cfg["criterion"], "stream": "model_init"}}, 1)
+    assert old != rundir.config_fingerprint({**cfg, "criterion": {**cfg["criterion"], "stream": "independent"}}, 1)
+    (run_dir / "summary.json").write_text(json.dumps({**summary(run_dir), "fingerprint": old}))
+    ck = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    torch.save({**ck, "fingerprint": old}, run_dir / "checkpoint.pt")
+    assert load_run(run_dir).config["criterion.stream"] == "model_init"  # what its config without the key drew
+
+    refused = cli([*args, "trainer.resume=true", f"hydra.run.dir={run_dir}"], cwd=tmp_path)
+    assert refused.returncode == 2 and 'criterion.stream (unset there, "independent" here)' in refused.stderr
+    resumed = cli([*args, "criterion.stream=model_init", "trainer.resume=true", f"hydra.run.dir={run_dir}"],
+                  cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert metrics(run_dir) == metrics(tmp_path / "ref") and summary(run_dir)["attempt"] == 2

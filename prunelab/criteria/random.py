@@ -29,7 +29,8 @@ class RandomCriterion(PruningCriterion):
     and a generator seeded with the same number draws the same uniforms, so the first layer's "random" scores
     were its initial weights rescaled (``kaiming_uniform``: W = b (2u - 1)) and random pruning kept exactly its
     most positive initial weights. ``stream: model_init`` draws that way, only to reproduce runs of versions before
-    the fix (2026-12-08), whose configs lack the key.
+    the fix (2026-12-08), whose configs lack the key: a config with it has their fingerprint
+    (:data:`prunelab.rundir.ADDED_KEYS`), so such a run resumes, and is reused, under it.
     """
 
     paper = "Blalock et al. 2020, What is the State of Neural Network Pruning? (random baseline)"

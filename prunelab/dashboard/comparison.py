@@ -18,6 +18,7 @@ from ..errors import ConfigError
 from ..report.data import Run, label_settings, label_variants, serves
 from ..rundir import METHOD_KEYS, under
 from ..rundir import flatten as flat_leaves
+from ..rundir import with_added_keys
 from ..tracking.build import DENSE_JOB_TYPE, run_method
 from .runs import EXECUTION_CONFIG, LoggedRun, flatten
 
@@ -185,14 +186,18 @@ class Comparison:
                 del cells[(setting, ablation, variant)]  # a method without variants joins every variant's cohort
                 for key in [k for k in cells if k[:2] == (setting, ablation)]:
                     cells[key] |= ids
-        if len(cells) <= 1:
+        settings = {r.setting: r.setting_keys for r in pruned}  # as the report's dense baselines find theirs
+        served = {rid: serves(r, settings) or [r.setting] for rid, r in runs.items() if r.dense}
+        orphans: dict[str, set[str]] = {}  # dense runs of a setting no pruned run has: a cohort of their own
+        for rid, labels in served.items():
+            if not any(s in labels for s, *_ in cells):
+                orphans.setdefault(runs[rid].setting, set()).add(rid)
+        if len(cells) + len(orphans) <= 1:
             return [Cohort("", tuple(r.id for r in self.runs))]
         variant_keys = sorted({f"criterion.{part.split('=')[0]}" for *_, v in cells if v
                                for part in v.split(" (", 1)[1][:-1].split(", ") if "=" in part})
         keys = tuple([*sorted({k for keys in legend.values() for k in keys}), *[ABLATION] * ablations,
                       *variant_keys])
-        settings = {r.setting: r.setting_keys for r in pruned}  # as the report's dense baselines find theirs
-        served = {rid: serves(r, settings) or [r.setting] for rid, r in runs.items() if r.dense}
         out = []
         for (setting, ablation, variant), ids in sorted(cells.items()):
             dense = {rid for rid, labels in served.items() if setting in labels}
@@ -200,6 +205,10 @@ class Comparison:
             label += [f"{ABLATION}={ablation}"] * bool(ablation)
             out.append(Cohort(", ".join(label + [variant] * bool(variant)),
                               tuple(r.id for r in self.runs if r.id in ids | dense), keys, ", ".join(label)))
+        for setting, ids in sorted(orphans.items()):
+            label = ", ".join(f"{k}={v}" for k, v in legend.get(setting, {}).items())
+            out.append(Cohort(f"{label} (dense runs only)".strip(), tuple(r.id for r in self.runs if r.id in ids),
+                              keys, label))
         return out
 
     def series(self, run_id: str) -> str:
@@ -223,7 +232,7 @@ def as_report_run(run: LoggedRun) -> Run:
     """A W&B run as the offline report's :class:`~prunelab.report.data.Run` (config flattened to leaves, without
     what W&B and prunelab add for logging), so that settings and variants mean what they mean in the report."""
     config = {k: v for k, v in run.config.items() if k not in EXECUTION_CONFIG and k != CRITERION}
-    return Run(path=run.path or Path(run.id), summary=dict(run.summary), config=flat_leaves(config),
+    return Run(path=run.path or Path(run.id), summary=dict(run.summary), config=with_added_keys(flat_leaves(config)),
                status="finished")
 
 

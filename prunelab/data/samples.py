@@ -89,11 +89,20 @@ def build_transforms(spec: Any, key: str) -> list[Callable[..., Any]]:
             if not isinstance(dtype, torch.dtype):
                 raise ConfigError(f"dataset.{key}", {name: kwargs}, "a torch dtype name for dtype, e.g. float32")
             kwargs["dtype"] = dtype
+        if name == "ToDtype" and _floating(kwargs.get("dtype")) and not kwargs.get("scale"):
+            raise ConfigError(f"dataset.{key}", {name: {**kwargs, "dtype": str(kwargs["dtype"])}}, "scale: true with "
+                              "a float dtype (the pipeline divides uint8 images by 255 and takes float ones as "
+                              "already in [0, 1]: unscaled, they would be 0-255)")
         try:
             out.append(cls(**kwargs))
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"dataset.{key}", {name: kwargs}, f"arguments {name} accepts ({exc})") from None
     return out
+
+
+def _floating(dtype: Any) -> bool:
+    return isinstance(dtype, torch.dtype) and dtype.is_floating_point or \
+        isinstance(dtype, Mapping) and any(_floating(d) for d in dtype.values())
 
 
 class Pipeline:

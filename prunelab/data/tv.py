@@ -38,7 +38,7 @@ def _open(cls: type, cfg: Any, key: str, root: str, download: bool) -> Any:
     given = _kwargs(cfg, key, cls)
     try:
         return cls(**{"root": root, **({"download": True} if download else {}), **given})
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:  # ValueError: a split the class does not have (ImageNet: no "test")
         raise ConfigError(f"dataset.{key}", given, f"arguments {cls.__name__} accepts ({exc})") from None
     except RuntimeError as exc:  # torchvision's "Dataset not found or corrupted"
         raise ConfigError("dataset.root", root, f"{cls.__name__} files there ({str(exc).splitlines()[0]}; classes "

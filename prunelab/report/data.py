@@ -224,7 +224,7 @@ def load_run(run_dir: Path) -> Run:
     elif state.observed == "finished" and not state.describes():  # never compared under another run's config
         status, error = "unreadable", f"{rundir.CONFIG} is not the config of the run recorded there (edited, or " \
             "copied from another run)"
-    config = read_config(run_dir) or config_from_summary(summary)
+    config = rundir.with_added_keys(read_config(run_dir) or config_from_summary(summary))
     run = Run(run_dir, summary, config, status, error, choices=read_choices(run_dir))
     problem = check_files(run)
     if problem:

@@ -97,8 +97,8 @@ def results_section(ctx: Context) -> Section:
     blocks: list[Block] = [setup_text(ctx)]
     blocks += ctx.figure(rf.accuracy_vs_sparsity(acc, actual, baselines, ctx.colour), "accuracy-vs-sparsity",
                          "Test accuracy vs compression (log axis), mean ± std over seeds; the criteria are offset "
-                         "around each target so their error bars stay apart. Dashed: the dense baseline and its "
-                         "± std band.")
+                         "around each target so their error bars stay apart. Black, dashed: the dense baseline and "
+                         "its ± std band (one dash per setting).")
     if not acc:
         blocks.append("No finished runs with a target sparsity above 0.")
     verdicts = {setting: stats.verdicts(table) for setting, table in ctx.seed_table.items()}

@@ -26,8 +26,8 @@ def training_section(ctx: Context) -> Section:
                         "masks remove) as crosses where it differs from actual; mean over seeds.")
     blocks += masked_blocks(ctx)
     blocks += ctx.figure(rf.eval_curves(groups, ctx.colour, dense), "eval-curves",
-                         "Validation accuracy over steps, one panel per target sparsity, mean over seeds; dashed: "
-                         "the dense runs.")
+                         "Validation accuracy over steps, one panel per target sparsity, mean over seeds; black, "
+                         "dashed: the dense runs (one dash per setting).")
     return Section("Sparsity over training", blocks or ["No metrics.jsonl with sparsity in the finished runs."])
 
 
