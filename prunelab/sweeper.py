@@ -149,9 +149,12 @@ def recorded_by(sweep_dir: Any) -> Callable[[Any], bool] | None:
 def describe(before: int, plan: Plan) -> str:
     """One line for the sweep's start: how many jobs run, and how many dense duplicates were dropped."""
     dropped = before - len(plan.jobs)
-    dense = f"{plan.dense} of them dense baselines (one per seed and setting" + (
-        f"; {dropped} duplicate dense jobs dropped)" if dropped else ")")
-    return f"[prunelab] sweep: {len(plan.jobs)} jobs" + (f", {dense}" if plan.dense else "")
+    def n(count: int, what: str) -> str:
+        return f"{count} {what}{'' if count == 1 else 's'}"
+
+    dense = f"{plan.dense} of them {'a dense baseline' if plan.dense == 1 else 'dense baselines'} (one per seed " \
+        f"and setting" + (f"; {n(dropped, 'duplicate dense job')} dropped)" if dropped else ")")
+    return f"[prunelab] sweep: {n(len(plan.jobs), 'job')}" + (f", {dense}" if plan.dense else "")
 
 
 def announce(before: int, plan: Plan) -> None:

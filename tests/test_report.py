@@ -806,3 +806,25 @@ def test_dense_runs_of_two_settings_are_two_curves_and_two_lines(tmp_path):
               if ln.get_label().startswith("dense")}
     assert len(styles) == 2 and len(set(styles.values())) == 2, styles
     plt.close(fig)
+
+
+def test_a_baseline_drawn_two_ways_is_two_baselines(tmp_path):
+    """random runs of an earlier version (no criterion.stream: read as model_init, what they drew) beside the rerun
+    (stream=independent) are two series, and both stay baselines the others are paired with: the report matched
+    the exact name `random` and compared with nothing."""
+    for seed in (0, 1):
+        write_fake_run(tmp_path / f"mag-{seed}", "magnitude", 0.9, seed, 0.80 + seed / 100)
+        old = write_fake_run(tmp_path / f"old-{seed}", "random", 0.9, seed, 0.60)
+        new = write_fake_run(tmp_path / f"new-{seed}", "random", 0.9, seed, 0.70 + seed / 50)
+        for run, stream in ((old, ""), (new, "  stream: independent\n")):
+            cfg = run / "config.yaml"
+            cfg.write_text(cfg.read_text().replace("criterion:\n", f"criterion:\n  seed: {seed}\n{stream}"))
+    runs = load_runs([tmp_path])
+    assert {r.series for r in runs} == {"magnitude", "random (stream=independent)", "random (stream=model_init)"}
+    assert report.main([str(tmp_path), "--out", str(tmp_path / "out")]) == 0
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "against the baseline criteria that ran (`random (stream=independent)`, `random (stream=model_init)`, " \
+        "`magnitude`)" in md
+    vs_new = {r[0]: r[1] for r in md_table(md, "Δ vs random (stream=independent)")[1:]}
+    assert vs_new["magnitude"].startswith("+9.50") and vs_new["random (stream=model_init)"].startswith("-11.00")
+    assert md_table(md, "Δ vs random (stream=model_init)") and md_table(md, "Δ vs magnitude")

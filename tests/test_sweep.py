@@ -421,7 +421,9 @@ def test_a_sweep_over_schedules_trains_one_dense_run_per_seed_unless_the_schedul
 
     assert describe(12, Plan(kept, n_dense)) == "[prunelab] sweep: 12 jobs, 6 of them dense baselines (one per seed " \
         "and setting)"
-    assert describe(3, Plan([["a"], ["b"]], 1)).endswith("(one per seed and setting; 1 duplicate dense jobs dropped)")
+    assert describe(3, Plan([["a"], ["b"]], 1)) == "[prunelab] sweep: 2 jobs, 1 of them a dense baseline (one per " \
+        "seed and setting; 1 duplicate dense job dropped)"
+    assert describe(1, Plan([["a"]], 0)) == "[prunelab] sweep: 1 job"
 
 
 # ------------------------------------------------------------------------------- the committed comparison preset
@@ -469,7 +471,7 @@ def test_a_tiny_criteria_fmnist_runs_end_to_end(tmp_path):
                cwd=tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     # Hydra really ran prunelab's sweeper (its line, and one dense job where the basic sweeper would run two)
-    assert "[prunelab] sweep: 3 jobs, 1 of them dense baselines (one per seed and setting; 1 duplicate dense jobs " \
+    assert "[prunelab] sweep: 3 jobs, 1 of them a dense baseline (one per seed and setting; 1 duplicate dense job " \
         "dropped)" in proc.stdout
     jobs = {p.name.rsplit("_", 1)[0]: json.loads((p / "summary.json").read_text()) for p in sweep.iterdir()
             if p.is_dir() and not p.name.startswith(".")}  # <name>_<fingerprint>

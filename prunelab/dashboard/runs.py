@@ -178,7 +178,8 @@ def read_sweep_dir(sweep_dir: str | Path) -> list[LoggedRun]:
         run.path = f.parent.parent.parent
         runs[rid] = run
     if not runs:
-        raise ConfigError("sweep", str(root), "a directory with W&B runs (<job>/wandb/offline-run-*: logger=wandb)")
+        raise ConfigError("sweep", str(root), "a directory holding W&B runs (<job>/wandb/offline-run-*, which runs with logger=wandb "
+                          "write; logger=none writes none)")
     return list(runs.values())
 
 

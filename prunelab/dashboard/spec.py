@@ -13,7 +13,7 @@ import wandb_workspaces.workspaces as ws
 from omegaconf import OmegaConf
 from wandb_workspaces import expr
 
-from .comparison import CRITERION, SEED, STEP, TARGET, Comparison
+from .comparison import CRITERION, DERIVED_CONFIG, SEED, STEP, TARGET, Comparison
 from .panels import Part, parts
 from .runs import EXECUTION_CONFIG
 
@@ -91,7 +91,8 @@ def sweep_config_yaml(comp: Comparison) -> str:
     swept = "\n".join(swept_line(comp, k, v) for k, v in comp.swept().items()) or "# (a single run)"
     chosen = "".join(f"{k}: {{{', '.join(f'{m}: {v}' for m, v in by.items())}}}\n" for k, by in comp.chosen.items())
     first = {k: v for k, v in comp.runs[0].config.items() if k not in EXECUTION_CONFIG}
-    shared = OmegaConf.to_yaml(OmegaConf.create(_without(first, set(comp.varied()) | {SEED, CRITERION, TARGET})))
+    shared = OmegaConf.to_yaml(OmegaConf.create(_without(first, set(comp.varied()) | {SEED, CRITERION, TARGET,
+                                                                                     *DERIVED_CONFIG})))
     return f"# swept\n{swept}\n" + (f"# set by each method\n{chosen}" if chosen else "") + f"# shared\n{shared}"
 
 

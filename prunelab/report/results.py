@@ -30,9 +30,23 @@ def series_name(criterion: str, setting: str) -> str:
     return f"{criterion} [{setting}]" if setting else criterion
 
 
-def compared_before(ref: str, criterion: str) -> bool:
-    """Whether ``criterion`` vs ``ref`` repeats a pair already shown: a reference against a later one."""
-    return criterion in REFERENCES and REFERENCES.index(criterion) < REFERENCES.index(ref)
+def reference_of(series: str) -> str | None:
+    """The baseline (:data:`REFERENCES`) a criterion's series is, with or without a variant (``random
+    (stream=independent)``: random drawn two ways in one report is two baselines), else None."""
+    base = series.split(" (", 1)[0]
+    return base if base in REFERENCES else None
+
+
+def references(table: Mapping[str, object]) -> list[str]:
+    """The series of ``table`` that are baselines, in :data:`REFERENCES` order (a baseline's variants together)."""
+    return sorted((c for c in table if reference_of(c) is not None),
+                  key=lambda c: (REFERENCES.index(reference_of(c) or ""), c))
+
+
+def compared_before(ref: str, criterion: str, order: Sequence[str]) -> bool:
+    """Whether ``criterion`` vs ``ref`` repeats a pair already shown: a reference against a later one (``order``:
+    the references as shown)."""
+    return criterion in order and order.index(criterion) < order.index(ref)
 
 
 def pp(value: float) -> str:
@@ -174,7 +188,7 @@ def _listing(diffs: Mapping[str, stats.PairedDiff]) -> str:
 def statistics_section(ctx: Context) -> Section:
     """Every criterion against each baseline that ran (:data:`REFERENCES`), paired by seed, and the seeds a difference
     needs."""
-    ran = [f"`{ref}`" for ref in REFERENCES if any(ref in table for table in ctx.seed_table.values())]
+    ran = [f"`{ref}`" for ref in dict.fromkeys(c for table in ctx.seed_table.values() for c in references(table))]
     against = f"against the baseline criteria that ran ({', '.join(ran)})" if ran else \
         "against the baseline criteria, had any run (" + ", ".join(f"`{r}`" for r in REFERENCES) + ")"
     blocks: list[Block] = [
@@ -192,11 +206,13 @@ def statistics_section(ctx: Context) -> Section:
         if any((costs := against_dense(table, ctx.dense_seeds.get(setting, {}))).values()):
             blocks.append(difference_table(rd.DENSE + where, costs, targets))
             comparisons += [d for ds in costs.values() for d in ds.values()]
-        found = {ref: by_target for ref in REFERENCES
-                 if ref in table and any((by_target := stats.against(table, ref)).values())}  # a criterion to pair
+        order = references(table)
+        found = {ref: by_target for ref in order
+                 if any((by_target := stats.against(table, ref)).values())}  # a criterion to pair
         for ref, by_target in found.items():
             blocks.append(difference_table(ref + where, by_target, targets))
-            comparisons += [d for ds in by_target.values() for c, d in ds.items() if not compared_before(ref, c)]
+            comparisons += [d for ds in by_target.values() for c, d in ds.items()
+                            if not compared_before(ref, c, order)]
         if found:
             blocks.append("Seeds a two-sided paired t-test (level 0.05) needs to detect the observed difference with "
                           "power 0.8, at the observed spread of the differences (itself estimated from these few "
@@ -231,7 +247,7 @@ def seeds_table(found: Mapping[str, Mapping[float, Mapping[str, stats.PairedDiff
     rows = []
     for ref, by_target in found.items():
         for c in sorted({c for ds in by_target.values() for c in ds}):
-            if compared_before(ref, c):
+            if compared_before(ref, c, list(found)):
                 continue  # the same pair as (e.g.) random vs magnitude
             rows.append([f"{c} vs {ref}"] + [seeds_text(by_target[t][c]) if c in by_target.get(t, {}) else "-"
                                              for t in targets])
@@ -259,11 +275,10 @@ def all_comparisons(ctx: Context) -> Iterable[tuple[str, str, stats.PairedDiff]]
         for ds in against_dense(table, ctx.dense_seeds.get(setting, {})).values():
             for d in ds.values():
                 yield setting, rd.DENSE, d
-        for ref in REFERENCES:
-            if ref in table:
-                for ds in stats.against(table, ref).values():
-                    for d in ds.values():
-                        yield setting, ref, d
+        for ref in references(table):
+            for ds in stats.against(table, ref).values():
+                for d in ds.values():
+                    yield setting, ref, d
         for v in stats.verdicts(table):
             for d in (*v.tied.values(), *v.worse.values(), *v.unknown.values()):
                 yield setting, "best", d
