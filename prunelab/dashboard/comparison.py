@@ -194,17 +194,16 @@ class Comparison:
                 orphans.setdefault(runs[rid].setting, set()).add(rid)
         if len(cells) + len(orphans) <= 1:
             return [Cohort("", tuple(r.id for r in self.runs))]
-        variant_keys = sorted({f"criterion.{part.split('=')[0]}" for *_, v in cells if v
-                               for part in v.split(" (", 1)[1][:-1].split(", ") if "=" in part})
+        variant_keys = sorted({k for r in pruned for k in r.variant_keys})
         keys = tuple([*sorted({k for keys in legend.values() for k in keys}), *[ABLATION] * ablations,
                       *variant_keys])
         out = []
         for (setting, ablation, variant), ids in sorted(cells.items()):
-            dense = {rid for rid, labels in served.items() if setting in labels}
+            members = ids | {rid for rid, labels in served.items() if setting in labels}
             label = [f"{k}={v}" for k, v in legend.get(setting, {}).items()]
             label += [f"{ABLATION}={ablation}"] * bool(ablation)
             out.append(Cohort(", ".join(label + [variant] * bool(variant)),
-                              tuple(r.id for r in self.runs if r.id in ids | dense), keys, ", ".join(label)))
+                              tuple(r.id for r in self.runs if r.id in members), keys, ", ".join(label)))
         for setting, ids in sorted(orphans.items()):
             label = ", ".join(f"{k}={v}" for k, v in legend.get(setting, {}).items())
             out.append(Cohort(f"{label} (dense runs only)".strip(), tuple(r.id for r in self.runs if r.id in ids),

@@ -166,10 +166,11 @@ def score_picks(comp: Comparison) -> list[tuple[str, Cohort, Any, Any]]:
     picks: dict[str, tuple[Cohort, Any, Any]] = {}
     for cohort in comp.cohorts:
         ids = set(cohort.run_ids)
+        by_series: dict[str, list[Any]] = {}
         for run in (r for r in comp.runs if r.id in ids):
-            series = comp.series(run.id)
+            by_series.setdefault(comp.series(run.id), []).append(run)
+        for series, held in by_series.items():
             if series != "dense" and series not in picks:
-                held = [r for r in comp.runs if r.id in ids and comp.series(r.id) == series]
                 target = max((t for r in held if isinstance(t := r.config_value(TARGET), (int, float))), default=top)
                 seed = min((r.config_value(SEED) for r in held if r.config_value(TARGET) == target), default=first)
                 picks[series] = (cohort, target, seed)

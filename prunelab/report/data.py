@@ -55,6 +55,7 @@ class Run:
     setting_keys: dict[str, str] = field(default_factory=dict, repr=False)  # the config keys its setting compares
     choices: dict[str, str] = field(default_factory=dict, repr=False)  # config group -> option (Hydra's choices)
     variant: str = ""  # the criterion's own options that differ between its runs (``alpha=0.5``), see label_variants
+    variant_keys: tuple[str, ...] = field(default=(), repr=False)  # those options' config keys (``criterion.alpha``)
     _masks: Any = field(default=None, repr=False)  # masks.pt, once load_run has read it
 
     @property
@@ -358,6 +359,7 @@ def label_variants(runs: list[Run]) -> None:
         differ = [n for n in names if len(set(values[n])) > 1
                   and not all(v == json.dumps(r.seed) for v, r in zip(values[n], members))]
         for run in method_runs if differ else ():
+            run.variant_keys = tuple(differ)
             run.variant = ", ".join(f"{n.split('.', 1)[1]}={_short(json.dumps(run.config.get(n), default=str))}"
                                     for n in differ)
 
